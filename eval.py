@@ -1,0 +1,20 @@
+"""Score a model or checkpoint on LAReQA sets without training: `python eval.py model=me5_small data=lareqa_both`."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("MDR_PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+
+@hydra.main(config_path="conf", config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from mdr.evaluate import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""mMARCO (``unicamp-dl/mmarco``): MS MARCO translated into 13+ languages, ids shared across languages.
+
+Read with HF ``datasets`` from the hub repository's TSV files, or from a local directory with the same
+layout (``root`` may be ``hf://datasets/unicamp-dl/mmarco`` or a path):
+
+- ``data/google/queries/train/{language}_queries.train.tsv``: ``qid<TAB>text``
+- ``data/google/collections/{language}_collection.tsv``: ``pid<TAB>text``
+- ``data/triples.train.ids.small.tsv``: ``qid<TAB>positive pid<TAB>negative pid``
+
+A training example is (query id, language): the query, its positive passage and the triple's
+negatives, all in that language; the query id is the parallel id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from mdr.data.corpus import ParallelCorpus, ParallelExample
+
+log = logging.getLogger(__name__)
+
+HUB_ROOT = "hf://datasets/unicamp-dl/mmarco"
+# ISO code -> mMARCO file-name language
+LANGUAGE_NAMES = {
+    "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
+    "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch", "pt": "portuguese",
+    "ru": "russian", "vi": "vietnamese", "zh": "chinese",
+}
+
+
+def _read_tsv(path: str, columns: list[str]):
+    from datasets import Features, Value, load_dataset
+
+    return load_dataset("csv", data_files=path, sep="\t", column_names=columns, split="train", quoting=3,
+                        features=Features({c: Value("string") for c in columns}), keep_default_na=False)
+
+
+def read_mmarco(langs: list[str], root: str = HUB_ROOT, max_queries: int | None = 10000,
+                negatives_per_query: int = 1) -> ParallelCorpus:
+    unknown = [lang for lang in langs if lang not in LANGUAGE_NAMES]
+    if unknown:
+        raise ValueError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGE_NAMES)}")
+    triples = _read_tsv(f"{root}/data/triples.train.ids.small.tsv", ["qid", "pos", "neg"])
+    positives: dict[str, str] = {}
+    negatives: dict[str, list[str]] = defaultdict(list)
+    for row in triples:
+        if row["qid"] not in positives:
+            if max_queries is not None and len(positives) >= max_queries:
+                continue
+            positives[row["qid"]] = row["pos"]
+        if len(negatives[row["qid"]]) < negatives_per_query:
+            negatives[row["qid"]].append(row["neg"])
+    wanted_pids = set(positives.values()) | {p for ns in negatives.values() for p in ns}
+    examples = []
+    for lang in langs:
+        name = LANGUAGE_NAMES[lang]
+        queries = _read_tsv(f"{root}/data/google/queries/train/{name}_queries.train.tsv", ["qid", "text"])
+        collection = _read_tsv(f"{root}/data/google/collections/{name}_collection.tsv", ["pid", "text"])
+        collection = collection.filter(lambda r: r["pid"] in wanted_pids)
+        passages = dict(zip(collection["pid"], collection["text"]))
+        skipped = 0
+        for qid, text in zip(queries["qid"], queries["text"]):
+            if qid not in positives:
+                continue
+            if positives[qid] not in passages:
+                skipped += 1
+                continue
+            negs = tuple(passages[p] for p in negatives[qid] if p in passages)
+            examples.append(ParallelExample(qid, lang, text, passages[positives[qid]], negs, group=qid))
+        if skipped:
+            log.warning("mMARCO %s: skipped %d queries whose positive passage is missing", lang, skipped)
+    return ParallelCorpus(examples, "mmarco")

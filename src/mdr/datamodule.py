@@ -1,0 +1,220 @@
+"""LightningDataModule: training corpus, dev split, the batch sampler, and collation.
+
+The training stream is indexed by global step: the sampler maps step -> batch plan, each rank keeps
+its shard, the collator tokenises in DataLoader workers. The next step to draw is saved in
+checkpoints (``state_dict``), so a resumed run continues the same stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mdr.data.corpus import ParallelCorpus, RetrievalSet, retrieval_set_from_corpus
+from mdr.data.jsonl import read_parallel_jsonl
+from mdr.data.lareqa import parallel_corpus, read_lareqa, retrieval_set
+from mdr.data.splits import split_ids_by_group
+from mdr.samplers import BatchPlan, BatchSampler
+
+log = logging.getLogger(__name__)
+
+
+def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, RetrievalSet | None]:
+    """The training corpus and, for LAReQA sets, the matching sentence-pool retrieval set (for dev mAP)."""
+    kind = source.get("kind", "lareqa")
+    langs = list(source["langs"]) if source.get("langs") else None
+    if kind == "lareqa":
+        files = read_lareqa(data_dir, source["name"], langs)
+        return parallel_corpus(files, source["name"]), retrieval_set(files, source["name"])
+    if kind == "jsonl":
+        return read_parallel_jsonl(source["path"], langs), None
+    if kind == "mmarco":
+        from mdr.data.mmarco import read_mmarco
+
+        return read_mmarco(langs or ["en"], source.get("root") or "hf://datasets/unicamp-dl/mmarco",
+                           source.get("max_queries"), source.get("negatives_per_query", 1)), None
+    raise ValueError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")
+
+
+class PlanDataset(Dataset):
+    """Step -> this rank's collated batch. Map-style, so workers compute batches independently."""
+
+    def __init__(self, sampler: BatchSampler, collate: Callable[[BatchPlan], dict], rank: int = 0, world_size: int = 1):
+        self.sampler, self.collate, self.rank, self.world_size = sampler, collate, rank, world_size
+
+    def __getitem__(self, step: int) -> dict:
+        return self.collate(self.sampler.plan(step).shard(self.rank, self.world_size))
+
+    def __len__(self) -> int:  # steps are unbounded; the step sampler decides how many are drawn
+        return 2**62
+
+
+class StepSampler(Sampler[int]):
+    """Yields global steps from the next unconsumed one to the end of its epoch."""
+
+    def __init__(self, steps_per_epoch: int, next_step: Callable[[], int]):
+        self.steps_per_epoch, self.next_step = steps_per_epoch, next_step
+
+    def __iter__(self):
+        start = self.next_step()
+        end = (start // self.steps_per_epoch + 1) * self.steps_per_epoch
+        return iter(range(start, end))
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+class Collator:
+    """Plan -> tensors: tokenised queries, positives (+ hard negatives), ids for loss masking."""
+
+    def __init__(self, corpus: ParallelCorpus, tokenize_queries, tokenize_passages, hard_negatives: int = 0,
+                 use_context: bool = False):
+        self.corpus, self.tq, self.tp = corpus, tokenize_queries, tokenize_passages
+        self.hard_negatives, self.use_context = hard_negatives, use_context
+        self.id_index = {i: n for n, i in enumerate(corpus.ids)}
+
+    def __call__(self, plan: BatchPlan) -> dict:
+        if not plan.ids:
+            raise ValueError(f"step {plan.step}: empty batch plan")
+        queries, positives, contexts, answer_ids = [], [], [], []
+        negatives, neg_contexts, neg_answer_ids = [], [], []
+        max_k = 1
+        for id_, ql, pl in zip(plan.ids, plan.query_langs, plan.passage_langs):
+            q_ex, p_ex = self.corpus.get(id_, ql), self.corpus.get(id_, pl)
+            queries.append(q_ex.query)
+            positives.append(p_ex.positive)
+            contexts.append(p_ex.positive_context)
+            answers = [self.id_index[a] for a in (p_ex.positive_ids or (id_,)) if a in self.id_index]
+            answer_ids.append(answers)
+            max_k = max(max_k, len(answers))
+            for j in range(self.hard_negatives):
+                if p_ex.negatives:
+                    neg = p_ex.negatives[j % len(p_ex.negatives)]
+                    neg_ans = p_ex.negative_ids[j % len(p_ex.negatives)] if p_ex.negative_ids else ()
+                else:  # no natural negative: repeat the positive, masked out as answering the same id
+                    neg, neg_ans = p_ex.positive, (id_,)
+                negatives.append(neg)
+                neg_contexts.append(p_ex.positive_context)
+                ids = [self.id_index[a] for a in neg_ans if a in self.id_index]
+                neg_answer_ids.append(ids)
+                max_k = max(max_k, len(ids))
+        all_answers = answer_ids + neg_answer_ids
+        cand_ids = torch.full((len(all_answers), max_k), -1, dtype=torch.long)
+        for r, ids in enumerate(all_answers):
+            cand_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        passages = positives + negatives
+        ctx = contexts + neg_contexts if self.use_context else None
+        return {
+            "step": plan.step,
+            "kind": plan.kind,
+            "query": self.tq(queries),
+            "passage": self.tp(passages, ctx),
+            "query_ids": torch.tensor([self.id_index[i] for i in plan.ids], dtype=torch.long),
+            "cand_answer_ids": cand_ids,
+            "labels": torch.arange(len(plan.ids), dtype=torch.long),
+        }
+
+
+class RetrievalDataModule(L.LightningDataModule):
+    def __init__(self, train: dict, data_dir: str, sampler_factory: Callable[..., BatchSampler],
+                 batch_size: int = 16, dev_fraction: float = 0.1, split_seed: int = 0, steps_per_epoch: int | None = None,
+                 val_batches: int = 8, hard_negatives: int = 0, num_workers: int = 0, seed: int = 0,
+                 dev_max_ids: int | None = None):
+        super().__init__()
+        self.train_source, self.data_dir = dict(train), str(data_dir)
+        self.sampler_factory = sampler_factory
+        self.batch_size, self.dev_fraction, self.split_seed = batch_size, dev_fraction, split_seed
+        self.steps_per_epoch_cfg, self.val_batches = steps_per_epoch, val_batches
+        self.hard_negatives, self.num_workers, self.seed = hard_negatives, num_workers, seed
+        self.dev_max_ids = dev_max_ids
+        self.next_step = 0  # the first global step not yet trained on; saved in checkpoints
+        self.encoder = None  # set by the training script: tokenisers live on the encoder
+        self._ready = False
+
+    # ---- data ----
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        if not Path(self.data_dir).is_dir() and self.train_source.get("kind", "lareqa") == "lareqa":
+            raise FileNotFoundError(f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR")
+        corpus, pool = load_training_corpus(self.train_source, self.data_dir)
+        train_ids, dev_ids = split_ids_by_group(corpus, self.dev_fraction, self.split_seed)
+        if self.dev_max_ids is not None:
+            dev_ids = dev_ids[: self.dev_max_ids]
+        self.train_corpus = corpus.subset(train_ids, name=f"{corpus.name}-train")
+        self.dev_corpus = corpus.subset(dev_ids, name=f"{corpus.name}-dev") if dev_ids else None
+        if self.dev_corpus is not None:
+            self.dev_set = pool.subset(dev_ids, name=f"{corpus.name}-dev") if pool is not None else \
+                retrieval_set_from_corpus(self.dev_corpus)
+        else:
+            self.dev_set = None
+        world = self.world_size
+        global_batch = self.batch_size * world
+        self.sampler = self.sampler_factory(corpus=self.train_corpus, batch_size=global_batch, seed=self.seed)
+        examples = len(self.train_corpus)
+        self.steps_per_epoch = self.steps_per_epoch_cfg or max(1, examples // global_batch)
+        log.info("train: %d examples (%d ids, langs %s), dev: %d ids; global batch %d (%d x %d ranks), %d steps/epoch",
+                 examples, len(train_ids), self.train_corpus.langs, len(dev_ids), global_batch, self.batch_size, world,
+                 self.steps_per_epoch)
+        if self.dev_corpus is not None and self.val_batches > 0:
+            langs = self.dev_corpus.langs
+            smallest = min([len(self.dev_corpus.ids_in(x)) for x in langs]
+                           + [len(self.dev_corpus.ids_in_pair(x, y)) for x in langs for y in langs if x != y])
+            dev_batch = max(world, min(self.batch_size * world, smallest) // world * world)
+            try:
+                self.dev_sampler = self.sampler_factory(corpus=self.dev_corpus, batch_size=dev_batch,
+                                                        seed=self.seed + 10_000)
+            except ValueError as e:
+                log.warning("no validation-loss batches: %s", e)
+                self.dev_sampler = None
+        else:
+            self.dev_sampler = None
+        self._ready = True
+
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def _collator(self, corpus: ParallelCorpus) -> Collator:
+        enc = self.encoder
+        return Collator(corpus, enc.tokenize_queries, enc.tokenize_passages, self.hard_negatives,
+                        use_context=enc.candidate_text == "sentence_context")
+
+    def train_dataloader(self) -> DataLoader:
+        ds = PlanDataset(self.sampler, self._collator(self.train_corpus), self.rank, self.world_size)
+        return DataLoader(ds, sampler=StepSampler(self.steps_per_epoch, lambda: self.next_step), batch_size=None,
+                          num_workers=self.num_workers, persistent_workers=False)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.dev_sampler is None:
+            return DataLoader([], batch_size=None)
+        ds = PlanDataset(self.dev_sampler, self._collator(self.dev_corpus), self.rank, self.world_size)
+        return DataLoader(ds, sampler=list(range(self.val_batches)), batch_size=None, num_workers=0)
+
+    # ---- resumable stream ----
+    def state_dict(self) -> dict:
+        return {"next_step": self.next_step, "seed": self.seed, "sampler": type(self.sampler).__name__
+                if hasattr(self, "sampler") else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            log.warning("checkpoint sampler seed %s differs from config seed %s; continuing the checkpoint's stream",
+                        state["seed"], self.seed)
+            self.seed = state["seed"]
+            if hasattr(self, "sampler"):
+                self.sampler.seed = self.seed
+        self.next_step = int(state["next_step"])
+
+
+def default_num_workers() -> int:
+    return min(4, max(0, (os.cpu_count() or 1) - 1))

@@ -1,0 +1,161 @@
+"""Write evaluation results into a run folder: the contract between training, ``eval.py`` and reports.
+
+Layout (see docs/metrics.md for the ``metrics.json`` schema)::
+
+    metrics.json                     all datasets; written last, atomically
+    eval/<dataset>/pairs.csv         one row per setting (x->y and x->all) with every metric
+    eval/<dataset>/map_matrix.csv    query language x pool language (+ "all") mAP
+    eval/<dataset>/summary.md        headline table
+    eval/<dataset>/heatmap.png       the mAP matrix as a picture
+    eval/<dataset>/runs/<x>-<y>.trec.gz    TREC run (top ``eval.run_depth``) per setting
+    eval/<dataset>/qrels/<x>-<y>.qrels     TREC qrels per setting
+    embeddings.npz                   on request (eval.save_embeddings=true)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mdr.eval.lareqa_eval import METRICS, LareqaResult
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: dict) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+class TrecWriter:
+    """Run writer for :func:`evaluate_lareqa`: one gzipped TREC run and one qrels file per setting."""
+
+    def __init__(self, out_dir: Path, tag: str = "mdr"):
+        self.out_dir, self.tag = Path(out_dir), tag
+        (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "qrels").mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, setting, q_uids, c_uids, top_idx, top_scores, rel) -> None:
+        fname = setting.replace("->", "-")
+        c_uids_arr = np.asarray(c_uids)
+        lines = []
+        k = top_idx.shape[1]
+        ranks = np.arange(1, k + 1)
+        for qi, q in enumerate(q_uids):
+            docs = c_uids_arr[top_idx[qi]]
+            lines.extend(f"{q} Q0 {d} {r} {s:.6f} {self.tag}" for d, r, s in zip(docs, ranks, top_scores[qi]))
+        with gzip.open(self.out_dir / "runs" / f"{fname}.trec.gz", "wt", compresslevel=1) as fh:
+            fh.write("\n".join(lines) + "\n")
+        q_lines = [f"{q} 0 {c_uids[j]} 1" for qi, q in enumerate(q_uids) for j in rel[qi] if j >= 0]
+        (self.out_dir / "qrels" / f"{fname}.qrels").write_text("\n".join(q_lines) + "\n")
+
+
+def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cols = ["setting", "type", "query_lang", "pool", "n_queries", "n_skipped", "pool_size", *METRICS, "rank_distance"]
+    with (out_dir / "pairs.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for name, row in result.pairs.items():
+            w.writerow({"setting": name, **row})
+    langs = result.langs
+    pools = [*langs, "all"]
+    matrix = np.full((len(langs), len(pools)), np.nan)
+    for i, x in enumerate(langs):
+        for j, y in enumerate(pools):
+            row = result.pairs.get(f"{x}->{y}")
+            if row and row["map"] is not None:
+                matrix[i, j] = row["map"]
+    with (out_dir / "map_matrix.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query\\pool", *pools])
+        for i, x in enumerate(langs):
+            w.writerow([x, *("" if np.isnan(v) else f"{v:.4f}" for v in matrix[i])])
+    atomic_write_text(out_dir / "summary.md", summary_markdown(result))
+    _heatmap(matrix, langs, pools, out_dir / "heatmap.png", f"{result.dataset}: mAP, query language x pool")
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def summary_markdown(result: LareqaResult) -> str:
+    lines = [f"# {result.dataset}", "",
+             f"{result.n_queries} queries, {result.n_candidates} candidates, languages: {' '.join(result.langs)}", "",
+             "| setting | " + " | ".join(METRICS) + " | rank distance | settings |",
+             "|---|" + "---|" * (len(METRICS) + 2)]
+    groups = [("", result.summary)]
+    groups += [(f"{k} ", result.summary[k]) for k in ("seen", "unseen") if k in result.summary]
+    for prefix, summ in groups:
+        for kind in ("mono", "cross", "multi"):
+            row = summ[kind]
+            lines.append(f"| {prefix}{kind} | " + " | ".join(_fmt(row[m]) for m in METRICS)
+                         + f" | {_fmt(row.get('rank_distance'))} | {row['n_settings']} |")
+    lines += ["", f"Skipped queries (no relevant candidate in the pool): {result.skipped['total']}", ""]
+    return "\n".join(lines)
+
+
+def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(cols), 1 + 0.5 * len(rows)))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("pool language")
+    ax.set_ylabel("query language")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] < 0.6 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def headline(result: LareqaResult) -> dict:
+    s = result.summary
+    return {"mono_map": s["mono"]["map"], "cross_map": s["cross"]["map"], "multi_map": s["multi"]["map"],
+            "rank_distance": s["multi"]["rank_distance"]}
+
+
+def save_embeddings(path: Path, rs, q_emb: np.ndarray, c_emb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, query_emb=q_emb, query_ids=np.asarray(rs.query_ids), query_langs=np.asarray(rs.query_langs),
+             cand_emb=c_emb, cand_uids=np.asarray(rs.cand_uids))
+    os.replace(tmp, path)
+
+
+def load_embeddings(path: Path, rs) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings saved by :func:`save_embeddings`, checked against the retrieval set they claim to cover."""
+    data = np.load(path)
+    missing = {"query_emb", "cand_emb", "query_ids", "cand_uids"} - set(data.files)
+    if missing:
+        raise ValueError(f"{path} lacks arrays {sorted(missing)}; it was not written by eval.save_embeddings")
+    q, c = data["query_emb"], data["cand_emb"]
+    if q.shape[0] != len(rs.query_ids) or c.shape[0] != len(rs.cand_uids) or list(data["cand_uids"]) != rs.cand_uids:
+        raise ValueError(f"{path} has {q.shape[0]} query / {c.shape[0]} candidate rows that do not match {rs.name} "
+                         f"({len(rs.query_ids)} / {len(rs.cand_uids)}); re-run eval with eval.save_embeddings=true")
+    return q, c

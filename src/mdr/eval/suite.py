@@ -1,0 +1,92 @@
+"""Evaluate an encoder on a list of LAReQA datasets and write the run folder's results.
+
+Each dataset's texts are encoded once, then every setting is scored from the cached embeddings.
+``metrics.json`` is written last and atomically, so its presence means a complete evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mdr.data.corpus import RetrievalSet
+from mdr.data.lareqa import DATASET_DIRS, read_lareqa, retrieval_set
+from mdr.eval.lareqa_eval import evaluate_lareqa
+from mdr.eval.outputs import (
+    SCHEMA_VERSION,
+    TrecWriter,
+    atomic_write_json,
+    headline,
+    save_embeddings,
+    write_dataset_reports,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_KINDS = {"all": ("mono", "cross", "multi"), "mono_multi": ("mono", "multi"), "multi": ("multi",), "none": ()}
+
+
+def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = None) -> RetrievalSet:
+    if name not in DATASET_DIRS:
+        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {sorted(DATASET_DIRS)}")
+    return retrieval_set(read_lareqa(data_dir, name, langs), name)
+
+
+def encode_set(encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: bool = True, precision: str = "auto"):
+    q = encoder.encode(rs.query_texts, "query", batch_size=batch_size, show_progress=show_progress,
+                       desc=f"{rs.name}: queries", precision=precision)
+    c = encoder.encode(rs.cand_texts, "passage", contexts=rs.cand_contexts, batch_size=batch_size,
+                       show_progress=show_progress, desc=f"{rs.name}: candidates", precision=precision)
+    return q, c
+
+
+def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | Path,
+             seen_langs: list[str] | None = None, batch_size: int = 64, run_files: str = "all",
+             run_depth: int = 100, save_embeddings_flag: bool = False, show_progress: bool = True,
+             precision: str = "auto", extra: dict | None = None) -> dict:
+    """Encode, score and report every dataset; returns the ``metrics.json`` content."""
+    if run_files not in RUN_KINDS:
+        raise ValueError(f"eval.run_files={run_files!r}; choose one of {sorted(RUN_KINDS)}")
+    out_dir = Path(out_dir)
+    sets = [load_eval_set(name, data_dir) for name in datasets]  # fail on bad data before any encoding
+    import torch
+
+    from mdr.encoder import resolve_precision
+
+    device = next(encoder.parameters()).device
+    dtype = resolve_precision(precision, device)
+    report: dict = {"schema_version": SCHEMA_VERSION, "model": getattr(encoder, "name", None),
+                    "model_path": getattr(encoder, "path", None),
+                    "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
+                    "datasets": {}, "headline": {}, "timing_s": {}}
+    for rs in sets:
+        t0 = time.perf_counter()
+        q, c = encode_set(encoder, rs, batch_size, show_progress, precision)
+        t1 = time.perf_counter()
+        ds_dir = out_dir / "eval" / rs.name
+        writer = TrecWriter(ds_dir) if RUN_KINDS[run_files] else None
+        result = evaluate_lareqa(rs, q, c, seen_langs=seen_langs, run_writer=writer,
+                                 run_kinds=RUN_KINDS[run_files], run_depth=run_depth)
+        t2 = time.perf_counter()
+        write_dataset_reports(result, ds_dir)
+        if save_embeddings_flag:
+            save_embeddings(out_dir / ("embeddings.npz" if len(sets) == 1 else f"embeddings_{rs.name}.npz"), rs, q, c)
+        report["datasets"][rs.name] = result.to_dict()
+        report["headline"][rs.name] = headline(result)
+        report["timing_s"][rs.name] = {"encode": t1 - t0, "score_and_runs": t2 - t1}
+        if result.skipped["total"]:
+            log.info("%s: %d (query, setting) pairs skipped: no relevant candidate in the pool", rs.name,
+                     result.skipped["total"])
+    if extra:
+        report.update(extra)
+    atomic_write_json(out_dir / "metrics.json", report)
+    return report
+
+
+def format_headline(report: dict) -> str:
+    lines = ["dataset      mono mAP  cross mAP  multi mAP  rank dist"]
+    for name, h in report["headline"].items():
+        lines.append(f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
+                     f"{h['rank_distance']:.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""``eval.py``: score an off-the-shelf model or a training checkpoint, no training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mdr.eval.outputs import atomic_write_text
+from mdr.eval.suite import format_headline, run_eval
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint_into(encoder, ckpt: str) -> dict:
+    """Load a training checkpoint's encoder weights; return the checkpoint's metadata."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    weights = {k.removeprefix("encoder."): v for k, v in state.get("state_dict", {}).items() if k.startswith("encoder.")}
+    if not weights:
+        raise ValueError(f"{path} holds no encoder weights; is it a checkpoint written by train.py?")
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match model config {encoder.name!r}: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected weights (e.g. {(missing or unexpected)[:3]}); pass the model= the run used"
+        )
+    return state
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.paths.output_dir)
+    try:
+        return _evaluate(cfg, run_dir)
+    except BaseException as e:
+        atomic_write_text(run_dir / "FAILED", f"{type(e).__name__}: {e}\n")
+        raise
+
+
+def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
+    datasets = list(cfg.eval.datasets)
+    from mdr.eval.suite import load_eval_set
+
+    for name in datasets:  # fail on a bad dataset name or data dir before loading a model
+        load_eval_set(name, cfg.paths.data_dir)
+    encoder = instantiate(cfg.model.encoder)
+    seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+    if cfg.get("ckpt"):
+        state = load_checkpoint_into(encoder, cfg.ckpt)
+        seen = seen or state.get("mdr_train_langs")
+    device = cfg.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder.to(device)
+    extra = {"ckpt": cfg.get("ckpt"), "config": OmegaConf.to_container(cfg, resolve=True)}
+    report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, batch_size=cfg.eval.batch_size,
+                      run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
+                      save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra)
+    print(format_headline(report))
+    print(f"results in {run_dir}")
+    return report

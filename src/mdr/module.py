@@ -1,0 +1,102 @@
+"""LightningModule: the dual encoder, the contrastive loss, AdamW with linear warmup, dev validation."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import lightning as L
+import numpy as np
+import torch
+
+from mdr.encoder import DualEncoder
+from mdr.eval.lareqa_eval import evaluate_lareqa
+from mdr.loss import InfoNCELoss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the run stops and keeps its last good checkpoint."""
+
+
+class DualEncoderModule(L.LightningModule):
+    def __init__(self, encoder: DualEncoder, loss: InfoNCELoss, lr: float = 5e-5, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.1, eval_batch_size: int = 64, eval_precision: str = "auto"):
+        super().__init__()
+        self.encoder, self.loss_fn = encoder, loss
+        self.save_hyperparameters(ignore=["encoder", "loss"])
+        self.loss_history: list[float] = []
+        self.dev_set = None  # set from the datamodule: the dev retrieval set scored at each validation
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(**batch["query"]), self.encoder(**batch["passage"])
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        q, p = self(batch)
+        return self.loss_fn(q, p, batch["query_ids"], batch["cand_answer_ids"], batch["labels"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at global step {self.global_step} (sampler step {batch['step']}, "
+                f"{batch['kind']} batch): training stopped; the last good checkpoint is kept in the run's "
+                "checkpoints/. Lower optim.lr, raise loss.temperature, or check the data of this batch."
+            )
+        bs = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/xx_batch", float(batch["kind"] == "xx"), batch_size=bs)
+        self.loss_history.append(float(loss.detach()))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "next_step"):
+            dm.next_step = int(batch["step"]) + 1
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(batch)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0], sync_dist=True)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if self.dev_set is None or self.trainer.sanity_checking:
+            return
+        rs = self.dev_set
+        kw = {"batch_size": self.hparams.eval_batch_size, "show_progress": False, "precision": self.hparams.eval_precision}
+        q = self.encoder.encode(rs.query_texts, "query", **kw)
+        c = self.encoder.encode(rs.cand_texts, "passage", contexts=rs.cand_contexts, **kw)
+        s = evaluate_lareqa(rs, q, c).summary
+        values = {f"val/map_{k}": s[k]["map"] for k in ("mono", "cross", "multi") if s[k]["map"] is not None}
+        values["val/map"] = float(np.mean(list(values.values()))) if values else 0.0
+        values["val/rank_distance"] = s["multi"]["rank_distance"] or 0.0
+        self.log_dict(values, prog_bar=False)
+        self.log("val/map", values["val/map"], prog_bar=True)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.encoder.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(math.ceil(self.hparams.warmup_ratio * total))
+
+        def schedule(step: int) -> float:  # linear warmup, then linear decay to zero
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "train_corpus"):
+            checkpoint["mdr_train_langs"] = dm.train_corpus.langs
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)

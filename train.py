@@ -1,0 +1,20 @@
+"""Train a multilingual dual encoder: `python train.py sampler=hybrid model=xlmr` (see README)."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("MDR_PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from mdr.train import train
+
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
