@@ -48,12 +48,11 @@ class DualEncoderModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/xx_batch", float(batch["kind"] == "xx"), batch_size=bs)
         self.loss_history.append(float(loss.detach()))
-        return loss
-
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        # the stream position checkpoints save (callbacks run before the module's on_train_batch_end)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "next_step"):
             dm.next_step = int(batch["step"]) + 1
+        return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(batch)
@@ -71,8 +70,8 @@ class DualEncoderModule(L.LightningModule):
         values = {f"val/map_{k}": s[k]["map"] for k in ("mono", "cross", "multi") if s[k]["map"] is not None}
         values["val/map"] = float(np.mean(list(values.values()))) if values else 0.0
         values["val/rank_distance"] = s["multi"]["rank_distance"] or 0.0
+        self.log("val/map", values.pop("val/map"), prog_bar=True)
         self.log_dict(values, prog_bar=False)
-        self.log("val/map", values["val/map"], prog_bar=True)
 
     def configure_optimizers(self):
         decay, no_decay = [], []
