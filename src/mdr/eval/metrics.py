@@ -20,16 +20,26 @@ import torch
 PAD = -1
 
 
-def count_at_least(scores: torch.Tensor, values: torch.Tensor, chunk_elems: int = 2**26) -> torch.Tensor:
-    """``out[q, r] = #{n : scores[q, n] >= values[q, r]}`` in memory-bounded chunks of queries."""
+def count_at_least(scores: torch.Tensor, values: torch.Tensor, chunk_rows: int = 256) -> torch.Tensor:
+    """``out[q, r] = #{n : scores[q, n] >= values[q, r]}``, O(N log R) per row.
+
+    Each score is bucketed among the row's sorted values (``searchsorted``); a suffix sum of the bucket
+    histogram then counts, for every value, the scores at or above it (ties included).
+    """
     Q, N = scores.shape
     R = values.shape[1]
+    if R == 1:  # one relevant item (mono / cross pools): a direct comparison is cheapest
+        return (scores >= values.to(scores.dtype)).sum(1, keepdim=True)
     out = torch.empty((Q, R), dtype=torch.long)
-    rows = max(1, chunk_elems // max(1, N * R))
-    for a in range(0, Q, rows):
-        s = scores[a : a + rows]
-        v = values[a : a + rows]
-        out[a : a + rows] = (s.unsqueeze(1) >= v.unsqueeze(2)).sum(-1)
+    for a in range(0, Q, chunk_rows):
+        s = scores[a : a + chunk_rows]
+        v = values[a : a + chunk_rows].to(s.dtype)
+        v_sorted = v.sort(dim=1).values.contiguous()
+        bucket = torch.searchsorted(v_sorted, s.contiguous(), right=True)  # #{values <= score}
+        hist = torch.zeros((s.shape[0], R + 1), dtype=torch.long).scatter_add_(1, bucket, torch.ones_like(bucket))
+        at_least = hist.flip(1).cumsum(1).flip(1)  # at_least[k] = #{scores whose bucket >= k}
+        last_tie = torch.searchsorted(v_sorted, v.contiguous(), right=True)  # each value's last position when sorted
+        out[a : a + chunk_rows] = at_least.gather(1, last_tie)
     return out
 
 

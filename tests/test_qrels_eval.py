@@ -1,0 +1,71 @@
+"""The corpus-style evaluator on MIRACL topics and qrels, with a small corpus built from the qrels' docids."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mdr.eval.qrels_eval import DataFormatError, evaluate_qrels, load_qrels_set, read_qrels
+
+
+@pytest.fixture(scope="module")
+def miracl_de(data_dir, tmp_path_factory):
+    """German MIRACL dev topics and qrels; corpus: one document per judged docid plus distractors."""
+    d = data_dir / "miracl"
+    qrels = read_qrels(d / "qrels.miracl-v1.0-de-dev.tsv")
+    docids = sorted({doc for judged in qrels.values() for doc in judged})
+    out = tmp_path_factory.mktemp("miracl") / "corpus.jsonl"
+    with out.open("w") as fh:
+        for doc in docids + [f"distractor#{i}" for i in range(300)]:
+            fh.write(json.dumps({"docid": doc, "title": "t", "text": f"document {doc}"}) + "\n")
+    return load_qrels_set("miracl-de", d / "topics.miracl-v1.0-de-dev.tsv", d / "qrels.miracl-v1.0-de-dev.tsv", out)
+
+
+def test_counts(miracl_de):
+    assert len(miracl_de.query_ids) == 305
+    assert len(miracl_de.doc_ids) == len({d for j in miracl_de.qrels.values() for d in j}) + 300
+
+
+def test_perfect_and_random_rankers(miracl_de):
+    qs = miracl_de
+    # an oracle: a query's embedding points at its relevant documents
+    dim = len(qs.query_ids)
+    doc_index = {d: i for i, d in enumerate(qs.doc_ids)}
+    q = np.eye(dim, dtype=np.float32)
+    docs = np.zeros((len(qs.doc_ids), dim), dtype=np.float32)
+    for i, qid in enumerate(qs.query_ids):
+        for d, rel in qs.qrels[qid].items():
+            if rel > 0:
+                docs[doc_index[d], i] = 1.0
+    r = evaluate_qrels(qs, q, docs)
+    assert r["ndcg@10"] == pytest.approx(1.0) and r["r@100"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    r = evaluate_qrels(qs, rng.standard_normal((dim, 16)), rng.standard_normal((len(qs.doc_ids), 16)))
+    assert r["ndcg@10"] < 0.2
+
+
+def test_equal_ranx(miracl_de):
+    from ranx import Qrels, Run, evaluate
+
+    qs = miracl_de
+    rng = np.random.default_rng(1)
+    # documents near their queries with noise: a realistic, imperfect ranking
+    q = rng.standard_normal((len(qs.query_ids), 32)).astype(np.float32)
+    doc_index = {d: i for i, d in enumerate(qs.doc_ids)}
+    docs = rng.standard_normal((len(qs.doc_ids), 32)).astype(np.float32)
+    for i, qid in enumerate(qs.query_ids):
+        for d in qs.qrels[qid]:
+            docs[doc_index[d]] += 0.8 * q[i]
+    r = evaluate_qrels(qs, q, docs)
+    qrels = {qid: {d: rel for d, rel in j.items()} for qid, j in qs.qrels.items()}
+    ref = evaluate(Qrels(qrels), Run(r["run"]), ["ndcg@10", "recall@100"])
+    assert 0.1 < r["ndcg@10"] < 0.99
+    assert r["ndcg@10"] == pytest.approx(ref["ndcg@10"], abs=1e-6)
+    assert r["r@100"] == pytest.approx(ref["recall@100"], abs=1e-6)
+
+
+def test_bad_qrels_line(tmp_path):
+    p = tmp_path / "q.tsv"
+    p.write_text("1 Q0 d1 1\n1 Q0 d2\n")
+    with pytest.raises(DataFormatError, match="q.tsv:2: expected 'query_id Q0 docid relevance'"):
+        read_qrels(p)
