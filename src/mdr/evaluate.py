@@ -24,7 +24,12 @@ def load_checkpoint_into(encoder, ckpt: str) -> dict:
     weights = {k.removeprefix("encoder."): v for k, v in state.get("state_dict", {}).items() if k.startswith("encoder.")}
     if not weights:
         raise ValueError(f"{path} holds no encoder weights; is it a checkpoint written by train.py?")
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    fix = f"pass the model= (and model.encoder.name) that the run used, not {encoder.name!r}"
+    try:
+        missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"checkpoint {path} does not match model config {encoder.name!r}: "
+                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}; {fix}") from e
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {path} does not match model config {encoder.name!r}: {len(missing)} missing and "
@@ -44,12 +49,24 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     datasets = list(cfg.eval.datasets)
+    from mdr.eval.outputs import load_embeddings
     from mdr.eval.suite import load_eval_set
 
-    for name in datasets:  # fail on a bad dataset name or data dir before loading a model
-        load_eval_set(name, cfg.paths.data_dir)
-    encoder = instantiate(cfg.model.encoder)
+    sets = [load_eval_set(name, cfg.paths.data_dir) for name in datasets]  # fail on bad data before loading a model
     seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+    if cfg.get("embeddings"):  # score saved embeddings: no model needed
+        if len(sets) != 1 or cfg.eval.get("qrels_sets"):
+            raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
+        path = Path(cfg.embeddings)
+        if not path.is_file():
+            raise FileNotFoundError(f"embeddings file {path} does not exist; write one with eval.save_embeddings=true")
+        emb = {sets[0].name: load_embeddings(path, sets[0])}
+        report = run_eval(None, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, run_files=cfg.eval.run_files,
+                          run_depth=cfg.eval.run_depth, embeddings=emb,
+                          extra={"embeddings": str(path), "config": OmegaConf.to_container(cfg, resolve=True)})
+        print(format_headline(report))
+        return report
+    encoder = instantiate(cfg.model.encoder)
     if cfg.get("ckpt"):
         state = load_checkpoint_into(encoder, cfg.ckpt)
         seen = seen or state.get("mdr_train_langs")
@@ -60,7 +77,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     extra = {"ckpt": cfg.get("ckpt"), "config": OmegaConf.to_container(cfg, resolve=True)}
     report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, batch_size=cfg.eval.batch_size,
                       run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
-                      save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra)
+                      save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
+                      qrels_sets=list(cfg.eval.get("qrels_sets") or []), search=cfg.eval.get("search", "torch"))
     print(format_headline(report))
     print(f"results in {run_dir}")
     return report

@@ -88,38 +88,74 @@ def load_qrels_set(name: str, topics: str | Path, qrels: str | Path, corpus: str
     return QrelsSet(name, qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids})
 
 
-def load_miracl_from_hub(lang: str, split: str = "dev") -> QrelsSet:  # pragma: no cover - needs the hub
-    """MIRACL topics + qrels (``miracl/miracl``) and corpus (``miracl/miracl-corpus``) from the hub."""
-    from datasets import load_dataset
+def load_qrels_spec(spec: dict) -> QrelsSet:
+    """A configured corpus-style set: ``{name, topics, qrels, corpus}`` files, or ``{name, hub: miracl, lang}``."""
+    if spec.get("hub") == "miracl":
+        return load_miracl_from_hub(spec["lang"], spec.get("split", "dev"))
+    missing = [k for k in ("name", "topics", "qrels", "corpus") if not spec.get(k)]
+    if missing:
+        raise ValueError(f"qrels set {spec} lacks {missing}: give name, topics, qrels and corpus paths, or hub: miracl")
+    return load_qrels_set(spec["name"], spec["topics"], spec["qrels"], spec["corpus"])
 
-    topics = load_dataset("miracl/miracl", lang, split=split, trust_remote_code=True)
-    corpus = load_dataset("miracl/miracl-corpus", lang, split="train", trust_remote_code=True)
-    qrels: dict[str, dict[str, int]] = {}
-    for row in topics:
-        for p in row["positive_passages"]:
-            qrels.setdefault(row["query_id"], {})[p["docid"]] = 1
-        for p in row["negative_passages"]:
-            qrels.setdefault(row["query_id"], {}).setdefault(p["docid"], 0)
-    return QrelsSet(f"miracl-{lang}", list(topics["query_id"]), list(topics["query"]), list(corpus["docid"]),
-                    [f"{t} {x}".strip() for t, x in zip(corpus["title"], corpus["text"])], qrels)
+
+def load_miracl_from_hub(lang: str, split: str = "dev") -> QrelsSet:  # pragma: no cover - needs the hub
+    """MIRACL from the hub: topics and qrels files of ``miracl/miracl``, the corpus ``miracl/miracl-corpus``
+    (``miracl-corpus-v1.0-<lang>/docs-*.jsonl.gz``: docid, title, text). Users without the hub pass local
+    files instead (``{name, topics, qrels, corpus}``)."""
+    from datasets import load_dataset
+    from huggingface_hub import hf_hub_download
+
+    base = f"miracl-v1.0-{lang}"
+    topics = hf_hub_download("miracl/miracl", f"{base}/topics/topics.{base}-{split}.tsv", repo_type="dataset")
+    qrels = hf_hub_download("miracl/miracl", f"{base}/qrels/qrels.{base}-{split}.tsv", repo_type="dataset")
+    corpus = load_dataset("json", data_files=f"hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-{lang}/*.jsonl.gz",
+                          split="train")
+    t, q = read_topics(topics), read_qrels(qrels)
+    qids = [i for i in t if i in q]
+    return QrelsSet(f"miracl-{lang}", qids, [t[i] for i in qids], list(corpus["docid"]),
+                    [f"{ti} {x}".strip() for ti, x in zip(corpus["title"], corpus["text"])], {i: q[i] for i in qids})
+
+
+SEARCHES = ("torch", "faiss")
+
+
+def exact_top_k(query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str = "torch",
+                chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k: torch matmul in query chunks, or a FAISS ``IndexFlatIP`` (large corpora)."""
+    q = np.ascontiguousarray(query_emb, dtype=np.float32)
+    d = np.ascontiguousarray(doc_emb, dtype=np.float32)
+    if search == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatIP(d.shape[1])
+        index.add(d)
+        scores, idx = index.search(q, k)
+        return idx, scores
+    if search != "torch":
+        raise ValueError(f"eval.search={search!r}; choose one of {SEARCHES}")
+    dt = torch.from_numpy(d)
+    idx = np.empty((len(q), k), dtype=np.int64)
+    scores = np.empty((len(q), k), dtype=np.float32)
+    for a in range(0, len(q), chunk):
+        top = (torch.from_numpy(q[a : a + chunk]) @ dt.T).topk(k, dim=1)
+        idx[a : a + chunk], scores[a : a + chunk] = top.indices.numpy(), top.values.numpy()
+    return idx, scores
 
 
 def evaluate_qrels(qs: QrelsSet, query_emb: np.ndarray, doc_emb: np.ndarray, depth: int = 100,
-                   chunk: int = 256) -> dict:
+                   search: str = "torch") -> dict:
     """Exact search over the corpus; per-query nDCG@10 and R@100 means, the top-``depth`` run."""
     if query_emb.shape[0] != len(qs.query_ids) or doc_emb.shape[0] != len(qs.doc_ids):
         raise ValueError(f"{qs.name}: embeddings ({query_emb.shape[0]}, {doc_emb.shape[0]}) do not match "
                          f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents")
-    d = torch.from_numpy(np.ascontiguousarray(doc_emb, dtype=np.float32))
-    k = min(depth, len(qs.doc_ids))
+    k = min(max(depth, 100), len(qs.doc_ids))
+    top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search)
     run: dict[str, dict[str, float]] = {}
     ndcg, recall, skipped = [], [], 0
-    for a in range(0, len(qs.query_ids), chunk):
-        q = torch.from_numpy(np.ascontiguousarray(query_emb[a : a + chunk], dtype=np.float32))
-        top = (q @ d.T).topk(k, dim=1)
-        for r, qid in enumerate(qs.query_ids[a : a + chunk]):
-            docs = [qs.doc_ids[j] for j in top.indices[r].tolist()]
-            run[qid] = dict(zip(docs, top.values[r].tolist()))
+    for a in range(0, len(qs.query_ids), 256):
+        for r, qid in enumerate(qs.query_ids[a : a + 256], start=a):
+            docs = [qs.doc_ids[j] for j in top_idx[r].tolist()]
+            run[qid] = dict(zip(docs[:depth], top_scores[r][:depth].tolist()))
             judged = qs.qrels.get(qid, {})
             relevant = {doc for doc, rel in judged.items() if rel > 0}
             if not relevant:

@@ -44,25 +44,34 @@ def encode_set(encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: b
 def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | Path,
              seen_langs: list[str] | None = None, batch_size: int = 64, run_files: str = "all",
              run_depth: int = 100, save_embeddings_flag: bool = False, show_progress: bool = True,
-             precision: str = "auto", extra: dict | None = None) -> dict:
-    """Encode, score and report every dataset; returns the ``metrics.json`` content."""
+             precision: str = "auto", extra: dict | None = None, qrels_sets: list[dict] | None = None,
+             search: str = "torch", embeddings: dict[str, tuple] | None = None) -> dict:
+    """Encode, score and report every dataset; returns the ``metrics.json`` content.
+
+    ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
+    encoding (``encoder`` may then be None).
+    """
     if run_files not in RUN_KINDS:
         raise ValueError(f"eval.run_files={run_files!r}; choose one of {sorted(RUN_KINDS)}")
     out_dir = Path(out_dir)
     sets = [load_eval_set(name, data_dir) for name in datasets]  # fail on bad data before any encoding
+    embeddings = embeddings or {}
     import torch
 
     from mdr.encoder import resolve_precision
 
-    device = next(encoder.parameters()).device
-    dtype = resolve_precision(precision, device)
+    device = next(encoder.parameters()).device if encoder is not None else torch.device("cpu")
+    dtype = resolve_precision(precision, device) if encoder is not None else None
     report: dict = {"schema_version": SCHEMA_VERSION, "model": getattr(encoder, "name", None),
                     "model_path": getattr(encoder, "path", None),
                     "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
                     "datasets": {}, "headline": {}, "timing_s": {}}
     for rs in sets:
         t0 = time.perf_counter()
-        q, c = encode_set(encoder, rs, batch_size, show_progress, precision)
+        if rs.name in embeddings:
+            q, c = embeddings[rs.name]
+        else:
+            q, c = encode_set(encoder, rs, batch_size, show_progress, precision)
         t1 = time.perf_counter()
         ds_dir = out_dir / "eval" / rs.name
         writer = TrecWriter(ds_dir) if RUN_KINDS[run_files] else None
@@ -78,15 +87,44 @@ def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | 
         if result.skipped["total"]:
             log.info("%s: %d (query, setting) pairs skipped: no relevant candidate in the pool", rs.name,
                      result.skipped["total"])
+    for spec in qrels_sets or []:
+        from mdr.eval.qrels_eval import evaluate_qrels, load_qrels_spec
+
+        qs = load_qrels_spec(dict(spec))
+        t0 = time.perf_counter()
+        q = encoder.encode(qs.query_texts, "query", batch_size=batch_size, show_progress=show_progress,
+                           desc=f"{qs.name}: queries", precision=precision)
+        d = encoder.encode(qs.doc_texts, "passage", batch_size=batch_size, show_progress=show_progress,
+                           desc=f"{qs.name}: corpus", precision=precision)
+        t1 = time.perf_counter()
+        result = evaluate_qrels(qs, q, d, depth=run_depth, search=search)
+        _write_qrels_outputs(result, qs, out_dir / "eval" / qs.name)
+        result.pop("run")
+        report["datasets"][qs.name] = result
+        report["headline"][qs.name] = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
+        report["timing_s"][qs.name] = {"encode": t1 - t0, "score_and_runs": time.perf_counter() - t1}
     if extra:
         report.update(extra)
     atomic_write_json(out_dir / "metrics.json", report)
     return report
 
 
+def _write_qrels_outputs(result: dict, qs, out: Path) -> None:
+    import gzip
+
+    out.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out / "run.trec.gz", "wt", compresslevel=1) as fh:
+        for qid, docs in result["run"].items():
+            fh.writelines(f"{qid} Q0 {d} {r} {s:.6f} mdr\n" for r, (d, s) in enumerate(docs.items(), 1))
+    (out / "qrels.tsv").write_text("".join(f"{q} 0 {d} {rel}\n" for q, j in qs.qrels.items() for d, rel in j.items()))
+
+
 def format_headline(report: dict) -> str:
     lines = ["dataset      mono mAP  cross mAP  multi mAP  rank dist"]
     for name, h in report["headline"].items():
-        lines.append(f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
-                     f"{h['rank_distance']:.1f}")
+        if "mono_map" in h:
+            lines.append(f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
+                         f"{h['rank_distance']:.1f}")
+        else:
+            lines.append(f"{name:<12} nDCG@10 {h['ndcg@10']:.4f}  R@100 {h['r@100']:.4f}")
     return "\n".join(lines)

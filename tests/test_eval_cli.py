@@ -1,0 +1,98 @@
+"""`eval.py` as a user runs it: bad inputs fail clearly without writing metrics; saved embeddings rescore."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from test_train_e2e import run
+
+from mdr.eval.qrels_eval import exact_top_k
+
+
+def eval_overrides(out, model_dir, data_dir, *extra):
+    return [f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={model_dir}",
+            "model.encoder.offline_fallback=null", "eval.batch_size=256", "eval.precision=fp32", *extra]
+
+
+def assert_fails(proc, out, message):
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-3000:]
+    assert not (out / "metrics.json").exists()
+    assert (out / "FAILED").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["ckpt=/nonexistent/best.ckpt", "data=mlqa_r"], "checkpoint /nonexistent/best.ckpt does not exist"),
+    (["eval.datasets=[squad]"], "unknown evaluation dataset 'squad'"),
+    (["paths.data_dir=/nonexistent"], "does not exist: set paths.data_dir"),
+    (["embeddings=/nonexistent/emb.npz", "data=mlqa_r"], "embeddings file .* does not exist"),
+])
+def test_bad_inputs(tmp_path, tiny_model_dir, data_dir, extra, message):
+    out = tmp_path / "eval"
+    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, *extra), check=False)
+    assert_fails(proc, out, message)
+
+
+def test_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
+    ckpt = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(10, 48)}}, ckpt)
+    out = tmp_path / "eval"
+    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"ckpt={ckpt}", "data=mlqa_r"), check=False)
+    assert_fails(proc, out, "does not match model config")
+
+
+def test_empty_data_dir(tmp_path, tiny_model_dir):
+    (tmp_path / "data" / "xquad-r").mkdir(parents=True)
+    out = tmp_path / "eval"
+    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, tmp_path / "data", "data=xquad_r"), check=False)
+    assert_fails(proc, out, "holds no <lang>.json files")
+
+
+def test_embeddings_of_wrong_shape(tmp_path, tiny_model_dir, data_dir):
+    emb = tmp_path / "emb.npz"
+    np.savez(emb, query_emb=np.zeros((10, 4)), cand_emb=np.zeros((7, 4)), query_ids=np.arange(10),
+             cand_uids=np.arange(7).astype(str))
+    out = tmp_path / "eval"
+    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"embeddings={emb}", "data=mlqa_r"), check=False)
+    assert_fails(proc, out, "do not match mlqa_r")
+
+
+def test_saved_embeddings_rescore_identically(tmp_path, tiny_model_dir, data_dir):
+    first = tmp_path / "first"
+    run("eval.py", *eval_overrides(first, tiny_model_dir, data_dir, "data=mlqa_r", "eval.save_embeddings=true",
+                                   "eval.run_files=none"))
+    again = tmp_path / "again"
+    run("eval.py", *eval_overrides(again, tiny_model_dir, data_dir, "data=mlqa_r", "eval.run_files=none",
+                                   f"embeddings={first / 'embeddings.npz'}"))
+    a = json.loads((first / "metrics.json").read_text())["datasets"]["mlqa_r"]
+    b = json.loads((again / "metrics.json").read_text())["datasets"]["mlqa_r"]
+    assert a["pairs"] == b["pairs"] and a["summary"] == b["summary"]
+
+
+def test_faiss_search_equals_torch():
+    rng = np.random.default_rng(0)
+    q, d = rng.standard_normal((50, 16)).astype(np.float32), rng.standard_normal((700, 16)).astype(np.float32)
+    i_t, s_t = exact_top_k(q, d, 100, "torch")
+    i_f, s_f = exact_top_k(q, d, 100, "faiss")
+    np.testing.assert_array_equal(i_t, i_f)
+    np.testing.assert_allclose(s_t, s_f, atol=1e-4)
+
+
+def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
+    d = data_dir / "miracl"
+    qrels = [line.split() for line in (d / "qrels.miracl-v1.0-sw-dev.tsv").read_text().splitlines() if line]
+    corpus = tmp_path / "corpus.jsonl"
+    docids = sorted({row[2] for row in qrels})
+    corpus.write_text("".join(json.dumps({"docid": x, "title": "", "text": f"makala {x}"}) + "\n" for x in docids))
+    spec = (f"{{name: miracl-sw, topics: {d / 'topics.miracl-v1.0-sw-dev.tsv'}, qrels: {d / 'qrels.miracl-v1.0-sw-dev.tsv'},"
+            f" corpus: {corpus}}}")
+    out = tmp_path / "eval"
+    run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, "data=miracl", f"data.qrels_sets=[{spec}]",
+                                   "eval.search=faiss"))
+    m = json.loads((out / "metrics.json").read_text())
+    r = m["datasets"]["miracl-sw"]
+    assert r["n_queries"] + r["n_skipped"] == len({row[0] for row in qrels}) and r["n_docs"] == len(docids)
+    assert 0 <= r["ndcg@10"] <= 1 and 0 < r["r@100"] <= 1
+    assert (out / "eval" / "miracl-sw" / "run.trec.gz").exists()
