@@ -113,6 +113,8 @@ class Collator:
         return {
             "step": plan.step,
             "kind": plan.kind,
+            "query_langs": list(plan.query_langs),
+            "passage_langs": list(plan.passage_langs),
             "query": self.tq(queries),
             "passage": self.tp(passages, ctx),
             "query_ids": torch.tensor([self.id_index[i] for i in plan.ids], dtype=torch.long),
