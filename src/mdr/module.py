@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 
 import lightning as L
 import numpy as np
@@ -96,6 +97,24 @@ class DualEncoderModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "train_corpus"):
             checkpoint["mdr_train_langs"] = dm.train_corpus.langs
+        # Lightning does not save RNG states; dropout after a resume must continue the same stream
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        np_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                    "has_gauss": int(has_gauss), "cached": float(cached)}  # tensors: loadable with weights_only
+        checkpoint["mdr_rng"] = {"torch": torch.get_rng_state(), "numpy": np_state,
+                                 "python": random.getstate(),
+                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("mdr_rng")
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        n = rng["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)

@@ -39,6 +39,20 @@ def resolve_trainer_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_supports_bf16() else "32-true"
 
 
+def resolve_resume(ckpt_path: str | None, ckpt_dir: Path) -> str | None:
+    """``last``: this run folder's ``checkpoints/last.ckpt`` (resume with hydra.run.dir=<the run's folder>)."""
+    if not ckpt_path:
+        return None
+    path = ckpt_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint to resume at {path}: resume a run with "
+            "`python train.py hydra.run.dir=outputs/<date>/<time> ckpt_path=last` (plus the run's overrides), "
+            "or pass ckpt_path=/path/to/last.ckpt"
+        )
+    return str(path)
+
+
 def build(cfg: DictConfig):
     encoder = instantiate(cfg.model.encoder)
     sampler_factory = instantiate(cfg.sampler, _partial_=True)
@@ -51,6 +65,7 @@ def build(cfg: DictConfig):
 
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
+    (run_dir / "FAILED").unlink(missing_ok=True)  # a resumed run starts clean
     try:
         check_config(cfg)
         return _train(cfg, run_dir)
@@ -69,6 +84,14 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         save_last=True, save_top_k=1, auto_insert_metric_name=False,
     )
     callbacks = [checkpoint, L.pytorch.callbacks.LearningRateMonitor(logging_interval="step")]
+    every = cfg.checkpoint.get("every_n_train_steps")
+    if every:  # a rolling last.ckpt every N steps, so a killed run loses at most N steps
+        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                                             every_n_train_steps=int(every)))
+    if cfg.get("log_batches"):
+        from mdr.callbacks import BatchLog
+
+        callbacks.append(BatchLog(run_dir / "batches.jsonl"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
@@ -80,8 +103,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("trainable parameters: %d of %d", n_trainable, sum(p.numel() for p in encoder.parameters()))
     if logger:
         trainer.logger.log_hyperparams({"trainable_params": n_trainable})
+    ckpt_path = resolve_resume(cfg.get("ckpt_path"), ckpt_dir)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     train_s = time.perf_counter() - t0
     best = checkpoint.best_model_path
     if best and cfg.checkpoint.get("evaluate_best", True):
