@@ -67,6 +67,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         print(format_headline(report))
         return report
     encoder = instantiate(cfg.model.encoder)
+    from mdr.finetune import apply_finetune
+
+    apply_finetune(encoder, **cfg.finetune)  # a LoRA checkpoint needs the same adapters to load into
     if cfg.get("ckpt"):
         state = load_checkpoint_into(encoder, cfg.ckpt)
         seen = seen or state.get("mdr_train_langs")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.datamodule import RetrievalDataModule
 from mdr.eval.outputs import atomic_write_text
 from mdr.eval.suite import format_headline, run_eval
+from mdr.finetune import apply_finetune
 from mdr.module import DualEncoderModule
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,13 @@ def resolve_resume(ckpt_path: str | None, ckpt_dir: Path) -> str | None:
 
 def build(cfg: DictConfig):
     encoder = instantiate(cfg.model.encoder)
+    finetune_counts = apply_finetune(encoder, **cfg.finetune)
     sampler_factory = instantiate(cfg.sampler, _partial_=True)
     dm: RetrievalDataModule = instantiate(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
     dm.encoder = encoder
     module = DualEncoderModule(encoder, instantiate(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
                                eval_precision=cfg.eval.precision)
-    return encoder, dm, module
+    return encoder, dm, module, finetune_counts
 
 
 def train(cfg: DictConfig) -> dict:
@@ -77,7 +79,7 @@ def train(cfg: DictConfig) -> dict:
 def _train(cfg: DictConfig, run_dir: Path) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
-    encoder, dm, module = build(cfg)
+    encoder, dm, module, finetune_counts = build(cfg)
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
@@ -105,7 +107,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.logger.log_hyperparams({"trainable_params": n_trainable})
     ckpt_path = resolve_resume(cfg.get("ckpt_path"), ckpt_dir)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    if cfg.finetune.mode == "frozen":
+        log.info("finetune=frozen: no training, evaluating the model as loaded")
+    else:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     train_s = time.perf_counter() - t0
     best = checkpoint.best_model_path
     if best and cfg.checkpoint.get("evaluate_best", True):
@@ -124,6 +129,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             "loss_last": float(sum(losses[-k:]) / k) if losses else None,
             "loss_window": k,
             "trainable_params": n_trainable,
+            "total_params": finetune_counts["total"],
+            "finetune": cfg.finetune.mode,
             "best_checkpoint": best or None,
             "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             "train_langs": dm.train_corpus.langs,
@@ -138,6 +145,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
     )
     print(format_headline(report))
-    print(f"train: {trainer.global_step} steps in {train_s:.0f} s, loss {extra['train']['loss_first']:.4f} -> "
-          f"{extra['train']['loss_last']:.4f}; results in {run_dir}")
+    t = extra["train"]
+    loss = f", loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}" if losses else ""
+    print(f"train ({cfg.finetune.mode}, {n_trainable} trainable parameters): {trainer.global_step} steps in "
+          f"{train_s:.0f} s{loss}; results in {run_dir}")
     return report

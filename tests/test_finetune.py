@@ -1,0 +1,102 @@
+"""Fine-tuning modes: the right parameters train, counts match their formula, runs work end to end."""
+
+import json
+
+import pytest
+import torch
+from test_train_e2e import run, tiny_overrides
+from torch import nn
+
+from mdr.encoder import DualEncoder
+from mdr.finetune import apply_finetune
+from mdr.loss import InfoNCELoss
+
+
+def train_steps(enc, steps=3):
+    params = [p for p in enc.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    q = enc.tokenize_queries(["who won the match", "where is the river", "when was it built"])
+    p = enc.tokenize_passages(["the home team won", "the river is in the north", "it was built in 1900"])
+    for _ in range(steps):
+        loss = InfoNCELoss()(enc(**q), enc(**p), torch.arange(3), torch.arange(3).view(-1, 1), torch.arange(3))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def snapshot(enc):
+    return {n: p.detach().clone() for n, p in enc.named_parameters()}
+
+
+def test_lora_trains_only_adapters_and_count_matches_formula(tiny_model_dir):
+    enc = DualEncoder(str(tiny_model_dir))
+    r = 4
+    targets = ["query", "key", "value", "dense"]
+    expected = sum(r * (m.in_features + m.out_features) for name, m in enc.model.named_modules()
+                   if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    counts = apply_finetune(enc, "lora", r=r, alpha=8, dropout=0.0)
+    assert counts["trainable"] == expected == 2 * (3 * r * 64 + r * 64 + r * 96 + r * 96)
+    before = snapshot(enc)
+    train_steps(enc)
+    after = snapshot(enc)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert all(not p.requires_grad for n, p in enc.named_parameters() if "lora_" not in n)
+
+
+def test_full_trains_everything_but_frozen_embeddings(tiny_model_dir):
+    enc = DualEncoder(str(tiny_model_dir), freeze_embeddings=True)
+    counts = apply_finetune(enc, "full")
+    emb = sum(p.numel() for p in enc.model.get_input_embeddings().parameters())
+    assert counts["trainable"] == counts["total"] - emb
+    before = snapshot(enc)
+    train_steps(enc)
+    after = snapshot(enc)
+    word = next(n for n in before if "word_embeddings" in n)
+    assert torch.equal(before[word], after[word])
+    assert not torch.equal(before[next(n for n in before if "layer.1.output.dense.weight" in n)],
+                           after[next(n for n in after if "layer.1.output.dense.weight" in n)])
+
+
+def test_frozen_trains_nothing(tiny_model_dir):
+    enc = DualEncoder(str(tiny_model_dir))
+    assert apply_finetune(enc, "frozen")["trainable"] == 0
+
+
+def test_bad_finetune_settings(tiny_model_dir):
+    enc = DualEncoder(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="finetune.mode='adapterz' is unknown"):
+        apply_finetune(enc, "adapterz")
+    with pytest.raises(ValueError, match=r"LoRA target modules \['q_proj'\] do not exist in 'bert'.*fix finetune.target_modules"):
+        apply_finetune(enc, "lora", target_modules=["q_proj", "query"])
+
+
+@pytest.mark.slow
+def test_lora_run_end_to_end_and_eval_py_reloads_it(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "lora"
+    run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), "finetune=lora", "optim.lr=5e-3")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["train"]["finetune"] == "lora" and m["train"]["trainable_params"] == 2 * (3 * 8 * 64 + 8 * 64 + 8 * 96 * 2)
+    assert m["train"]["loss_last"] < m["train"]["loss_first"]
+    out = tmp_path / "eval"
+    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
+        "finetune=lora", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", "data=mlqa_r", "eval.run_files=none",
+        "eval.batch_size=256", "eval.precision=fp32")
+    again = json.loads((out / "metrics.json").read_text())["headline"]["mlqa_r"]
+    for k, v in m["headline"]["mlqa_r"].items():
+        assert again[k] == pytest.approx(v, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_frozen_run_equals_eval_py(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "frozen"
+    run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), "finetune=frozen")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["train"]["steps"] == 0 and m["train"]["trainable_params"] == 0
+    assert not list((run_dir / "checkpoints").glob("*.ckpt")) if (run_dir / "checkpoints").exists() else True
+    out = tmp_path / "eval"
+    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
+        "data=mlqa_r", "eval.run_files=none", "eval.batch_size=256", "eval.precision=fp32")
+    assert json.loads((out / "metrics.json").read_text())["headline"] == m["headline"]
