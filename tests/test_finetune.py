@@ -100,3 +100,26 @@ def test_frozen_run_equals_eval_py(tmp_path, tiny_model_dir, data_dir):
         "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
         "data=mlqa_r", "eval.run_files=none", "eval.batch_size=256", "eval.precision=fp32")
     assert json.loads((out / "metrics.json").read_text())["headline"] == m["headline"]
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_export_loads_in_sentence_transformers_with_identical_embeddings(tmp_path, tiny_model_dir, mode):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    from mdr.export import export_encoder
+
+    enc = DualEncoder(str(tiny_model_dir), query_prefix="query: ", passage_prefix="passage: ")
+    apply_finetune(enc, mode, r=4, alpha=8, dropout=0.0)
+    train_steps(enc)  # LoRA weights are non-zero: the merge matters
+    out = export_encoder(enc, tmp_path / "export", metrics=None, config={"finetune": mode})
+    texts = ["Who wrote the book?", "Der Zug fährt um zwölf Uhr ab.", "列车中午出发。"]
+    ours_q = enc.encode(texts, "query", show_progress=False, precision="fp32")
+    ours_p = enc.encode(texts, "passage", show_progress=False, precision="fp32")
+    st = SentenceTransformer(str(out), device="cpu")
+    import numpy as np
+
+    np.testing.assert_allclose(st.encode(texts, prompt_name="query"), ours_q, atol=1e-5)
+    np.testing.assert_allclose(st.encode(texts, prompt_name="passage"), ours_p, atol=1e-5)
+    assert AutoModel.from_pretrained(str(out)).config.hidden_size == 32
+    assert "sentence-transformers" in (out / "README.md").read_text()

@@ -58,6 +58,7 @@ def test_training_lowers_loss_and_writes_the_run_folder(trained_run):
     assert not math.isnan(m["headline"]["mlqa_r"]["rank_distance"])
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "checkpoints" / "best.ckpt").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "export" / "modules.json").exists() and (run_dir / "export" / "README.md").exists()
     assert (run_dir / "eval" / "mlqa_r" / "heatmap.png").stat().st_size > 1000
     assert len(list((run_dir / "eval" / "mlqa_r" / "runs").glob("*.trec.gz"))) == 7  # eval.run_files=multi
     assert "mono mAP" in proc.stdout and "mlqa_r" in proc.stdout

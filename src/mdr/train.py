@@ -144,6 +144,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         batch_size=cfg.eval.batch_size, run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
         save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
     )
+    if cfg.get("export", {}).get("enabled", False):
+        from mdr.export import export_encoder
+
+        export_encoder(module.encoder.cpu(), run_dir / "export", metrics=report, config=extra["config"])
     print(format_headline(report))
     t = extra["train"]
     loss = f", loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}" if losses else ""
