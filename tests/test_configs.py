@@ -15,7 +15,7 @@ def cfg(*overrides, name="train"):
 
 
 @pytest.mark.parametrize("group, options", [
-    ("model", ["me5_small", "xlmr", "labse"]),
+    ("model", ["me5_small", "me5", "xlmr", "xlmr_large", "labse", "mbert", "mbart"]),
     ("sampler", ["xx", "xy", "hybrid", "mixed"]),
     ("data", ["mlqa_to_xquad", "xquad_to_mlqa", "xquad_r", "mlqa_r", "lareqa_both", "parallel_jsonl", "mmarco", "miracl"]),
     ("trainer", ["cpu", "gpu", "ddp"]),

@@ -69,6 +69,8 @@ class DualEncoder(nn.Module):
         freeze_embeddings: bool = False,
         offline_fallback: str | None = None,
         attn_implementation: str | None = "sdpa",
+        encoder_only: bool = False,
+        dense_head: str | None = None,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -82,13 +84,19 @@ class DualEncoder(nn.Module):
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             self.model = AutoModel.from_pretrained(self.path, add_pooling_layer=False, **kwargs)
-        except TypeError:
+        except TypeError:  # encoder-decoder models (mBART) take no pooling-layer flag
             self.model = AutoModel.from_pretrained(self.path, **kwargs)
+        if encoder_only:
+            if not hasattr(self.model, "get_encoder"):
+                raise ValueError(f"model.encoder.encoder_only=true, but {name!r} has no separate encoder")
+            self.model = self.model.get_encoder()
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.pooling, self.normalize = pooling, normalize
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.candidate_text = candidate_text
+        # a sentence-transformers Dense layer after pooling (LaBSE has one): "auto" loads it where the model has one
+        self.dense, self.dense_activation = load_dense_head(self.path) if dense_head == "auto" else (None, None)
         if freeze_embeddings:
             for p in self.model.get_input_embeddings().parameters():
                 p.requires_grad_(False)
@@ -115,6 +123,8 @@ class DualEncoder(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(out.dtype)
             emb = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.dense is not None:
+            emb = self.dense_activation(self.dense(emb))
         return F.normalize(emb, dim=-1) if self.normalize else emb
 
     @torch.no_grad()
@@ -130,7 +140,7 @@ class DualEncoder(nn.Module):
         unique: dict = {}
         inverse = np.fromiter((unique.setdefault(k, len(unique)) for k in keys), dtype=np.int64, count=len(keys))
         uniq = list(unique)
-        dim = self.model.config.hidden_size
+        dim = self.dense.out_features if self.dense is not None else self.model.config.hidden_size
         out = np.zeros((len(uniq), dim), dtype=np.float32)
         if not uniq:
             return out[inverse]
@@ -158,6 +168,51 @@ class DualEncoder(nn.Module):
             out[idx] = emb.float().cpu().numpy()
         self.train(was_training)
         return out[inverse]
+
+
+def _dense_dir(path: str) -> str | None:
+    """The Dense module folder of a sentence-transformers model (local, or its hub snapshot), if any."""
+    import json
+
+    root = path
+    if not os.path.isdir(root):
+        try:
+            from huggingface_hub import snapshot_download
+
+            root = snapshot_download(path, allow_patterns=["modules.json", "*Dense/*"])
+        except Exception:  # no hub, no sentence-transformers layout: no head
+            return None
+    modules = os.path.join(root, "modules.json")
+    if not os.path.exists(modules):
+        return None
+    for m in json.loads(open(modules).read()):
+        if m["type"].rsplit(".", 1)[-1] == "Dense":
+            return os.path.join(root, m["path"])
+    return None
+
+
+def load_dense_head(path: str) -> tuple[nn.Linear | None, nn.Module | None]:
+    """Linear + activation of a sentence-transformers ``Dense`` module (e.g. LaBSE's ``2_Dense``)."""
+    import importlib
+    import json
+
+    d = _dense_dir(path)
+    if d is None:
+        log.info("no sentence-transformers Dense head found for %s", path)
+        return None, None
+    cfg = json.loads(open(os.path.join(d, "config.json")).read())
+    linear = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+    if os.path.exists(os.path.join(d, "model.safetensors")):
+        from safetensors.torch import load_file
+
+        state = load_file(os.path.join(d, "model.safetensors"))
+    else:
+        state = torch.load(os.path.join(d, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+    module, _, cls = cfg.get("activation_function", "torch.nn.modules.linear.Identity").rpartition(".")
+    activation = getattr(importlib.import_module(module), cls)()
+    log.info("loaded the Dense head of %s (%d -> %d, %s)", path, linear.in_features, linear.out_features, cls)
+    return linear, activation
 
 
 def cpu_supports_bf16() -> bool:

@@ -26,7 +26,7 @@ def merged_backbone(encoder):
 
 def export_encoder(encoder, out_dir: str | Path, metrics: dict | None = None, config: dict | None = None) -> Path:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
     out = Path(out_dir)
     hf_dir = out / "_hf"
@@ -36,6 +36,11 @@ def export_encoder(encoder, out_dir: str | Path, metrics: dict | None = None, co
     transformer = Transformer(str(hf_dir))
     transformer.max_seq_length = encoder.passage_max_length
     modules = [transformer, Pooling(model.config.hidden_size, pooling_mode=encoder.pooling)]
+    if getattr(encoder, "dense", None) is not None:  # e.g. LaBSE's head
+        dense = Dense(encoder.dense.in_features, encoder.dense.out_features, bias=encoder.dense.bias is not None,
+                      activation_function=encoder.dense_activation)
+        dense.linear.load_state_dict(encoder.dense.state_dict())
+        modules.append(dense)
     if encoder.normalize:
         modules.append(Normalize())
     prompts = {"query": encoder.query_prefix, "passage": encoder.passage_prefix}

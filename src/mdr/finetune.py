@@ -53,6 +53,8 @@ def apply_finetune(encoder, mode: str = "full", r: int = 8, alpha: int = 16, dro
                              f"{sorted(linear_names)}: fix finetune.target_modules")
         config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
         encoder.model = get_peft_model(encoder.model, config)
+        if getattr(encoder, "dense", None) is not None:  # a pooled-output head is part of the frozen base
+            encoder.dense.requires_grad_(False)
     counts = {"mode": mode, "trainable": count_trainable(encoder), "total": sum(p.numel() for p in encoder.parameters())}
     log.info("finetune=%s: %d trainable of %d parameters", mode, counts["trainable"], counts["total"])
     return counts
