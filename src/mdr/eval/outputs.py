@@ -94,6 +94,10 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _rank(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def summary_markdown(result: LareqaResult) -> str:
     lines = [f"# {result.dataset}", "",
              f"{result.n_queries} queries, {result.n_candidates} candidates, languages: {' '.join(result.langs)}", "",
@@ -105,7 +109,7 @@ def summary_markdown(result: LareqaResult) -> str:
         for kind in ("mono", "cross", "multi"):
             row = summ[kind]
             lines.append(f"| {prefix}{kind} | " + " | ".join(_fmt(row[m]) for m in METRICS)
-                         + f" | {_fmt(row.get('rank_distance'))} | {row['n_settings']} |")
+                         + f" | {_rank(row.get('rank_distance'))} | {row['n_settings']} |")
     lines += ["", f"Skipped queries (no relevant candidate in the pool): {result.skipped['total']}", ""]
     return "\n".join(lines)
 
