@@ -96,3 +96,15 @@ def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
     assert r["n_queries"] + r["n_skipped"] == len({row[0] for row in qrels}) and r["n_docs"] == len(docids)
     assert 0 <= r["ndcg@10"] <= 1 and 0 < r["r@100"] <= 1
     assert (out / "eval" / "miracl-sw" / "run.trec.gz").exists()
+
+
+def test_evaluation_only_encoder_through_eval_py(tmp_path, data_dir):
+    """A non-torch baseline (hashed character n-grams) is scored like any model: lexical overlap wins
+    monolingually and collapses across languages."""
+    out = tmp_path / "eval"
+    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", "model=hashing", "data=mlqa_r",
+        "eval.run_files=none")
+    m = json.loads((out / "metrics.json").read_text())
+    h = m["headline"]["mlqa_r"]
+    assert m["model"].startswith("hashing-3gram") and m["encode_precision"] == "float32"
+    assert h["mono_map"] > 0.2 and h["mono_map"] > 2 * h["cross_map"]

@@ -67,6 +67,15 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         print(format_headline(report))
         return report
     encoder = instantiate(cfg.model.encoder)
+    if not isinstance(encoder, torch.nn.Module):  # an evaluation-only baseline (mdr.baselines.text_encoder)
+        if cfg.get("ckpt"):
+            raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
+        report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen,
+                          batch_size=cfg.eval.batch_size, run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
+                          save_embeddings_flag=cfg.eval.save_embeddings, qrels_sets=list(cfg.eval.get("qrels_sets") or []),
+                          search=cfg.eval.get("search", "torch"), extra={"config": OmegaConf.to_container(cfg, resolve=True)})
+        print(format_headline(report))
+        return report
     from mdr.finetune import apply_finetune
 
     apply_finetune(encoder, **cfg.finetune)  # a LoRA checkpoint needs the same adapters to load into

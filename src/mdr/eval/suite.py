@@ -60,8 +60,9 @@ def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | 
 
     from mdr.encoder import resolve_precision
 
-    device = next(encoder.parameters()).device if encoder is not None else torch.device("cpu")
-    dtype = resolve_precision(precision, device) if encoder is not None else None
+    is_torch = isinstance(encoder, torch.nn.Module)
+    device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
+    dtype = resolve_precision(precision, device) if is_torch else None
     report: dict = {"schema_version": SCHEMA_VERSION, "model": getattr(encoder, "name", None),
                     "model_path": getattr(encoder, "path", None),
                     "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
