@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.eval.outputs import atomic_write_text
@@ -66,7 +65,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
                           extra={"embeddings": str(path), "config": OmegaConf.to_container(cfg, resolve=True)})
         print(format_headline(report))
         return report
-    encoder = instantiate(cfg.model.encoder)
+    from mdr.train import make
+
+    encoder = make(cfg.model.encoder)
     if not isinstance(encoder, torch.nn.Module):  # an evaluation-only baseline (mdr.baselines.text_encoder)
         if cfg.get("ckpt"):
             raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")

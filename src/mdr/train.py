@@ -27,6 +27,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
     if int(cfg.data.datamodule.batch_size) < 1:
         raise ValueError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+    from mdr.eval.suite import RUN_KINDS, load_eval_set
+
+    if cfg.eval.run_files not in RUN_KINDS:
+        raise ValueError(f"eval.run_files={cfg.eval.run_files!r}; choose one of {sorted(RUN_KINDS)}")
+    for name in cfg.eval.datasets:  # the final evaluation must be possible before any training is spent
+        load_eval_set(name, cfg.paths.data_dir)
 
 
 def resolve_trainer_precision(precision: str, accelerator: str) -> str:
@@ -54,13 +60,26 @@ def resolve_resume(ckpt_path: str | None, ckpt_dir: Path) -> str | None:
     return str(path)
 
 
+def make(node, **kwargs):
+    """``hydra.utils.instantiate``, but a failing constructor's own error (which names the fix) is raised as
+    itself rather than wrapped in Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
+        raise
+
+
 def build(cfg: DictConfig):
-    encoder = instantiate(cfg.model.encoder)
+    encoder = make(cfg.model.encoder)
     finetune_counts = apply_finetune(encoder, **cfg.finetune)
-    sampler_factory = instantiate(cfg.sampler, _partial_=True)
-    dm: RetrievalDataModule = instantiate(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
+    sampler_factory = make(cfg.sampler, _partial_=True)
+    dm: RetrievalDataModule = make(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
     dm.encoder = encoder
-    module = DualEncoderModule(encoder, instantiate(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
+    module = DualEncoderModule(encoder, make(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
                                eval_precision=cfg.eval.precision)
     return encoder, dm, module, finetune_counts
 
@@ -94,7 +113,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         from mdr.callbacks import BatchLog
 
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = make(cfg.logger) if cfg.get("logger") else False
     precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
                                      precision=precision)

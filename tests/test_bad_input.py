@@ -1,0 +1,190 @@
+"""Bad input of every kind: a clear error that names the problem and the fix; no results written or changed.
+
+Runs the real entry points (`mdr.train.train`, `mdr.evaluate.evaluate`) in-process on composed Hydra
+configs, so each case costs well under a second unless it has to load a model.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def results_snapshot(run_dir: Path) -> dict:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")}
+
+
+def compose_cfg(name, overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory, data_dir):
+    """A data dir with one broken xquad-r per case, built from a real file."""
+    root = tmp_path_factory.mktemp("bad_data")
+    good = json.loads((data_dir / "xquad-r" / "en.json").read_text())
+
+    def make(case, mutate=None, raw=None):
+        d = root / case / "xquad-r"
+        d.mkdir(parents=True)
+        for lang in ("en", "de"):
+            doc = json.loads(json.dumps(good))
+            if mutate and lang == "de":
+                mutate(doc)
+            (d / f"{lang}.json").write_text(raw if (raw is not None and lang == "de") else json.dumps(doc))
+        (root / case / "mlqa-r").symlink_to(data_dir / "mlqa-r")  # the evaluation set stays intact
+        return root / case
+
+    def drop_breaks(doc):
+        del doc["data"][0]["paragraphs"][0]["sentence_breaks"]
+
+    def far_answer(doc):
+        doc["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 10**6
+
+    def no_questions(doc):
+        for art in doc["data"]:
+            for par in art["paragraphs"]:
+                par["qas"] = []
+
+    return {"malformed": make("malformed", raw='{"data": [ {"title": '), "no_breaks": make("no_breaks", drop_breaks),
+            "far_answer": make("far_answer", far_answer), "no_questions": make("no_questions", no_questions)}
+
+
+def train_overrides(run_dir, tiny_model_dir, data_dir, *extra):
+    return [f"paths.output_dir={run_dir}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
+            "model.encoder.offline_fallback=null", "data.train.langs=[de,en,es]", "data.datamodule.batch_size=8",
+            "data.datamodule.num_workers=0", "trainer.max_steps=2", "eval.datasets=[mlqa_r]", *extra]
+
+
+def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
+    from mdr.evaluate import evaluate
+    from mdr.train import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    before = results_snapshot(run_dir)
+    cfg = compose_cfg(cfg_name, overrides)
+    with pytest.raises(exc, match=message):
+        (train if entry == "train" else evaluate)(cfg)
+    assert results_snapshot(run_dir) == before, "a failed run wrote or changed results"
+    assert not (run_dir / "metrics.json").exists() or "metrics.json" in before
+    assert (run_dir / "FAILED").read_text().strip(), "the FAILED marker names the reason"
+
+
+TRAIN_CASES = [
+    # (id, extra overrides, data key or None, exception, message naming problem and fix)
+    ("missing data dir", ["paths.data_dir=/nonexistent/data"], None, FileNotFoundError, "does not exist.*paths.data_dir"),
+    ("malformed JSON", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "malformed", ValueError,
+     "de.json is not valid JSON.*re-fetch"),
+    ("no sentence_breaks", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "no_breaks", ValueError,
+     "missing 'context' or 'sentence_breaks'"),
+    ("answer outside sentences", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "far_answer", ValueError,
+     "answer start 1000000 .* lies in 0 sentences"),
+    ("language with no data", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "no_questions", ValueError,
+     "no questions; a language with no data cannot be used"),
+    ("unknown language", ["data.train.langs=[en,xx]"], None, ValueError, r"unknown language\(s\) \['xx'\].*fix the data langs"),
+    ("unknown dataset", ["data.train.name=squad"], None, ValueError, "unknown LAReQA dataset 'squad'"),
+    ("unknown data kind", ["data.train.kind=csv"], None, ValueError, "unknown data.train.kind='csv'"),
+    ("missing JSONL", ["data.train.kind=jsonl", "+data.train.path=/nonexistent.jsonl"], None, FileNotFoundError,
+     "set data.train.path"),
+    ("alpha above 1", ["sampler.alpha=1.5"], None, ValueError, r"sampler.alpha=1.5 must be in \[0, 1\]"),
+    ("alpha below 0", ["sampler.alpha=-0.1"], None, ValueError, r"sampler.alpha=-0.1 must be in \[0, 1\]"),
+    ("batch larger than ids", ["data.datamodule.batch_size=900"], None, ValueError,
+     "larger than the .* ids available .* lower data.batch_size"),
+    ("X-Y with one language", ["sampler=xy", "data.train.langs=[en]"], None, ValueError, "at least two training languages"),
+    ("unknown weighting", ["sampler.weighting=zipf"], None, ValueError, "sampler.weighting='zipf'"),
+    ("zero batch", ["data.datamodule.batch_size=0"], None, ValueError, "batch_size=0 must be >= 1"),
+    ("temperature zero", ["loss.temperature=0"], None, ValueError, "loss.temperature=0 must be > 0"),
+    ("unknown pooling", ["model.encoder.pooling=max"], None, ValueError, "model.pooling='max'; choose one of"),
+    ("unknown finetune mode", ["finetune.mode=adapterz"], None, ValueError, "finetune.mode='adapterz' is unknown"),
+    ("LoRA targets missing", ["finetune=lora", "finetune.target_modules=[q_proj]"], None, ValueError,
+     r"LoRA target modules \['q_proj'\] do not exist.*fix finetune.target_modules"),
+    ("unknown eval dataset", ["eval.datasets=[squad]"], None, ValueError, "unknown evaluation dataset 'squad'"),
+    ("resume without checkpoint", ["ckpt_path=last"], None, FileNotFoundError, "no checkpoint to resume.*ckpt_path=last"),
+]
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_bad_input(case, tmp_path, tiny_model_dir, data_dir, bad_data):
+    _, extra, data_key, exc, message = case
+    root = bad_data[data_key] if data_key else data_dir
+    expect_failure("train", "train", train_overrides(tmp_path / "run", tiny_model_dir, root, *extra), tmp_path / "run",
+                   exc, message)
+
+
+def test_unknown_model_offline(tmp_path, data_dir):
+    from mdr.encoder import ModelLoadError
+
+    overrides = [f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={data_dir}", "model=xlmr"]
+    expect_failure("train", "train", overrides, tmp_path / "run", ModelLoadError, "hub is unreachable.*model.encoder.name=DIR")
+
+
+def test_model_dir_without_weights(tmp_path, data_dir):
+    from mdr.encoder import ModelLoadError
+
+    (tmp_path / "empty_model").mkdir()
+    (tmp_path / "empty_model" / "config.json").write_text("{}")
+    overrides = [f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={data_dir}",
+                 f"model.encoder.name={tmp_path / 'empty_model'}"]
+    expect_failure("train", "train", overrides, tmp_path / "run", ModelLoadError, "has no weights")
+
+
+def eval_overrides(run_dir, tiny_model_dir, data_dir, *extra):
+    return [f"paths.output_dir={run_dir}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
+            "model.encoder.offline_fallback=null", "data=mlqa_r", "eval.run_files=none", *extra]
+
+
+def test_eval_checkpoint_missing(tmp_path, tiny_model_dir, data_dir):
+    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "ckpt=/nope.ckpt"),
+                   tmp_path / "run", FileNotFoundError, "checkpoint /nope.ckpt does not exist: pass ckpt=")
+
+
+def test_eval_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
+    ckpt = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(5, 7)}}, ckpt)
+    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
+                   tmp_path / "run", ValueError, "does not match model config.*pass the model=")
+
+
+def test_eval_checkpoint_without_encoder(tmp_path, tiny_model_dir, data_dir):
+    ckpt = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, ckpt)
+    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
+                   tmp_path / "run", ValueError, "holds no encoder weights; is it a checkpoint written by train.py")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"query_emb": np.zeros((3, 4)), "cand_emb": np.zeros((2, 4)), "query_ids": np.arange(3),
+      "cand_uids": np.array(["a", "b"])}, "do not match mlqa_r.*eval.save_embeddings=true"),
+    ({"query_emb": np.zeros((3, 4))}, r"lacks arrays \['cand_emb', 'cand_uids', 'query_ids'\]"),
+])
+def test_eval_bad_embeddings(tmp_path, tiny_model_dir, data_dir, arrays, message):
+    emb = tmp_path / "emb.npz"
+    np.savez(emb, **arrays)
+    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"embeddings={emb}"),
+                   tmp_path / "run", ValueError, message)
+
+
+def test_eval_unknown_run_files_option(tmp_path, tiny_model_dir, data_dir):
+    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "eval.run_files=some"),
+                   tmp_path / "run", ValueError, "eval.run_files='some'; choose one of")
+
+
+def test_failed_run_does_not_touch_earlier_results(tmp_path, tiny_model_dir, data_dir):
+    """A failing resume into a finished run's folder leaves its metrics and checkpoints byte-identical."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('{"schema_version": 1}')
+    (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"earlier")
+    shutil.copy(run_dir / "metrics.json", tmp_path / "copy.json")
+    expect_failure("train", "train", train_overrides(run_dir, tiny_model_dir, data_dir, "sampler.alpha=2"), run_dir,
+                   ValueError, "sampler.alpha=2")
+    assert (run_dir / "metrics.json").read_text() == (tmp_path / "copy.json").read_text()
