@@ -1,0 +1,88 @@
+"""The report tool on synthetic run folders with known values."""
+
+import json
+import math
+
+import pytest
+import yaml
+
+from mdr.report import collect, to_latex, to_markdown, write_report
+
+
+def make_run(root, name, sampler, seed, mono, cross, multi, rd, model="me5_small", mode="full", status="ok"):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    config = {"sampler": {"_target_": f"mdr.samplers.{sampler}", "alpha": 0.5}, "model": {"name": model},
+              "finetune": {"mode": mode}, "seed": seed}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    if status == "failed":
+        (run / "FAILED").write_text("ValueError: sampler.alpha=2 must be in [0, 1]\n")
+        (run / "metrics.json.partial").write_text("{")  # a half-written file must never be read
+        return
+    if status == "incomplete":
+        return
+    summary = {"mono": {"map": mono, "p@1": mono - 0.1, "mrr@5": mono - 0.05},
+               "cross": {"map": cross, "p@1": cross - 0.1, "mrr@5": cross - 0.05},
+               "multi": {"map": multi, "rank_distance": rd}}
+    (run / "metrics.json").write_text(json.dumps({"config": config, "datasets": {"xquad_r": {"summary": summary}}}))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    for seed, (m, c, x, rd) in enumerate([(0.80, 0.60, 0.30, 1000), (0.82, 0.62, 0.34, 900), (0.78, 0.61, 0.32, 1100)]):
+        make_run(tmp_path, f"xx_{seed}", "XXSampler", seed, m, c, x, rd)
+    for seed, (m, c, x, rd) in enumerate([(0.77, 0.68, 0.56, 350), (0.79, 0.70, 0.58, 340), (0.78, 0.69, 0.57, 360)]):
+        make_run(tmp_path, f"hy_{seed}", "HybridSampler", seed, m, c, x, rd)
+    make_run(tmp_path, "hy_bad", "HybridSampler", 9, 0, 0, 0, 0, status="failed")
+    make_run(tmp_path, "hy_killed", "HybridSampler", 10, 0, 0, 0, 0, status="incomplete")
+    return tmp_path
+
+
+def test_means_intervals_and_best(sweep):
+    r = collect(sweep)
+    xx, hy = r.rows[("xx", "me5_small", "full")], r.rows[("hybrid", "me5_small", "full")]
+    c = xx["xquad_r|mono mAP"]
+    assert c.n == 3 and c.mean == pytest.approx(0.80)
+    # t(0.975, 2) = 4.302652..., sd = 0.02, half-width = 4.3027 * 0.02 / sqrt(3)
+    assert c.half_width == pytest.approx(4.302652729911275 * 0.02 / math.sqrt(3), rel=1e-9)
+    assert hy["xquad_r|multi mAP"].mean == pytest.approx(0.57)
+    assert r.best[("xquad_r", "mono mAP")] == ("xx", "me5_small", "full")
+    assert r.best[("xquad_r", "cross mAP")] == ("hybrid", "me5_small", "full")
+    assert r.best[("xquad_r", "rank dist")] == ("hybrid", "me5_small", "full")  # lower is better
+    assert len(r.complete) == 6 and len(r.failed) == 1 and len(r.incomplete) == 1
+
+
+def test_outputs_list_failed_runs_and_mark_best(sweep, tmp_path):
+    r = write_report(sweep, tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "**0.8000 ± 0.0497**" in md  # xx mono: best, with its interval
+    assert "Failed runs (1)" in md and "sampler.alpha=2" in md and "hy_bad" in md
+    assert "Incomplete runs (1" in md and "hy_killed" in md
+    assert r"\textbf{0.5700 $\pm$ 0.0248}" in to_latex(r)
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("sampler,model,finetune,dataset,metric,mean,ci95_half_width")
+    assert len(rows) == 1 + 2 * 6
+    assert to_markdown(r).count("| hybrid |") == 1
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run folders"):
+        collect(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        collect(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
+    from test_train_e2e import run, tiny_overrides
+
+    sweep_dir = tmp_path / "sweep"
+    overrides = [o for o in tiny_overrides(tiny_model_dir, tmp_path / "unused", data_dir) if not o.startswith("hydra.run")]
+    overrides = [o for o in overrides if not o.startswith(("data.datamodule.steps_per_epoch", "trainer.max_epochs"))]
+    proc = run("train.py", "-m", "sampler=xx,hybrid", f"hydra.sweep.dir={sweep_dir}", *overrides,
+               "data.datamodule.steps_per_epoch=6", "trainer.max_epochs=1", "export.enabled=false")
+    assert (sweep_dir / "0" / "metrics.json").exists() and (sweep_dir / "1" / "metrics.json").exists()
+    r = run("report.py", str(sweep_dir))
+    assert "| xx | tiny_model" in r.stdout or "| xx |" in r.stdout
+    assert "| hybrid |" in r.stdout and "Complete runs: 2." in r.stdout
+    assert (sweep_dir / "results.tex").exists() and proc.returncode == 0
