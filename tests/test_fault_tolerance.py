@@ -67,9 +67,9 @@ def test_sigkill_mid_epoch_then_resume(uninterrupted, tmp_path, tiny_model_dir, 
     full = json.loads((uninterrupted / "metrics.json").read_text())
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["train"]["steps"] == full["train"]["steps"] == 24
-    # CPU, same seed, RNG states restored from the checkpoint: the metrics agree to float precision
+    # CPU, same seed, RNG states restored from the checkpoint: the metrics are bit-identical (measured)
     for key, value in full["headline"]["mlqa_r"].items():
-        assert resumed["headline"]["mlqa_r"][key] == pytest.approx(value, abs=1e-4), key
+        assert resumed["headline"]["mlqa_r"][key] == value, (key, resumed["headline"]["mlqa_r"][key] - value)
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_model_dir, data_dir):
