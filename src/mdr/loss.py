@@ -58,11 +58,16 @@ class InfoNCELoss(nn.Module):
     per-rank losses (what DDP does to gradients) then equals the single-process loss on the global batch.
     """
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, grad_cache: bool = False,
+                 grad_cache_chunk: int = 32):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature={temperature} must be > 0")
+        if grad_cache and grad_cache_chunk < 1:
+            raise ValueError(f"loss.grad_cache_chunk={grad_cache_chunk} must be >= 1")
         self.temperature, self.symmetric = temperature, symmetric
+        # how the trainer computes it: GradCache chunks (mdr.grad_cache) bound activation memory, same gradients
+        self.grad_cache, self.grad_cache_chunk = grad_cache, grad_cache_chunk
 
     def forward(self, q: torch.Tensor, p: torch.Tensor, query_ids: torch.Tensor, cand_answer_ids: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:

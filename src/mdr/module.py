@@ -23,9 +23,12 @@ class NonFiniteLossError(FloatingPointError):
 
 class DualEncoderModule(L.LightningModule):
     def __init__(self, encoder: DualEncoder, loss: InfoNCELoss, lr: float = 5e-5, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, eval_batch_size: int = 64, eval_precision: str = "auto"):
+                 warmup_ratio: float = 0.1, eval_batch_size: int = 64, eval_precision: str = "auto",
+                 grad_clip: float | None = None):
         super().__init__()
         self.encoder, self.loss_fn = encoder, loss
+        # GradCache needs two passes per step: manual optimisation (Lightning cannot clip for us then)
+        self.automatic_optimization = not getattr(loss, "grad_cache", False)
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self.loss_history: list[float] = []
         self.dev_set = None  # set from the datamodule: the dev retrieval set scored at each validation
@@ -38,7 +41,10 @@ class DualEncoderModule(L.LightningModule):
         return self.loss_fn(q, p, batch["query_ids"], batch["cand_answer_ids"], batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch)
+        if self.automatic_optimization:
+            loss = self.compute_loss(batch)
+        else:
+            loss = self._grad_cache_step(batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss is {loss.item()} at global step {self.global_step} (sampler step {batch['step']}, "
@@ -92,6 +98,22 @@ class DualEncoderModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _grad_cache_step(self, batch: dict) -> torch.Tensor:
+        from mdr.grad_cache import grad_cache_step
+
+        if self.trainer.world_size > 1:
+            raise NotImplementedError("loss.grad_cache=true is single-process for now: use it without trainer=ddp")
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        opt.zero_grad()
+        loss = grad_cache_step(self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward)
+        if not torch.isfinite(loss):
+            return loss  # training_step raises; no step is taken
+        if self.hparams.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        sched.step()
+        return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         dm = getattr(self.trainer, "datamodule", None)

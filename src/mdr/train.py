@@ -80,7 +80,7 @@ def build(cfg: DictConfig):
     dm: RetrievalDataModule = make(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
     dm.encoder = encoder
     module = DualEncoderModule(encoder, make(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
-                               eval_precision=cfg.eval.precision)
+                               eval_precision=cfg.eval.precision, grad_clip=cfg.trainer.get("gradient_clip_val"))
     return encoder, dm, module, finetune_counts
 
 
@@ -115,8 +115,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
     logger = make(cfg.logger) if cfg.get("logger") else False
     precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+    extra_trainer = {"gradient_clip_val": None} if cfg.loss.get("grad_cache") else {}  # the module clips itself
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
-                                     precision=precision)
+                                     precision=precision, **extra_trainer)
     dm.trainer = trainer
     dm.setup("fit")
     module.dev_set = dm.dev_set
