@@ -109,3 +109,13 @@ def test_bad_configs_fail_clearly(tmp_path, tiny_model_dir, data_dir, overrides,
     assert not (run_dir / "metrics.json").exists()
     assert not list(run_dir.glob("checkpoints/*.ckpt"))
     assert (run_dir / "FAILED").exists()
+
+
+@pytest.mark.slow
+def test_wandb_logger_offline(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "wb"
+    overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir) if not o.startswith("trainer.max_epochs")]
+    run("train.py", *overrides, "logger=wandb", "trainer.max_steps=3", "export.enabled=false", "eval.run_files=none")
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    assert (run_dir / "metrics.json").exists()
