@@ -47,51 +47,42 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
-    datasets = list(cfg.eval.datasets)
+    """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model."""
     from mdr.eval.outputs import load_embeddings
     from mdr.eval.suite import load_eval_set
 
+    datasets = list(cfg.eval.datasets)
     sets = [load_eval_set(name, cfg.paths.data_dir) for name in datasets]  # fail on bad data before loading a model
     seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+    extra = {"ckpt": cfg.get("ckpt"), "embeddings": cfg.get("embeddings"),
+             "config": OmegaConf.to_container(cfg, resolve=True)}
+    kwargs = {"run_files": cfg.eval.run_files, "run_depth": cfg.eval.run_depth, "extra": extra}
     if cfg.get("embeddings"):  # score saved embeddings: no model needed
         if len(sets) != 1 or cfg.eval.get("qrels_sets"):
             raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
         path = Path(cfg.embeddings)
         if not path.is_file():
             raise FileNotFoundError(f"embeddings file {path} does not exist; write one with eval.save_embeddings=true")
-        emb = {sets[0].name: load_embeddings(path, sets[0])}
-        report = run_eval(None, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, run_files=cfg.eval.run_files,
-                          run_depth=cfg.eval.run_depth, embeddings=emb,
-                          extra={"embeddings": str(path), "config": OmegaConf.to_container(cfg, resolve=True)})
-        print(format_headline(report))
-        return report
-    from mdr.train import make
+        encoder, kwargs["embeddings"] = None, {sets[0].name: load_embeddings(path, sets[0])}
+    else:
+        from mdr.train import make
 
-    encoder = make(cfg.model.encoder)
-    if not isinstance(encoder, torch.nn.Module):  # an evaluation-only baseline (mdr.baselines.text_encoder)
-        if cfg.get("ckpt"):
-            raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
-        report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen,
-                          batch_size=cfg.eval.batch_size, run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
-                          save_embeddings_flag=cfg.eval.save_embeddings, qrels_sets=list(cfg.eval.get("qrels_sets") or []),
-                          search=cfg.eval.get("search", "torch"), extra={"config": OmegaConf.to_container(cfg, resolve=True)})
-        print(format_headline(report))
-        return report
-    from mdr.finetune import apply_finetune
-
-    apply_finetune(encoder, **cfg.finetune)  # a LoRA checkpoint needs the same adapters to load into
-    if cfg.get("ckpt"):
-        state = load_checkpoint_into(encoder, cfg.ckpt)
-        seen = seen or state.get("mdr_train_langs")
-    device = cfg.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder.to(device)
-    extra = {"ckpt": cfg.get("ckpt"), "config": OmegaConf.to_container(cfg, resolve=True)}
-    report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, batch_size=cfg.eval.batch_size,
-                      run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
-                      save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
+        encoder = make(cfg.model.encoder)
+        kwargs.update(batch_size=cfg.eval.batch_size, save_embeddings_flag=cfg.eval.save_embeddings,
                       qrels_sets=list(cfg.eval.get("qrels_sets") or []), search=cfg.eval.get("search", "torch"))
+        if not isinstance(encoder, torch.nn.Module):  # an evaluation-only baseline (mdr.baselines.text_encoder)
+            if cfg.get("ckpt"):
+                raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
+        else:
+            from mdr.finetune import apply_finetune
+
+            apply_finetune(encoder, **cfg.finetune)  # a LoRA checkpoint needs the same adapters to load into
+            if cfg.get("ckpt"):
+                seen = seen or load_checkpoint_into(encoder, cfg.ckpt).get("mdr_train_langs")
+            device = cfg.get("device", "auto")
+            encoder.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+            kwargs["precision"] = cfg.eval.precision
+    report = run_eval(encoder, datasets, cfg.paths.data_dir, run_dir, seen_langs=seen, **kwargs)
     print(format_headline(report))
     print(f"results in {run_dir}")
     return report

@@ -10,7 +10,6 @@ qrels' own gains sorted. Queries without a relevant document are skipped and cou
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mdr.data.jsonl import iter_jsonl
 from mdr.data.lareqa import DataFormatError
 
 
@@ -60,20 +60,13 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 def read_corpus_jsonl(path: str | Path) -> tuple[list[str], list[str]]:
     ids, texts = [], []
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e})") from e
-            docid = row.get("docid", row.get("_id"))
-            if docid is None or "text" not in row:
-                raise DataFormatError(f"{path}:{lineno}: a corpus line needs 'docid' (or '_id') and 'text'")
-            ids.append(str(docid))
-            title = row.get("title") or ""
-            texts.append(f"{title} {row['text']}".strip() if title else row["text"])
+    for lineno, row in iter_jsonl(path):
+        docid = row.get("docid", row.get("_id"))
+        if docid is None or "text" not in row:
+            raise DataFormatError(f"{path}:{lineno}: a corpus line needs 'docid' (or '_id') and 'text'")
+        ids.append(str(docid))
+        title = row.get("title") or ""
+        texts.append(f"{title} {row['text']}".strip() if title else row["text"])
     return ids, texts
 
 
