@@ -8,7 +8,6 @@ checkpoints (``state_dict``), so a resumed run continues the same stream.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,7 +215,3 @@ class RetrievalDataModule(L.LightningDataModule):
             if hasattr(self, "sampler"):
                 self.sampler.seed = self.seed
         self.next_step = int(state["next_step"])
-
-
-def default_num_workers() -> int:
-    return min(4, max(0, (os.cpu_count() or 1) - 1))

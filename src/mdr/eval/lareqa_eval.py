@@ -90,6 +90,8 @@ def evaluate_lareqa(
     local = {y: {int(g): i for i, g in enumerate(pool_idx[y])} for y in langs}
     all_local = {int(g): i for i, g in enumerate(all_idx)}
     lang_of_pool_all = cand_langs[all_idx]
+    c_pool = c_emb[torch.from_numpy(all_idx).to(device)]  # candidates in multilingual-pool order, once
+    offsets = dict(zip(langs, np.cumsum([0] + [len(pool_idx[y]) for y in langs[:-1]]).tolist()))
     query_uids = rs.query_uids
     q_langs = np.asarray(rs.query_langs)
     result = LareqaResult(rs.name, list(langs), len(rs.query_ids), len(rs.cand_uids), seen_langs=seen_langs)
@@ -99,12 +101,7 @@ def evaluate_lareqa(
         if len(qi) == 0:
             continue
         ids = [rs.query_ids[i] for i in qi]
-        scores_all = (q_emb[qi] @ c_emb[torch.from_numpy(all_idx).to(device)].T).cpu()
-        offsets = {}
-        start = 0
-        for y in langs:
-            offsets[y] = start
-            start += len(pool_idx[y])
+        scores_all = (q_emb[qi] @ c_pool.T).cpu()
         for y in langs:
             kind = "mono" if y == x else "cross"
             name = f"{x}->{y}"
