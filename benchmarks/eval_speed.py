@@ -27,8 +27,12 @@ def peak_rss_gib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data")))
-    ap.add_argument("--model-dir", default=None, help="HF model dir (default: the offline multilingual-e5-small build)")
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    )
+    ap.add_argument(
+        "--model-dir", default=None, help="HF model dir (default: the offline multilingual-e5-small build)"
+    )
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval_speed.json"))
@@ -68,24 +72,38 @@ def main() -> None:
     rows = [
         ("encode every text once (peer)", t_encode, 1.0),
         ("metrics only, 132 settings", t_metrics, t_metrics / t_encode),
-        ("whole eval, train default (multi runs + reports)", t_encode + t_default, (t_encode + t_default) / t_encode),
+        (
+            "whole eval, train default (multi runs + reports)",
+            t_encode + t_default,
+            (t_encode + t_default) / t_encode,
+        ),
         ("whole eval, eval.run_files=all", t_encode + t_all_runs, (t_encode + t_all_runs) / t_encode),
     ]
-    print(f"XQuAD-R: {len(rs.query_texts)} queries + {len(rs.cand_texts)} candidates = {n_texts} texts; "
-          f"{torch.get_num_threads()} threads, precision {args.precision}")
+    print(
+        f"XQuAD-R: {len(rs.query_texts)} queries + {len(rs.cand_texts)} candidates = {n_texts} texts; "
+        f"{torch.get_num_threads()} threads, precision {args.precision}"
+    )
     print(f"{'what':<52} {'seconds':>9} {'x encode':>9}")
     for name, sec, ratio in rows:
         print(f"{name:<52} {sec:>9.2f} {ratio:>9.3f}")
     print(f"peak RSS: {peak_rss_gib():.2f} GiB")
     report = {
-        "benchmark": "eval_speed", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
-        "processor": platform.processor(), "threads": torch.get_num_threads(), "precision": args.precision,
-        "model_dir": model_dir, "n_texts": n_texts,
-        "encode_s": t_encode, "metrics_s": t_metrics, "default_eval_s": t_encode + t_default,
+        "benchmark": "eval_speed",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "model_dir": model_dir,
+        "n_texts": n_texts,
+        "encode_s": t_encode,
+        "metrics_s": t_metrics,
+        "default_eval_s": t_encode + t_default,
         "all_runs_eval_s": t_encode + t_all_runs,
         "ratio_default_over_encode": (t_encode + t_default) / t_encode,
         "ratio_all_runs_over_encode": (t_encode + t_all_runs) / t_encode,
-        "peak_rss_gib": peak_rss_gib(), "command": " ".join([sys.executable, *sys.argv]),
+        "peak_rss_gib": peak_rss_gib(),
+        "command": " ".join([sys.executable, *sys.argv]),
         "headline": {k: result.summary[k]["map"] for k in ("mono", "cross", "multi")},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    )
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=8)
@@ -46,7 +48,9 @@ def main() -> None:
     modes = [("full (embeddings frozen)", "full", True), ("full", "full", False), ("lora r=8", "lora", False)]
     rows = []
     for label, mode, freeze in modes:
-        enc = DualEncoder(model_dir, query_prefix="query: ", passage_prefix="passage: ", freeze_embeddings=freeze)
+        enc = DualEncoder(
+            model_dir, query_prefix="query: ", passage_prefix="passage: ", freeze_embeddings=freeze
+        )
         counts = apply_finetune(enc, mode, r=8, alpha=16, dropout=0.1)
         collate = Collator(corpus, enc.tokenize_queries, enc.tokenize_passages)
         batches = [collate(sampler.plan(s)) for s in range(args.steps + 2)]
@@ -56,25 +60,47 @@ def main() -> None:
         for i, b in enumerate(batches):
             t0 = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(enc(**b["query"]), enc(**b["passage"]), b["query_ids"], b["cand_answer_ids"], b["labels"])
+                loss = loss_fn(
+                    enc(**b["query"]), enc(**b["passage"]), b["query_ids"], b["cand_answer_ids"], b["labels"]
+                )
             loss.backward()
             opt.step()
             opt.zero_grad()
             if i >= 2:  # two warm-up steps
                 times.append(time.perf_counter() - t0)
-        rows.append({"mode": label, "trainable": counts["trainable"], "total": counts["total"],
-                     "median_step_s": statistics.median(times)})
+        rows.append(
+            {
+                "mode": label,
+                "trainable": counts["trainable"],
+                "total": counts["total"],
+                "median_step_s": statistics.median(times),
+            }
+        )
         del enc, opt
     ref = next(r["median_step_s"] for r in rows if r["mode"] == "full")
-    print(f"batch {args.batch}, {args.steps} steps after 2 warm-up, bf16 autocast: {bf16}, {torch.get_num_threads()} threads")
+    print(
+        f"batch {args.batch}, {args.steps} steps after 2 warm-up, bf16 autocast: {bf16}, {torch.get_num_threads()} threads"
+    )
     print(f"{'mode':<26} {'trainable':>12} {'step s':>8} {'x full':>7}")
     for r in rows:
         r["ratio_to_full"] = r["median_step_s"] / ref
         print(f"{r['mode']:<26} {r['trainable']:>12,} {r['median_step_s']:>8.3f} {r['ratio_to_full']:>7.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"benchmark": "finetune_step_time", "date": time.strftime("%Y-%m-%d %H:%M"),
-                                          "machine": platform.platform(), "batch": args.batch, "bf16": bf16,
-                                          "model_dir": model_dir, "rows": rows}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "benchmark": "finetune_step_time",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": platform.platform(),
+                "batch": args.batch,
+                "bf16": bf16,
+                "model_dir": model_dir,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

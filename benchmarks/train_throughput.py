@@ -47,14 +47,37 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock):
         def on_train_batch_end(self, *args):
             clock.tick()
 
-    enc = DualEncoder(model_dir, query_prefix="query: ", passage_prefix="passage: ", query_max_length=128,
-                      passage_max_length=128, freeze_embeddings=True)
-    dm = RetrievalDataModule({"kind": "lareqa", "name": "mlqa_r", "langs": None}, data_dir, XXSampler, batch_size=batch,
-                             dev_fraction=0.0, steps_per_epoch=steps, val_batches=0, num_workers=1)
+    enc = DualEncoder(
+        model_dir,
+        query_prefix="query: ",
+        passage_prefix="passage: ",
+        query_max_length=128,
+        passage_max_length=128,
+        freeze_embeddings=True,
+    )
+    dm = RetrievalDataModule(
+        {"kind": "lareqa", "name": "mlqa_r", "langs": None},
+        data_dir,
+        XXSampler,
+        batch_size=batch,
+        dev_fraction=0.0,
+        steps_per_epoch=steps,
+        val_batches=0,
+        num_workers=1,
+    )
     dm.encoder = enc
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, precision="bf16-mixed" if bf16 else "32-true",
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        use_distributed_sampler=False, limit_val_batches=0, callbacks=[Tick()], gradient_clip_val=1.0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        precision="bf16-mixed" if bf16 else "32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=[Tick()],
+        gradient_clip_val=1.0,
+    )
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(0.05), lr=2e-5, warmup_ratio=0.0), datamodule=dm)
     return dm
 
@@ -76,7 +99,9 @@ def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir):
 
     transformer = Transformer(model_dir)
     transformer.max_seq_length = 128
-    model = SentenceTransformer(modules=[transformer, Pooling(384, pooling_mode="mean"), Normalize()], device="cpu")
+    model = SentenceTransformer(
+        modules=[transformer, Pooling(384, pooling_mode="mean"), Normalize()], device="cpu"
+    )
     for p in model[0].auto_model.get_input_embeddings().parameters():
         p.requires_grad_(False)
     anchors, positives = [], []
@@ -87,18 +112,34 @@ def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir):
             positives.append(dm.train_corpus.get(i, pl).positive)
     data = Dataset.from_dict({"anchor": anchors, "positive": positives})
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out_dir), per_device_train_batch_size=batch, max_steps=steps, learning_rate=2e-5,
-        warmup_ratio=0.0, bf16=bf16, use_cpu=True, report_to="none", save_strategy="no", logging_steps=10**6,
-        dataloader_num_workers=1, prompts={"anchor": "query: ", "positive": "passage: "}, max_grad_norm=1.0,
-        batch_sampler="batch_sampler", data_seed=0, seed=0,
+        output_dir=str(out_dir),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        learning_rate=2e-5,
+        warmup_ratio=0.0,
+        bf16=bf16,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        dataloader_num_workers=1,
+        prompts={"anchor": "query: ", "positive": "passage: "},
+        max_grad_norm=1.0,
+        batch_sampler="batch_sampler",
+        data_seed=0,
+        seed=0,
     )
     loss = MultipleNegativesRankingLoss(model, scale=20.0)  # = temperature 0.05
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=[Tick()]).train()
+    SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=data, loss=loss, callbacks=[Tick()]
+    ).train()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=14)
     ap.add_argument("--warmup", type=int, default=4)
@@ -118,16 +159,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         theirs(model_dir, dm, args.batch, args.steps, bf16, c_st, tmp)
     r_ours, r_st = c_ours.rate(args.batch, args.warmup), c_st.rate(args.batch, args.warmup)
-    print(f"batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), bf16: {bf16}, {torch.get_num_threads()} threads")
+    print(
+        f"batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), bf16: {bf16}, {torch.get_num_threads()} threads"
+    )
     print(f"{'trainer':<40} {'examples/s':>11}")
     print(f"{'mdr (Lightning, this project)':<40} {r_ours:>11.2f}")
     print(f"{'sentence-transformers (MNRL)':<40} {r_st:>11.2f}")
     print(f"ratio mdr / sentence-transformers: {r_ours / r_st:.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "benchmark": "train_throughput", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
-        "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "bf16": bf16,
-        "examples_per_s": {"mdr": r_ours, "sentence_transformers": r_st}, "ratio": r_ours / r_st}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": platform.platform(),
+                "batch": args.batch,
+                "steps": args.steps,
+                "warmup": args.warmup,
+                "bf16": bf16,
+                "examples_per_s": {"mdr": r_ours, "sentence_transformers": r_st},
+                "ratio": r_ours / r_st,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

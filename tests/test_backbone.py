@@ -23,11 +23,14 @@ def decode_block_by_hand(raw: bytes, block: int) -> list[float]:
     return [v * scale for v in lows + highs]
 
 
-@pytest.mark.parametrize("packed_name, hf_name, row, block", [
-    ("emb.word", "embeddings.word_embeddings.weight", 35378, 3),      # "Hello"-ish token row
-    ("l0.q.w", "encoder.layer.0.attention.self.query.weight", 7, 5),
-    ("l11.fo.w", "encoder.layer.11.output.dense.weight", 383, 47),    # (384, 1536): 48 blocks per row
-])
+@pytest.mark.parametrize(
+    "packed_name, hf_name, row, block",
+    [
+        ("emb.word", "embeddings.word_embeddings.weight", 35378, 3),  # "Hello"-ish token row
+        ("l0.q.w", "encoder.layer.0.attention.self.query.weight", 7, 5),
+        ("l11.fo.w", "encoder.layer.11.output.dense.weight", 383, 47),  # (384, 1536): 48 blocks per row
+    ],
+)
 def test_blocks_decoded_independently_equal_converted_tensors(me5_dir, packed_name, hf_name, row, block):
     from safetensors import safe_open
 
@@ -38,7 +41,9 @@ def test_blocks_decoded_independently_equal_converted_tensors(me5_dir, packed_na
         w = f.get_tensor(hf_name)
     blocks_per_row = w.shape[1] // 32
     expected = decode_block_by_hand(raw, row * blocks_per_row + block)
-    np.testing.assert_array_equal(w[row, block * 32 : (block + 1) * 32], np.asarray(expected, dtype=np.float32))
+    np.testing.assert_array_equal(
+        w[row, block * 32 : (block + 1) * 32], np.asarray(expected, dtype=np.float32)
+    )
 
 
 def test_float_tensors_copied_exactly(me5_dir):
@@ -55,10 +60,20 @@ def test_translations_are_nearest_neighbours(me5_dir):
     from mdr.encoder import DualEncoder
 
     enc = DualEncoder(str(me5_dir), query_prefix="query: ", passage_prefix="passage: ")
-    en = ["The cat sleeps on the sofa.", "Paris is the capital of France.", "I drink coffee every morning.",
-          "The train leaves at noon.", "Water boils at one hundred degrees."]
-    other = ["Die Katze schläft auf dem Sofa.", "París es la capital de Francia.", "Я пью кофе каждое утро.",
-             "列车中午出发。", "الماء يغلي عند مئة درجة."]
+    en = [
+        "The cat sleeps on the sofa.",
+        "Paris is the capital of France.",
+        "I drink coffee every morning.",
+        "The train leaves at noon.",
+        "Water boils at one hundred degrees.",
+    ]
+    other = [
+        "Die Katze schläft auf dem Sofa.",
+        "París es la capital de Francia.",
+        "Я пью кофе каждое утро.",
+        "列车中午出发。",
+        "الماء يغلي عند مئة درجة.",
+    ]
     q = enc.encode(en, "query", show_progress=False, precision="fp32")
     p = enc.encode(other, "passage", show_progress=False, precision="fp32")
     assert (q @ p.T).argmax(1).tolist() == [0, 1, 2, 3, 4]
@@ -107,7 +122,9 @@ def test_encoder_pooling_prefixes_and_dedup(tiny_model_dir):
     np.testing.assert_allclose(e[1:3], alone, atol=1e-5)
     with torch.no_grad():
         b = enc.tokenize_queries(["a b c"])
-        assert enc.tokenizer.decode(b["input_ids"][0]).startswith("<s> query: a b c") or \
-            enc.tokenizer.convert_ids_to_tokens(b["input_ids"][0])[1] == "▁query"
+        assert (
+            enc.tokenizer.decode(b["input_ids"][0]).startswith("<s> query: a b c")
+            or enc.tokenizer.convert_ids_to_tokens(b["input_ids"][0])[1] == "▁query"
+        )
     with pytest.raises(ValueError, match="model.pooling"):
         DualEncoder(str(tiny_model_dir), pooling="max")

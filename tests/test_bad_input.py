@@ -18,8 +18,11 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def results_snapshot(run_dir: Path) -> dict:
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")}
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")
+    }
 
 
 def compose_cfg(name, overrides):
@@ -55,14 +58,27 @@ def bad_data(tmp_path_factory, data_dir):
             for par in art["paragraphs"]:
                 par["qas"] = []
 
-    return {"malformed": make("malformed", raw='{"data": [ {"title": '), "no_breaks": make("no_breaks", drop_breaks),
-            "far_answer": make("far_answer", far_answer), "no_questions": make("no_questions", no_questions)}
+    return {
+        "malformed": make("malformed", raw='{"data": [ {"title": '),
+        "no_breaks": make("no_breaks", drop_breaks),
+        "far_answer": make("far_answer", far_answer),
+        "no_questions": make("no_questions", no_questions),
+    }
 
 
 def train_overrides(run_dir, tiny_model_dir, data_dir, *extra):
-    return [f"paths.output_dir={run_dir}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
-            "model.encoder.offline_fallback=null", "data.train.langs=[de,en,es]", "data.datamodule.batch_size=8",
-            "data.datamodule.num_workers=0", "trainer.max_steps=2", "eval.datasets=[mlqa_r]", *extra]
+    return [
+        f"paths.output_dir={run_dir}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        "data.train.langs=[de,en,es]",
+        "data.datamodule.batch_size=8",
+        "data.datamodule.num_workers=0",
+        "trainer.max_steps=2",
+        "eval.datasets=[mlqa_r]",
+        *extra,
+    ]
 
 
 def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
@@ -81,34 +97,111 @@ def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
 
 TRAIN_CASES = [
     # (id, extra overrides, data key or None, exception, message naming problem and fix)
-    ("missing data dir", ["paths.data_dir=/nonexistent/data"], None, FileNotFoundError, "does not exist.*paths.data_dir"),
-    ("malformed JSON", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "malformed", ValueError,
-     "de.json is not valid JSON.*re-fetch"),
-    ("no sentence_breaks", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "no_breaks", ValueError,
-     "missing 'context' or 'sentence_breaks'"),
-    ("answer outside sentences", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "far_answer", ValueError,
-     "answer start 1000000 .* lies in 0 sentences"),
-    ("language with no data", ["data.train.name=xquad_r", "data.train.langs=[de,en]"], "no_questions", ValueError,
-     "no questions; a language with no data cannot be used"),
-    ("unknown language", ["data.train.langs=[en,xx]"], None, ValueError, r"unknown language\(s\) \['xx'\].*fix the data langs"),
+    (
+        "missing data dir",
+        ["paths.data_dir=/nonexistent/data"],
+        None,
+        FileNotFoundError,
+        "does not exist.*paths.data_dir",
+    ),
+    (
+        "malformed JSON",
+        ["data.train.name=xquad_r", "data.train.langs=[de,en]"],
+        "malformed",
+        ValueError,
+        "de.json is not valid JSON.*re-fetch",
+    ),
+    (
+        "no sentence_breaks",
+        ["data.train.name=xquad_r", "data.train.langs=[de,en]"],
+        "no_breaks",
+        ValueError,
+        "missing 'context' or 'sentence_breaks'",
+    ),
+    (
+        "answer outside sentences",
+        ["data.train.name=xquad_r", "data.train.langs=[de,en]"],
+        "far_answer",
+        ValueError,
+        "answer start 1000000 .* lies in 0 sentences",
+    ),
+    (
+        "language with no data",
+        ["data.train.name=xquad_r", "data.train.langs=[de,en]"],
+        "no_questions",
+        ValueError,
+        "no questions; a language with no data cannot be used",
+    ),
+    (
+        "unknown language",
+        ["data.train.langs=[en,xx]"],
+        None,
+        ValueError,
+        r"unknown language\(s\) \['xx'\].*fix the data langs",
+    ),
     ("unknown dataset", ["data.train.name=squad"], None, ValueError, "unknown LAReQA dataset 'squad'"),
     ("unknown data kind", ["data.train.kind=csv"], None, ValueError, "unknown data.train.kind='csv'"),
-    ("missing JSONL", ["data.train.kind=jsonl", "+data.train.path=/nonexistent.jsonl"], None, FileNotFoundError,
-     "set data.train.path"),
+    (
+        "missing JSONL",
+        ["data.train.kind=jsonl", "+data.train.path=/nonexistent.jsonl"],
+        None,
+        FileNotFoundError,
+        "set data.train.path",
+    ),
     ("alpha above 1", ["sampler.alpha=1.5"], None, ValueError, r"sampler.alpha=1.5 must be in \[0, 1\]"),
     ("alpha below 0", ["sampler.alpha=-0.1"], None, ValueError, r"sampler.alpha=-0.1 must be in \[0, 1\]"),
-    ("batch larger than ids", ["data.datamodule.batch_size=900"], None, ValueError,
-     "larger than the .* ids available .* lower data.batch_size"),
-    ("X-Y with one language", ["sampler=xy", "data.train.langs=[en]"], None, ValueError, "at least two training languages"),
+    (
+        "batch larger than ids",
+        ["data.datamodule.batch_size=900"],
+        None,
+        ValueError,
+        "larger than the .* ids available .* lower data.batch_size",
+    ),
+    (
+        "X-Y with one language",
+        ["sampler=xy", "data.train.langs=[en]"],
+        None,
+        ValueError,
+        "at least two training languages",
+    ),
     ("unknown weighting", ["sampler.weighting=zipf"], None, ValueError, "sampler.weighting='zipf'"),
     ("zero batch", ["data.datamodule.batch_size=0"], None, ValueError, "batch_size=0 must be >= 1"),
     ("temperature zero", ["loss.temperature=0"], None, ValueError, "loss.temperature=0 must be > 0"),
-    ("unknown pooling", ["model.encoder.pooling=max"], None, ValueError, "model.pooling='max'; choose one of"),
-    ("unknown finetune mode", ["finetune.mode=adapterz"], None, ValueError, "finetune.mode='adapterz' is unknown"),
-    ("LoRA targets missing", ["finetune=lora", "finetune.target_modules=[q_proj]"], None, ValueError,
-     r"LoRA target modules \['q_proj'\] do not exist.*fix finetune.target_modules"),
-    ("unknown eval dataset", ["eval.datasets=[squad]"], None, ValueError, "unknown evaluation dataset 'squad'"),
-    ("resume without checkpoint", ["ckpt_path=last"], None, FileNotFoundError, "no checkpoint to resume.*ckpt_path=last"),
+    (
+        "unknown pooling",
+        ["model.encoder.pooling=max"],
+        None,
+        ValueError,
+        "model.pooling='max'; choose one of",
+    ),
+    (
+        "unknown finetune mode",
+        ["finetune.mode=adapterz"],
+        None,
+        ValueError,
+        "finetune.mode='adapterz' is unknown",
+    ),
+    (
+        "LoRA targets missing",
+        ["finetune=lora", "finetune.target_modules=[q_proj]"],
+        None,
+        ValueError,
+        r"LoRA target modules \['q_proj'\] do not exist.*fix finetune.target_modules",
+    ),
+    (
+        "unknown eval dataset",
+        ["eval.datasets=[squad]"],
+        None,
+        ValueError,
+        "unknown evaluation dataset 'squad'",
+    ),
+    (
+        "resume without checkpoint",
+        ["ckpt_path=last"],
+        None,
+        FileNotFoundError,
+        "no checkpoint to resume.*ckpt_path=last",
+    ),
 ]
 
 
@@ -116,15 +209,28 @@ TRAIN_CASES = [
 def test_train_bad_input(case, tmp_path, tiny_model_dir, data_dir, bad_data):
     _, extra, data_key, exc, message = case
     root = bad_data[data_key] if data_key else data_dir
-    expect_failure("train", "train", train_overrides(tmp_path / "run", tiny_model_dir, root, *extra), tmp_path / "run",
-                   exc, message)
+    expect_failure(
+        "train",
+        "train",
+        train_overrides(tmp_path / "run", tiny_model_dir, root, *extra),
+        tmp_path / "run",
+        exc,
+        message,
+    )
 
 
 def test_unknown_model_offline(tmp_path, data_dir):
     from mdr.encoder import ModelLoadError
 
     overrides = [f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={data_dir}", "model=xlmr"]
-    expect_failure("train", "train", overrides, tmp_path / "run", ModelLoadError, "hub is unreachable.*model.encoder.name=DIR")
+    expect_failure(
+        "train",
+        "train",
+        overrides,
+        tmp_path / "run",
+        ModelLoadError,
+        "hub is unreachable.*model.encoder.name=DIR",
+    )
 
 
 def test_model_dir_without_weights(tmp_path, data_dir):
@@ -132,50 +238,100 @@ def test_model_dir_without_weights(tmp_path, data_dir):
 
     (tmp_path / "empty_model").mkdir()
     (tmp_path / "empty_model" / "config.json").write_text("{}")
-    overrides = [f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={data_dir}",
-                 f"model.encoder.name={tmp_path / 'empty_model'}"]
+    overrides = [
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tmp_path / 'empty_model'}",
+    ]
     expect_failure("train", "train", overrides, tmp_path / "run", ModelLoadError, "has no weights")
 
 
 def eval_overrides(run_dir, tiny_model_dir, data_dir, *extra):
-    return [f"paths.output_dir={run_dir}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
-            "model.encoder.offline_fallback=null", "data=mlqa_r", "eval.run_files=none", *extra]
+    return [
+        f"paths.output_dir={run_dir}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        "data=mlqa_r",
+        "eval.run_files=none",
+        *extra,
+    ]
 
 
 def test_eval_checkpoint_missing(tmp_path, tiny_model_dir, data_dir):
-    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "ckpt=/nope.ckpt"),
-                   tmp_path / "run", FileNotFoundError, "checkpoint /nope.ckpt does not exist: pass ckpt=")
+    expect_failure(
+        "eval",
+        "eval",
+        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "ckpt=/nope.ckpt"),
+        tmp_path / "run",
+        FileNotFoundError,
+        "checkpoint /nope.ckpt does not exist: pass ckpt=",
+    )
 
 
 def test_eval_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
     ckpt = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(5, 7)}}, ckpt)
-    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
-                   tmp_path / "run", ValueError, "does not match model config.*pass the model=")
+    expect_failure(
+        "eval",
+        "eval",
+        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
+        tmp_path / "run",
+        ValueError,
+        "does not match model config.*pass the model=",
+    )
 
 
 def test_eval_checkpoint_without_encoder(tmp_path, tiny_model_dir, data_dir):
     ckpt = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, ckpt)
-    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
-                   tmp_path / "run", ValueError, "holds no encoder weights; is it a checkpoint written by train.py")
+    expect_failure(
+        "eval",
+        "eval",
+        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
+        tmp_path / "run",
+        ValueError,
+        "holds no encoder weights; is it a checkpoint written by train.py",
+    )
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"query_emb": np.zeros((3, 4)), "cand_emb": np.zeros((2, 4)), "query_ids": np.arange(3),
-      "cand_uids": np.array(["a", "b"])}, "do not match mlqa_r.*eval.save_embeddings=true"),
-    ({"query_emb": np.zeros((3, 4))}, r"lacks arrays \['cand_emb', 'cand_uids', 'query_ids'\]"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {
+                "query_emb": np.zeros((3, 4)),
+                "cand_emb": np.zeros((2, 4)),
+                "query_ids": np.arange(3),
+                "cand_uids": np.array(["a", "b"]),
+            },
+            "do not match mlqa_r.*eval.save_embeddings=true",
+        ),
+        ({"query_emb": np.zeros((3, 4))}, r"lacks arrays \['cand_emb', 'cand_uids', 'query_ids'\]"),
+    ],
+)
 def test_eval_bad_embeddings(tmp_path, tiny_model_dir, data_dir, arrays, message):
     emb = tmp_path / "emb.npz"
     np.savez(emb, **arrays)
-    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"embeddings={emb}"),
-                   tmp_path / "run", ValueError, message)
+    expect_failure(
+        "eval",
+        "eval",
+        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"embeddings={emb}"),
+        tmp_path / "run",
+        ValueError,
+        message,
+    )
 
 
 def test_eval_unknown_run_files_option(tmp_path, tiny_model_dir, data_dir):
-    expect_failure("eval", "eval", eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "eval.run_files=some"),
-                   tmp_path / "run", ValueError, "eval.run_files='some'; choose one of")
+    expect_failure(
+        "eval",
+        "eval",
+        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "eval.run_files=some"),
+        tmp_path / "run",
+        ValueError,
+        "eval.run_files='some'; choose one of",
+    )
 
 
 def test_failed_run_does_not_touch_earlier_results(tmp_path, tiny_model_dir, data_dir):
@@ -185,6 +341,12 @@ def test_failed_run_does_not_touch_earlier_results(tmp_path, tiny_model_dir, dat
     (run_dir / "metrics.json").write_text('{"schema_version": 1}')
     (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"earlier")
     shutil.copy(run_dir / "metrics.json", tmp_path / "copy.json")
-    expect_failure("train", "train", train_overrides(run_dir, tiny_model_dir, data_dir, "sampler.alpha=2"), run_dir,
-                   ValueError, "sampler.alpha=2")
+    expect_failure(
+        "train",
+        "train",
+        train_overrides(run_dir, tiny_model_dir, data_dir, "sampler.alpha=2"),
+        run_dir,
+        ValueError,
+        "sampler.alpha=2",
+    )
     assert (run_dir / "metrics.json").read_text() == (tmp_path / "copy.json").read_text()

@@ -11,9 +11,14 @@ def test_hard_negatives_carry_the_ids_they_answer(xquad_corpus, tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
     # two questions of one paragraph: each one's answer is a hard negative of the other
     en = [e for e in xquad_corpus.examples if e.lang == "en"]
-    first, second = next((a, b) for a in en for b in en
-                         if a.positive_context == b.positive_context and a.positive != b.positive
-                         and b.positive in a.negatives[:3])
+    first, second = next(
+        (a, b)
+        for a in en
+        for b in en
+        if a.positive_context == b.positive_context
+        and a.positive != b.positive
+        and b.positive in a.negatives[:3]
+    )
     col = Collator(xquad_corpus, enc.tokenize_queries, enc.tokenize_passages, hard_negatives=3)
     batch = col(BatchPlan(0, "xx", (first.id, second.id), ("en", "en"), ("en", "en")))
     assert batch["passage"]["input_ids"].shape[0] == 2 + 2 * 3
@@ -36,6 +41,10 @@ def test_sentence_context_passages_are_text_pairs(tiny_model_dir, xquad_corpus):
     assert with_ctx["input_ids"].shape[1] > alone["input_ids"].shape[1]
     sep = enc.tokenizer.sep_token_id
     assert (with_ctx["input_ids"][0] == sep).sum() >= 2  # <s> sentence </s></s> paragraph </s>
-    e1 = enc.encode([ex.positive], "passage", contexts=[ex.positive_context], show_progress=False, precision="fp32")
-    e2 = enc.encode([ex.positive], "passage", contexts=["something else entirely"], show_progress=False, precision="fp32")
+    e1 = enc.encode(
+        [ex.positive], "passage", contexts=[ex.positive_context], show_progress=False, precision="fp32"
+    )
+    e2 = enc.encode(
+        [ex.positive], "passage", contexts=["something else entirely"], show_progress=False, precision="fp32"
+    )
     assert not torch.allclose(torch.from_numpy(e1), torch.from_numpy(e2))

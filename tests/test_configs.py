@@ -14,13 +14,28 @@ def cfg(*overrides, name="train"):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
 
 
-@pytest.mark.parametrize("group, options", [
-    ("model", ["me5_small", "me5", "xlmr", "xlmr_large", "labse", "mbert", "mbart"]),
-    ("sampler", ["xx", "xy", "hybrid", "mixed"]),
-    ("data", ["mlqa_to_xquad", "xquad_to_mlqa", "xquad_r", "mlqa_r", "lareqa_both", "parallel_jsonl", "mmarco", "miracl"]),
-    ("trainer", ["cpu", "gpu", "ddp"]),
-    ("logger", ["csv", "wandb"]),
-])
+@pytest.mark.parametrize(
+    "group, options",
+    [
+        ("model", ["me5_small", "me5", "xlmr", "xlmr_large", "labse", "mbert", "mbart"]),
+        ("sampler", ["xx", "xy", "hybrid", "mixed"]),
+        (
+            "data",
+            [
+                "mlqa_to_xquad",
+                "xquad_to_mlqa",
+                "xquad_r",
+                "mlqa_r",
+                "lareqa_both",
+                "parallel_jsonl",
+                "mmarco",
+                "miracl",
+            ],
+        ),
+        ("trainer", ["cpu", "gpu", "ddp"]),
+        ("logger", ["csv", "wandb"]),
+    ],
+)
 def test_groups_compose(group, options):
     for option in options:
         c = cfg(f"{group}={option}")
@@ -30,10 +45,16 @@ def test_groups_compose(group, options):
 def test_samplers_instantiate_to_their_classes(mlqa_corpus):
     from mdr import samplers
 
-    expected = {"xx": samplers.XXSampler, "xy": samplers.XYSampler, "hybrid": samplers.HybridSampler,
-                "mixed": samplers.MixedSampler}
+    expected = {
+        "xx": samplers.XXSampler,
+        "xy": samplers.XYSampler,
+        "hybrid": samplers.HybridSampler,
+        "mixed": samplers.MixedSampler,
+    }
     for name, cls in expected.items():
-        s = instantiate(cfg(f"sampler={name}").sampler, _partial_=True)(corpus=mlqa_corpus, batch_size=8, seed=0)
+        s = instantiate(cfg(f"sampler={name}").sampler, _partial_=True)(
+            corpus=mlqa_corpus, batch_size=8, seed=0
+        )
         assert type(s) is cls
 
 

@@ -16,22 +16,45 @@ class RecordBatches(L.Callback):
         self.out_dir = str(out_dir)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        row = {"step": batch["step"], "kind": batch["kind"], "q": batch["query_langs"], "p": batch["passage_langs"],
-               "ids": [pl_module.trainer.datamodule.train_corpus.ids[i] for i in batch["query_ids"].tolist()]}
+        row = {
+            "step": batch["step"],
+            "kind": batch["kind"],
+            "q": batch["query_langs"],
+            "p": batch["passage_langs"],
+            "ids": [pl_module.trainer.datamodule.train_corpus.ids[i] for i in batch["query_ids"].tolist()],
+        }
         with open(f"{self.out_dir}/rank{trainer.global_rank}.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
 
 
 def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_model_dir, data_dir):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
-    dm = RetrievalDataModule({"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]}, str(data_dir),
-                             HybridSampler, batch_size=6, steps_per_epoch=8, val_batches=0, seed=3)
+    dm = RetrievalDataModule(
+        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
+        str(data_dir),
+        HybridSampler,
+        batch_size=6,
+        steps_per_epoch=8,
+        val_batches=0,
+        seed=3,
+    )
     dm.encoder = enc
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=8, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False,
-                        limit_val_batches=0, callbacks=[RecordBatches(tmp_path)])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=8,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=[RecordBatches(tmp_path)],
+    )
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(), lr=1e-3), datamodule=dm)
-    ranks = [[json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    ranks = [
+        [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)
+    ]
     assert len(ranks[0]) == len(ranks[1]) == 8
     dm.setup()  # the global stream, as one process would draw it (global batch 12)
     global_sampler = HybridSampler(dm.train_corpus, 12, seed=3)
@@ -48,14 +71,28 @@ def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_mo
 
 def _fit(tmp_path, tiny_model_dir, data_dir, max_steps, tag, ckpt_path=None):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
-    dm = RetrievalDataModule({"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]}, str(data_dir),
-                             HybridSampler, batch_size=6, steps_per_epoch=10, val_batches=0, seed=5)
+    dm = RetrievalDataModule(
+        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
+        str(data_dir),
+        HybridSampler,
+        batch_size=6,
+        steps_per_epoch=10,
+        val_batches=0,
+        seed=5,
+    )
     dm.encoder = enc
     out = tmp_path / tag
     out.mkdir(exist_ok=True)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=out, save_last=True, every_n_train_steps=1)
-    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
-                        use_distributed_sampler=False, limit_val_batches=0, callbacks=[RecordBatches(out), ckpt])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=[RecordBatches(out), ckpt],
+    )
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(), lr=1e-3), datamodule=dm, ckpt_path=ckpt_path)
     return [json.loads(line) for line in (out / "rank0.jsonl").read_text().splitlines()], out
 

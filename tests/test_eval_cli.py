@@ -12,8 +12,15 @@ from mdr.eval.qrels_eval import exact_top_k
 
 
 def eval_overrides(out, model_dir, data_dir, *extra):
-    return [f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={model_dir}",
-            "model.encoder.offline_fallback=null", "eval.batch_size=256", "eval.precision=fp32", *extra]
+    return [
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={model_dir}",
+        "model.encoder.offline_fallback=null",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+        *extra,
+    ]
 
 
 def assert_fails(proc, out, message):
@@ -23,12 +30,15 @@ def assert_fails(proc, out, message):
     assert (out / "FAILED").exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["ckpt=/nonexistent/best.ckpt", "data=mlqa_r"], "checkpoint /nonexistent/best.ckpt does not exist"),
-    (["eval.datasets=[squad]"], "unknown evaluation dataset 'squad'"),
-    (["paths.data_dir=/nonexistent"], "does not exist: set paths.data_dir"),
-    (["embeddings=/nonexistent/emb.npz", "data=mlqa_r"], "embeddings file .* does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["ckpt=/nonexistent/best.ckpt", "data=mlqa_r"], "checkpoint /nonexistent/best.ckpt does not exist"),
+        (["eval.datasets=[squad]"], "unknown evaluation dataset 'squad'"),
+        (["paths.data_dir=/nonexistent"], "does not exist: set paths.data_dir"),
+        (["embeddings=/nonexistent/emb.npz", "data=mlqa_r"], "embeddings file .* does not exist"),
+    ],
+)
 def test_bad_inputs(tmp_path, tiny_model_dir, data_dir, extra, message):
     out = tmp_path / "eval"
     proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, *extra), check=False)
@@ -39,33 +49,59 @@ def test_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
     ckpt = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(10, 48)}}, ckpt)
     out = tmp_path / "eval"
-    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"ckpt={ckpt}", "data=mlqa_r"), check=False)
+    proc = run(
+        "eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"ckpt={ckpt}", "data=mlqa_r"), check=False
+    )
     assert_fails(proc, out, "does not match model config")
 
 
 def test_empty_data_dir(tmp_path, tiny_model_dir):
     (tmp_path / "data" / "xquad-r").mkdir(parents=True)
     out = tmp_path / "eval"
-    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, tmp_path / "data", "data=xquad_r"), check=False)
+    proc = run(
+        "eval.py", *eval_overrides(out, tiny_model_dir, tmp_path / "data", "data=xquad_r"), check=False
+    )
     assert_fails(proc, out, "holds no <lang>.json files")
 
 
 def test_embeddings_of_wrong_shape(tmp_path, tiny_model_dir, data_dir):
     emb = tmp_path / "emb.npz"
-    np.savez(emb, query_emb=np.zeros((10, 4)), cand_emb=np.zeros((7, 4)), query_ids=np.arange(10),
-             cand_uids=np.arange(7).astype(str))
+    np.savez(
+        emb,
+        query_emb=np.zeros((10, 4)),
+        cand_emb=np.zeros((7, 4)),
+        query_ids=np.arange(10),
+        cand_uids=np.arange(7).astype(str),
+    )
     out = tmp_path / "eval"
-    proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"embeddings={emb}", "data=mlqa_r"), check=False)
+    proc = run(
+        "eval.py",
+        *eval_overrides(out, tiny_model_dir, data_dir, f"embeddings={emb}", "data=mlqa_r"),
+        check=False,
+    )
     assert_fails(proc, out, "do not match mlqa_r")
 
 
 def test_saved_embeddings_rescore_identically(tmp_path, tiny_model_dir, data_dir):
     first = tmp_path / "first"
-    run("eval.py", *eval_overrides(first, tiny_model_dir, data_dir, "data=mlqa_r", "eval.save_embeddings=true",
-                                   "eval.run_files=none"))
+    run(
+        "eval.py",
+        *eval_overrides(
+            first, tiny_model_dir, data_dir, "data=mlqa_r", "eval.save_embeddings=true", "eval.run_files=none"
+        ),
+    )
     again = tmp_path / "again"
-    run("eval.py", *eval_overrides(again, tiny_model_dir, data_dir, "data=mlqa_r", "eval.run_files=none",
-                                   f"embeddings={first / 'embeddings.npz'}"))
+    run(
+        "eval.py",
+        *eval_overrides(
+            again,
+            tiny_model_dir,
+            data_dir,
+            "data=mlqa_r",
+            "eval.run_files=none",
+            f"embeddings={first / 'embeddings.npz'}",
+        ),
+    )
     a = json.loads((first / "metrics.json").read_text())["datasets"]["mlqa_r"]
     b = json.loads((again / "metrics.json").read_text())["datasets"]["mlqa_r"]
     assert a["pairs"] == b["pairs"] and a["summary"] == b["summary"]
@@ -85,12 +121,20 @@ def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
     qrels = [line.split() for line in (d / "qrels.miracl-v1.0-sw-dev.tsv").read_text().splitlines() if line]
     corpus = tmp_path / "corpus.jsonl"
     docids = sorted({row[2] for row in qrels})
-    corpus.write_text("".join(json.dumps({"docid": x, "title": "", "text": f"makala {x}"}) + "\n" for x in docids))
-    spec = (f"{{name: miracl-sw, topics: {d / 'topics.miracl-v1.0-sw-dev.tsv'}, qrels: {d / 'qrels.miracl-v1.0-sw-dev.tsv'},"
-            f" corpus: {corpus}}}")
+    corpus.write_text(
+        "".join(json.dumps({"docid": x, "title": "", "text": f"makala {x}"}) + "\n" for x in docids)
+    )
+    spec = (
+        f"{{name: miracl-sw, topics: {d / 'topics.miracl-v1.0-sw-dev.tsv'}, qrels: {d / 'qrels.miracl-v1.0-sw-dev.tsv'},"
+        f" corpus: {corpus}}}"
+    )
     out = tmp_path / "eval"
-    run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, "data=miracl", f"data.qrels_sets=[{spec}]",
-                                   "eval.search=faiss"))
+    run(
+        "eval.py",
+        *eval_overrides(
+            out, tiny_model_dir, data_dir, "data=miracl", f"data.qrels_sets=[{spec}]", "eval.search=faiss"
+        ),
+    )
     m = json.loads((out / "metrics.json").read_text())
     r = m["datasets"]["miracl-sw"]
     assert r["n_queries"] + r["n_skipped"] == len({row[0] for row in qrels}) and r["n_docs"] == len(docids)
@@ -102,8 +146,14 @@ def test_evaluation_only_encoder_through_eval_py(tmp_path, data_dir):
     """A non-torch baseline (hashed character n-grams) is scored like any model: lexical overlap wins
     monolingually and collapses across languages."""
     out = tmp_path / "eval"
-    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", "model=hashing", "data=mlqa_r",
-        "eval.run_files=none")
+    run(
+        "eval.py",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        "model=hashing",
+        "data=mlqa_r",
+        "eval.run_files=none",
+    )
     m = json.loads((out / "metrics.json").read_text())
     h = m["headline"]["mlqa_r"]
     assert m["model"].startswith("hashing-3gram") and m["encode_precision"] == "float32"

@@ -12,10 +12,18 @@ from test_train_e2e import ROOT, run, tiny_overrides
 
 
 def overrides(model_dir, run_dir, data_dir):
-    base = [o for o in tiny_overrides(model_dir, run_dir, data_dir)
-            if not o.startswith(("data.datamodule.steps_per_epoch", "trainer.max_epochs"))]
-    return base + ["data.datamodule.steps_per_epoch=12", "trainer.max_epochs=2", "checkpoint.every_n_train_steps=2",
-                   "log_batches=true", "eval.run_files=none"]
+    base = [
+        o
+        for o in tiny_overrides(model_dir, run_dir, data_dir)
+        if not o.startswith(("data.datamodule.steps_per_epoch", "trainer.max_epochs"))
+    ]
+    return base + [
+        "data.datamodule.steps_per_epoch=12",
+        "trainer.max_epochs=2",
+        "checkpoint.every_n_train_steps=2",
+        "log_batches=true",
+        "eval.run_files=none",
+    ]
 
 
 def batches(run_dir):
@@ -49,8 +57,13 @@ def test_same_seed_same_metrics(uninterrupted, tmp_path, tiny_model_dir, data_di
 def test_sigkill_mid_epoch_then_resume(uninterrupted, tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides(tiny_model_dir, run_dir, data_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *overrides(tiny_model_dir, run_dir, data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log, ckpt = run_dir / "batches.jsonl", run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_train_e2e import run, tiny_overrides
@@ -18,7 +19,9 @@ def train_steps(enc, steps=3):
     q = enc.tokenize_queries(["who won the match", "where is the river", "when was it built"])
     p = enc.tokenize_passages(["the home team won", "the river is in the north", "it was built in 1900"])
     for _ in range(steps):
-        loss = InfoNCELoss()(enc(**q), enc(**p), torch.arange(3), torch.arange(3).view(-1, 1), torch.arange(3))
+        loss = InfoNCELoss()(
+            enc(**q), enc(**p), torch.arange(3), torch.arange(3).view(-1, 1), torch.arange(3)
+        )
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -32,8 +35,11 @@ def test_lora_trains_only_adapters_and_count_matches_formula(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
     r = 4
     targets = ["query", "key", "value", "dense"]
-    expected = sum(r * (m.in_features + m.out_features) for name, m in enc.model.named_modules()
-                   if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    expected = sum(
+        r * (m.in_features + m.out_features)
+        for name, m in enc.model.named_modules()
+        if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    )
     counts = apply_finetune(enc, "lora", r=r, alpha=8, dropout=0.0)
     assert counts["trainable"] == expected == 2 * (3 * r * 64 + r * 64 + r * 96 + r * 96)
     before = snapshot(enc)
@@ -42,6 +48,63 @@ def test_lora_trains_only_adapters_and_count_matches_formula(tiny_model_dir):
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed and all("lora_" in n for n in changed)
     assert all(not p.requires_grad for n, p in enc.named_parameters() if "lora_" not in n)
+
+
+@pytest.mark.parametrize("placement,sites", [("pfeiffer", 1), ("houlsby", 2)])
+def test_adapters_start_as_identity_train_alone_and_count_matches_formula(tiny_model_dir, placement, sites):
+    enc = DualEncoder(str(tiny_model_dir))
+    texts = ["who won the match", "Der Zug fährt ab."]
+    base = enc.encode(texts, "query", show_progress=False, precision="fp32")
+    hidden, factor, layers = 32, 4, 2
+    bottleneck = hidden // factor
+    counts = apply_finetune(enc, "adapter", reduction_factor=factor, placement=placement)
+    assert counts["trainable"] == layers * sites * (2 * hidden * bottleneck + bottleneck + hidden)
+    assert len(enc.adapter_config["targets"]) == layers * sites
+    np.testing.assert_allclose(
+        enc.encode(texts, "query", show_progress=False, precision="fp32"), base, atol=1e-6
+    )
+    before = snapshot(enc)
+    train_steps(enc)
+    after = snapshot(enc)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert {n for n in changed if ".up." in n}, "the zero-initialised up-projections must move"
+    assert changed and all("bottleneck_adapter" in n for n in changed)
+    trained = enc.encode(texts, "query", show_progress=False, precision="fp32")
+    assert np.abs(trained - base).max() > 1e-4
+
+
+def test_adapter_settings_are_checked(tiny_model_dir):
+    enc = DualEncoder(str(tiny_model_dir))
+    with pytest.raises(ValueError, match=r"match no Linear layer.*fix finetune.targets"):
+        apply_finetune(enc, "adapter", targets=["fc2$"])
+    with pytest.raises(ValueError, match="finetune.placement='parallel' is unknown"):
+        apply_finetune(enc, "adapter", placement="parallel")
+    with pytest.raises(ValueError, match="reduction_factor=64 leaves no bottleneck"):
+        apply_finetune(enc, "adapter", reduction_factor=64)
+    with pytest.raises(ValueError, match="non_linearity='mish' is unknown"):
+        apply_finetune(enc, "adapter", non_linearity="mish")
+
+
+def test_adapter_export_needs_its_adapters_and_matches_our_encoder(tmp_path, tiny_model_dir):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from mdr.export import export_encoder, load_export
+
+    enc = DualEncoder(str(tiny_model_dir), query_prefix="query: ", passage_prefix="passage: ")
+    apply_finetune(enc, "adapter", reduction_factor=4, placement="houlsby")
+    train_steps(enc)
+    out = export_encoder(enc, tmp_path / "export", metrics=None, config={"finetune": "adapter"})
+    texts = ["Who wrote the book?", "Der Zug fährt um zwölf Uhr ab.", "列车中午出发。"]
+    st = load_export(out)
+    for kind in ("query", "passage"):
+        ours = enc.encode(texts, kind, show_progress=False, precision="fp32")
+        np.testing.assert_allclose(st.encode(texts, prompt_name=kind), ours, atol=1e-5)
+        base = SentenceTransformer(str(out / "base"), device="cpu").encode(texts, prompt_name=kind)
+        assert np.abs(base - ours).max() > 1e-3  # base/ alone is a different (untrained) model
+    with pytest.raises(ValueError, match="Unrecognized model"):
+        SentenceTransformer(str(out), device="cpu")  # never silently the base model
+    assert "load_export" in (out / "README.md").read_text()
 
 
 def test_full_trains_everything_but_frozen_embeddings(tiny_model_dir):
@@ -54,8 +117,10 @@ def test_full_trains_everything_but_frozen_embeddings(tiny_model_dir):
     after = snapshot(enc)
     word = next(n for n in before if "word_embeddings" in n)
     assert torch.equal(before[word], after[word])
-    assert not torch.equal(before[next(n for n in before if "layer.1.output.dense.weight" in n)],
-                           after[next(n for n in after if "layer.1.output.dense.weight" in n)])
+    assert not torch.equal(
+        before[next(n for n in before if "layer.1.output.dense.weight" in n)],
+        after[next(n for n in after if "layer.1.output.dense.weight" in n)],
+    )
 
 
 def test_frozen_trains_nothing(tiny_model_dir):
@@ -67,22 +132,42 @@ def test_bad_finetune_settings(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match="finetune.mode='adapterz' is unknown"):
         apply_finetune(enc, "adapterz")
-    with pytest.raises(ValueError, match=r"LoRA target modules \['q_proj'\] do not exist in 'bert'.*fix finetune.target_modules"):
+    with pytest.raises(
+        ValueError,
+        match=r"LoRA target modules \['q_proj'\] do not exist in 'bert'.*fix finetune.target_modules",
+    ):
         apply_finetune(enc, "lora", target_modules=["q_proj", "query"])
 
 
 @pytest.mark.slow
-def test_lora_run_end_to_end_and_eval_py_reloads_it(tmp_path, tiny_model_dir, data_dir):
-    run_dir = tmp_path / "lora"
-    run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), "finetune=lora", "optim.lr=5e-3")
+@pytest.mark.parametrize(
+    "mode,trainable",
+    [("lora", 2 * (3 * 8 * 64 + 8 * 64 + 8 * 96 * 2)), ("adapter", 2 * (2 * 32 * 2 + 2 + 32))],
+)
+def test_adapter_runs_end_to_end_and_eval_py_reloads_them(
+    tmp_path, tiny_model_dir, data_dir, mode, trainable
+):
+    run_dir = tmp_path / mode
+    run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), f"finetune={mode}", "optim.lr=5e-3")
     m = json.loads((run_dir / "metrics.json").read_text())
-    assert m["train"]["finetune"] == "lora" and m["train"]["trainable_params"] == 2 * (3 * 8 * 64 + 8 * 64 + 8 * 96 * 2)
+    assert m["train"]["finetune"] == mode and m["train"]["trainable_params"] == trainable
     assert m["train"]["loss_last"] < m["train"]["loss_first"]
     out = tmp_path / "eval"
-    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
-        "finetune=lora", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", "data=mlqa_r", "eval.run_files=none",
-        "eval.batch_size=256", "eval.precision=fp32")
+    run(
+        "eval.py",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        f"finetune={mode}",
+        f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}",
+        "data=mlqa_r",
+        "eval.run_files=none",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+    )
     again = json.loads((out / "metrics.json").read_text())["headline"]["mlqa_r"]
     for k, v in m["headline"]["mlqa_r"].items():
         assert again[k] == pytest.approx(v, abs=1e-5)
@@ -96,9 +181,19 @@ def test_frozen_run_equals_eval_py(tmp_path, tiny_model_dir, data_dir):
     assert m["train"]["steps"] == 0 and m["train"]["trainable_params"] == 0
     assert not list((run_dir / "checkpoints").glob("*.ckpt")) if (run_dir / "checkpoints").exists() else True
     out = tmp_path / "eval"
-    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
-        "data=mlqa_r", "eval.run_files=none", "eval.batch_size=256", "eval.precision=fp32")
+    run(
+        "eval.py",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        "data=mlqa_r",
+        "eval.run_files=none",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+    )
     assert json.loads((out / "metrics.json").read_text())["headline"] == m["headline"]
 
 

@@ -7,10 +7,24 @@ from mdr.encoder import DualEncoder
 from mdr.grad_cache import grad_cache_step
 from mdr.loss import InfoNCELoss
 
-QUERIES = ["who won the match", "where is the river", "when was it built", "how tall is the tower",
-           "what is the capital", "wer schrieb das Buch", "¿dónde está el museo?"]
-PASSAGES = ["the home team won", "the river is in the north", "it was built in 1900", "the tower is 300 m tall",
-            "Paris is the capital", "Goethe schrieb das Buch", "el museo está en el centro"]
+QUERIES = [
+    "who won the match",
+    "where is the river",
+    "when was it built",
+    "how tall is the tower",
+    "what is the capital",
+    "wer schrieb das Buch",
+    "¿dónde está el museo?",
+]
+PASSAGES = [
+    "the home team won",
+    "the river is in the north",
+    "it was built in 1900",
+    "the tower is 300 m tall",
+    "Paris is the capital",
+    "Goethe schrieb das Buch",
+    "el museo está en el centro",
+]
 
 
 def grads(enc):
@@ -21,11 +35,21 @@ def grads(enc):
 def test_equals_plain_loss_without_dropout(tiny_model_dir, symmetric):
     enc = DualEncoder(str(tiny_model_dir))
     enc.eval()  # no dropout: one forward of the batch equals chunked forwards
-    batch = {"query": enc.tokenize_queries(QUERIES), "passage": enc.tokenize_passages(PASSAGES),
-             "query_ids": torch.arange(7), "cand_answer_ids": torch.arange(7).view(-1, 1), "labels": torch.arange(7)}
+    batch = {
+        "query": enc.tokenize_queries(QUERIES),
+        "passage": enc.tokenize_passages(PASSAGES),
+        "query_ids": torch.arange(7),
+        "cand_answer_ids": torch.arange(7).view(-1, 1),
+        "labels": torch.arange(7),
+    }
     loss_fn = InfoNCELoss(0.05, symmetric)
-    plain = loss_fn(enc(**batch["query"]), enc(**batch["passage"]), batch["query_ids"], batch["cand_answer_ids"],
-                    batch["labels"])
+    plain = loss_fn(
+        enc(**batch["query"]),
+        enc(**batch["passage"]),
+        batch["query_ids"],
+        batch["cand_answer_ids"],
+        batch["labels"],
+    )
     plain.backward()
     g_plain = grads(enc)
     enc.zero_grad()
@@ -41,8 +65,13 @@ def test_dropout_masks_are_replayed(tiny_model_dir):
     """With dropout on, GradCache equals a chunked forward *with* graph under the same RNG stream."""
     enc = DualEncoder(str(tiny_model_dir))
     enc.train()
-    batch = {"query": enc.tokenize_queries(QUERIES), "passage": enc.tokenize_passages(PASSAGES),
-             "query_ids": torch.arange(7), "cand_answer_ids": torch.arange(7).view(-1, 1), "labels": torch.arange(7)}
+    batch = {
+        "query": enc.tokenize_queries(QUERIES),
+        "passage": enc.tokenize_passages(PASSAGES),
+        "query_ids": torch.arange(7),
+        "cand_answer_ids": torch.arange(7).view(-1, 1),
+        "labels": torch.arange(7),
+    }
     loss_fn = InfoNCELoss(0.05)
     torch.manual_seed(0)
     q = torch.cat([enc(**{k: v[a : a + 3] for k, v in batch["query"].items()}) for a in range(0, 7, 3)])
@@ -63,8 +92,13 @@ def test_train_py_with_grad_cache(tmp_path, tiny_model_dir, data_dir):
     from test_train_e2e import run, tiny_overrides
 
     run_dir = tmp_path / "gc"
-    run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), "loss.grad_cache=true", "loss.grad_cache_chunk=5",
-        "export.enabled=false")
+    run(
+        "train.py",
+        *tiny_overrides(tiny_model_dir, run_dir, data_dir),
+        "loss.grad_cache=true",
+        "loss.grad_cache_chunk=5",
+        "export.enabled=false",
+    )
     t = json.loads((run_dir / "metrics.json").read_text())["train"]
     assert t["steps"] == 40 and t["loss_last"] < t["loss_first"] - 0.1
     log = (run_dir / "csv" / "metrics.csv").read_text()

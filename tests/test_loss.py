@@ -52,7 +52,9 @@ def test_symmetric_term_by_hand():
     s = (Q @ P.T).tolist()
     q2p = sum(lse([v / tau for v in s[i]]) - s[i][i] / tau for i in range(3)) / 3
     p2q = sum(lse([s[j][i] / tau for j in range(3)]) - s[i][i] / tau for i in range(3)) / 3
-    loss = InfoNCELoss(temperature=tau, symmetric=True)(Q, P, torch.arange(3), torch.arange(3).view(-1, 1), torch.arange(3))
+    loss = InfoNCELoss(temperature=tau, symmetric=True)(
+        Q, P, torch.arange(3), torch.arange(3).view(-1, 1), torch.arange(3)
+    )
     assert loss.item() == pytest.approx((q2p + p2q) / 2, abs=1e-9)
 
 
@@ -68,13 +70,19 @@ def test_hard_negatives_are_extra_columns():
 
 def test_empty_batch_and_bad_temperature():
     with pytest.raises(ValueError, match="empty batch"):
-        InfoNCELoss()(torch.zeros(0, 2), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long),
-                      torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+        InfoNCELoss()(
+            torch.zeros(0, 2),
+            torch.zeros(0, 2),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, 1, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+        )
     with pytest.raises(ValueError, match="temperature"):
         InfoNCELoss(temperature=0)
 
 
 # ---- DDP: two gloo ranks with batch b == one process with batch 2b (loss and gradients) ----
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -100,7 +108,9 @@ def _rank_main(rank, world, port, symmetric, out):
     n = 8 // world
     sl = slice(rank * n, (rank + 1) * n)
     ids = torch.arange(8)[sl]
-    loss = InfoNCELoss(0.1, symmetric)(_embed(enc, xq[sl]), _embed(enc, xp[sl]), ids, ids.view(-1, 1), torch.arange(n))
+    loss = InfoNCELoss(0.1, symmetric)(
+        _embed(enc, xq[sl]), _embed(enc, xp[sl]), ids, ids.view(-1, 1), torch.arange(n)
+    )
     loss.backward()
     grad = enc.weight.grad.clone()
     torch.distributed.all_reduce(grad)  # what DDP does: average gradients over ranks

@@ -75,7 +75,9 @@ def test_lareqa_skips_and_counts_queries_without_answer(data_dir):
 
     rs = retrieval_set(read_lareqa(data_dir, "mlqa_r", ["en", "de"]), "mlqa_r")
     rng = np.random.default_rng(0)
-    r = evaluate_lareqa(rs, rng.standard_normal((len(rs.query_ids), 8)), rng.standard_normal((len(rs.cand_uids), 8)))
+    r = evaluate_lareqa(
+        rs, rng.standard_normal((len(rs.query_ids), 8)), rng.standard_normal((len(rs.cand_uids), 8))
+    )
     de_ids = {i for lang, i in zip(rs.query_langs, rs.query_ids) if lang == "de"}
     en_only = sum(1 for lang, i in zip(rs.query_langs, rs.query_ids) if lang == "en" and i not in de_ids)
     assert r.pairs["en->de"]["n_skipped"] == en_only == 1148 - 512
@@ -92,12 +94,19 @@ def test_xquad_counts_and_settings(data_dir):
     assert len(rs.cand_uids) == 13014
     assert {lang: rs.query_langs.count(lang) for lang in rs.langs} == {lang: 1190 for lang in rs.langs}
     rng = np.random.default_rng(0)
-    r = evaluate_lareqa(rs, rng.standard_normal((len(rs.query_ids), 16)).astype(np.float32),
-                        rng.standard_normal((len(rs.cand_uids), 16)).astype(np.float32), seen_langs=["en", "de"])
+    r = evaluate_lareqa(
+        rs,
+        rng.standard_normal((len(rs.query_ids), 16)).astype(np.float32),
+        rng.standard_normal((len(rs.cand_uids), 16)).astype(np.float32),
+        seen_langs=["en", "de"],
+    )
     d = r.to_dict()
     assert d["n_settings"] == {"mono": 11, "cross": 110, "multi": 11}
     assert len(d["pairs"]) == 132
-    assert d["summary"]["seen"]["cross"]["n_settings"] == 2 and d["summary"]["unseen"]["cross"]["n_settings"] == 108
+    assert (
+        d["summary"]["seen"]["cross"]["n_settings"] == 2
+        and d["summary"]["unseen"]["cross"]["n_settings"] == 108
+    )
     assert d["skipped"]["total"] == 0
     assert all(p["n_queries"] == 1190 for p in d["pairs"].values())
     # multilingual pool: each query has 11 relevant candidates; random scores give a large rank distance
@@ -144,7 +153,13 @@ def test_metrics_equal_ranx_on_real_ranked_data(small_xquad_run, setting):
     ref = evaluate(Qrels(qrels), Run(run), ["map", "precision@1", "mrr@5", "recall@10", "map@20", "ndcg@10"])
     ours = result.pairs[setting]
     assert ours["n_queries"] == len(qrels) > 100
-    for mine, theirs in [("map", "map"), ("p@1", "precision@1"), ("mrr@5", "mrr@5"), ("r@10", "recall@10"),
-                         ("map@20", "map@20"), ("ndcg@10", "ndcg@10")]:
+    for mine, theirs in [
+        ("map", "map"),
+        ("p@1", "precision@1"),
+        ("mrr@5", "mrr@5"),
+        ("r@10", "recall@10"),
+        ("map@20", "map@20"),
+        ("ndcg@10", "ndcg@10"),
+    ]:
         assert ours[mine] == pytest.approx(ref[theirs], abs=1e-6), mine
     assert 0.0 < ours["map"] < 1.0

@@ -18,7 +18,9 @@ def miracl_de(data_dir, tmp_path_factory):
     with out.open("w") as fh:
         for doc in docids + [f"distractor#{i}" for i in range(300)]:
             fh.write(json.dumps({"docid": doc, "title": "t", "text": f"document {doc}"}) + "\n")
-    return load_qrels_set("miracl-de", d / "topics.miracl-v1.0-de-dev.tsv", d / "qrels.miracl-v1.0-de-dev.tsv", out)
+    return load_qrels_set(
+        "miracl-de", d / "topics.miracl-v1.0-de-dev.tsv", d / "qrels.miracl-v1.0-de-dev.tsv", out
+    )
 
 
 def test_counts(miracl_de):

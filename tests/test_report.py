@@ -12,8 +12,12 @@ from mdr.report import collect, to_latex, to_markdown, write_report
 def make_run(root, name, sampler, seed, mono, cross, multi, rd, model="me5_small", mode="full", status="ok"):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
-    config = {"sampler": {"_target_": f"mdr.samplers.{sampler}", "alpha": 0.5}, "model": {"name": model},
-              "finetune": {"mode": mode}, "seed": seed}
+    config = {
+        "sampler": {"_target_": f"mdr.samplers.{sampler}", "alpha": 0.5},
+        "model": {"name": model},
+        "finetune": {"mode": mode},
+        "seed": seed,
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     if status == "failed":
         (run / "FAILED").write_text("ValueError: sampler.alpha=2 must be in [0, 1]\n")
@@ -21,17 +25,25 @@ def make_run(root, name, sampler, seed, mono, cross, multi, rd, model="me5_small
         return
     if status == "incomplete":
         return
-    summary = {"mono": {"map": mono, "p@1": mono - 0.1, "mrr@5": mono - 0.05},
-               "cross": {"map": cross, "p@1": cross - 0.1, "mrr@5": cross - 0.05},
-               "multi": {"map": multi, "rank_distance": rd}}
-    (run / "metrics.json").write_text(json.dumps({"config": config, "datasets": {"xquad_r": {"summary": summary}}}))
+    summary = {
+        "mono": {"map": mono, "p@1": mono - 0.1, "mrr@5": mono - 0.05},
+        "cross": {"map": cross, "p@1": cross - 0.1, "mrr@5": cross - 0.05},
+        "multi": {"map": multi, "rank_distance": rd},
+    }
+    (run / "metrics.json").write_text(
+        json.dumps({"config": config, "datasets": {"xquad_r": {"summary": summary}}})
+    )
 
 
 @pytest.fixture
 def sweep(tmp_path):
-    for seed, (m, c, x, rd) in enumerate([(0.80, 0.60, 0.30, 1000), (0.82, 0.62, 0.34, 900), (0.78, 0.61, 0.32, 1100)]):
+    for seed, (m, c, x, rd) in enumerate(
+        [(0.80, 0.60, 0.30, 1000), (0.82, 0.62, 0.34, 900), (0.78, 0.61, 0.32, 1100)]
+    ):
         make_run(tmp_path, f"xx_{seed}", "XXSampler", seed, m, c, x, rd)
-    for seed, (m, c, x, rd) in enumerate([(0.77, 0.68, 0.56, 350), (0.79, 0.70, 0.58, 340), (0.78, 0.69, 0.57, 360)]):
+    for seed, (m, c, x, rd) in enumerate(
+        [(0.77, 0.68, 0.56, 350), (0.79, 0.70, 0.58, 340), (0.78, 0.69, 0.57, 360)]
+    ):
         make_run(tmp_path, f"hy_{seed}", "HybridSampler", seed, m, c, x, rd)
     make_run(tmp_path, "hy_bad", "HybridSampler", 9, 0, 0, 0, 0, status="failed")
     make_run(tmp_path, "hy_killed", "HybridSampler", 10, 0, 0, 0, 0, status="incomplete")
@@ -77,10 +89,24 @@ def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
     from test_train_e2e import run, tiny_overrides
 
     sweep_dir = tmp_path / "sweep"
-    overrides = [o for o in tiny_overrides(tiny_model_dir, tmp_path / "unused", data_dir) if not o.startswith("hydra.run")]
-    overrides = [o for o in overrides if not o.startswith(("data.datamodule.steps_per_epoch", "trainer.max_epochs"))]
-    proc = run("train.py", "-m", "sampler=xx,hybrid", f"hydra.sweep.dir={sweep_dir}", *overrides,
-               "data.datamodule.steps_per_epoch=6", "trainer.max_epochs=1", "export.enabled=false")
+    overrides = [
+        o
+        for o in tiny_overrides(tiny_model_dir, tmp_path / "unused", data_dir)
+        if not o.startswith("hydra.run")
+    ]
+    overrides = [
+        o for o in overrides if not o.startswith(("data.datamodule.steps_per_epoch", "trainer.max_epochs"))
+    ]
+    proc = run(
+        "train.py",
+        "-m",
+        "sampler=xx,hybrid",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+        "data.datamodule.steps_per_epoch=6",
+        "trainer.max_epochs=1",
+        "export.enabled=false",
+    )
     assert (sweep_dir / "0" / "metrics.json").exists() and (sweep_dir / "1" / "metrics.json").exists()
     r = run("report.py", str(sweep_dir))
     assert "| xx | tiny_model" in r.stdout or "| xx |" in r.stdout

@@ -72,7 +72,9 @@ def test_mixed_batches_mix_languages(mlqa_corpus):
 
 def test_uniform_vs_proportional_language_choice(mlqa_corpus):
     uni = Counter(p.query_langs[0] for p in plans(XXSampler(mlqa_corpus, 8, seed=5), n=3500))
-    prop = Counter(p.query_langs[0] for p in plans(XXSampler(mlqa_corpus, 8, seed=5, weighting="proportional"), n=3500))
+    prop = Counter(
+        p.query_langs[0] for p in plans(XXSampler(mlqa_corpus, 8, seed=5, weighting="proportional"), n=3500)
+    )
     sizes = {lang: len(mlqa_corpus.ids_in(lang)) for lang in mlqa_corpus.langs}
     total = sum(sizes.values())
     for lang in mlqa_corpus.langs:
@@ -97,7 +99,9 @@ def test_ddp_ranks_agree_and_take_disjoint_ids(mlqa_corpus, world):
     sampler = HybridSampler(mlqa_corpus, 12 * world, seed=9)
     for step in range(100):
         # each rank builds its own sampler from the same seed, as separate processes would
-        shards = [HybridSampler(mlqa_corpus, 12 * world, seed=9).plan(step).shard(r, world) for r in range(world)]
+        shards = [
+            HybridSampler(mlqa_corpus, 12 * world, seed=9).plan(step).shard(r, world) for r in range(world)
+        ]
         assert len({s.kind for s in shards}) == 1
         assert len({(s.query_langs[0], s.passage_langs[0]) for s in shards}) == 1
         ids = [i for s in shards for i in s.ids]
@@ -120,9 +124,13 @@ def test_step_sampler_resumes_mid_epoch():
 def test_bad_sampler_configs(mlqa_corpus):
     with pytest.raises(ValueError, match=r"sampler.alpha=1.5 must be in \[0, 1\]"):
         HybridSampler(mlqa_corpus, 8, alpha=1.5)
-    with pytest.raises(ValueError, match="larger than the .* ids available for language pair .* lower data.batch_size"):
+    with pytest.raises(
+        ValueError, match="larger than the .* ids available for language pair .* lower data.batch_size"
+    ):
         XYSampler(mlqa_corpus, 400)
-    with pytest.raises(ValueError, match="larger than the .* ids available for language .* lower data.batch_size"):
+    with pytest.raises(
+        ValueError, match="larger than the .* ids available for language .* lower data.batch_size"
+    ):
         XXSampler(mlqa_corpus, 600)
     with pytest.raises(ValueError, match="at least two training languages"):
         XYSampler(mlqa_corpus.subset(langs=["en"]), 8)

@@ -14,23 +14,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(script, *overrides, cwd=ROOT, check=True):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
 def tiny_overrides(model_dir, run_dir, data_dir):
     return [
-        f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}",
-        f"model.encoder.name={model_dir}", "model.encoder.offline_fallback=null", "model.encoder.freeze_embeddings=false",
-        "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
-        "data.train.langs=[de,en,es]", "data.datamodule.batch_size=16", "data.datamodule.num_workers=0",
-        "data.datamodule.steps_per_epoch=20", "data.datamodule.val_batches=2", "data.datamodule.dev_max_ids=40",
-        "trainer.max_epochs=2", "trainer.val_check_interval=1.0", "trainer.log_every_n_steps=1",
-        "optim.lr=1e-3", "optim.warmup_ratio=0.05", "eval.datasets=[mlqa_r]", "eval.run_files=multi",
-        "eval.batch_size=256", "eval.precision=fp32", "trainer.precision=32-true",
+        f"hydra.run.dir={run_dir}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={model_dir}",
+        "model.encoder.offline_fallback=null",
+        "model.encoder.freeze_embeddings=false",
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        "data.train.langs=[de,en,es]",
+        "data.datamodule.batch_size=16",
+        "data.datamodule.num_workers=0",
+        "data.datamodule.steps_per_epoch=20",
+        "data.datamodule.val_batches=2",
+        "data.datamodule.dev_max_ids=40",
+        "trainer.max_epochs=2",
+        "trainer.val_check_interval=1.0",
+        "trainer.log_every_n_steps=1",
+        "optim.lr=1e-3",
+        "optim.warmup_ratio=0.05",
+        "eval.datasets=[mlqa_r]",
+        "eval.run_files=multi",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+        "trainer.precision=32-true",
     ]
 
 
@@ -56,7 +79,9 @@ def test_training_lowers_loss_and_writes_the_run_folder(trained_run):
     for kind in ("mono", "cross", "multi"):
         assert 0 < mlqa["summary"][kind]["map"] < 1
     assert not math.isnan(m["headline"]["mlqa_r"]["rank_distance"])
-    assert (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and (
+        run_dir / "checkpoints" / "best.ckpt"
+    ).exists()
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert (run_dir / "export" / "modules.json").exists() and (run_dir / "export" / "README.md").exists()
     assert (run_dir / "eval" / "mlqa_r" / "heatmap.png").stat().st_size > 1000
@@ -72,10 +97,21 @@ def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, 
     run_dir, _ = trained_run
     best = run_dir / "checkpoints" / "best.ckpt"
     out = tmp_path / "eval"
-    run("eval.py", f"hydra.run.dir={out}", f"paths.data_dir={data_dir}", f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null", "model.encoder.query_max_length=32", "model.encoder.passage_max_length=48",
-        f"ckpt={best}", "data=mlqa_r", "eval.run_files=none", "eval.batch_size=256", "eval.precision=fp32",
-        "eval.save_embeddings=true")
+    run(
+        "eval.py",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        f"ckpt={best}",
+        "data=mlqa_r",
+        "eval.run_files=none",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+        "eval.save_embeddings=true",
+    )
     trained = json.loads((run_dir / "metrics.json").read_text())["headline"]["mlqa_r"]
     again = json.loads((out / "metrics.json").read_text())
     assert again["datasets"]["mlqa_r"]["seen_languages"] == ["de", "en", "es"]  # read from the checkpoint
@@ -88,14 +124,17 @@ def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, 
     assert emb["cand_uids"][0].count(":") == 2
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["sampler.alpha=1.5"], r"sampler.alpha=1.5 must be in \[0, 1\]"),
-    (["data.datamodule.batch_size=300"], "larger than the .* ids available"),
-    (["sampler=xy", "data.train.langs=[en]"], "at least two training languages"),
-    (["data.train.langs=[en,xx]"], r"unknown language\(s\) \['xx'\]"),
-    (["paths.data_dir=/nonexistent/data"], "does not exist"),
-    (["model=xlmr"], "model.encoder.name=DIR"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sampler.alpha=1.5"], r"sampler.alpha=1.5 must be in \[0, 1\]"),
+        (["data.datamodule.batch_size=300"], "larger than the .* ids available"),
+        (["sampler=xy", "data.train.langs=[en]"], "at least two training languages"),
+        (["data.train.langs=[en,xx]"], r"unknown language\(s\) \['xx'\]"),
+        (["paths.data_dir=/nonexistent/data"], "does not exist"),
+        (["model=xlmr"], "model.encoder.name=DIR"),
+    ],
+)
 def test_bad_configs_fail_clearly(tmp_path, tiny_model_dir, data_dir, overrides, message):
     import re
 
@@ -114,8 +153,17 @@ def test_bad_configs_fail_clearly(tmp_path, tiny_model_dir, data_dir, overrides,
 @pytest.mark.slow
 def test_wandb_logger_offline(tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "wb"
-    overrides = [o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir) if not o.startswith("trainer.max_epochs")]
-    run("train.py", *overrides, "logger=wandb", "trainer.max_steps=3", "export.enabled=false", "eval.run_files=none")
+    overrides = [
+        o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir) if not o.startswith("trainer.max_epochs")
+    ]
+    run(
+        "train.py",
+        *overrides,
+        "logger=wandb",
+        "trainer.max_steps=3",
+        "export.enabled=false",
+        "eval.run_files=none",
+    )
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert (run_dir / "metrics.json").exists()

@@ -20,8 +20,13 @@ class BatchLog(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         corpus = trainer.datamodule.train_corpus
-        row = {"step": batch["step"], "rank": trainer.global_rank, "kind": batch["kind"],
-               "query_langs": batch["query_langs"], "passage_langs": batch["passage_langs"],
-               "ids": [corpus.ids[i] for i in batch["query_ids"].tolist()]}
+        row = {
+            "step": batch["step"],
+            "rank": trainer.global_rank,
+            "kind": batch["kind"],
+            "query_langs": batch["query_langs"],
+            "passage_langs": batch["passage_langs"],
+            "ids": [corpus.ids[i] for i in batch["query_ids"].tolist()],
+        }
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")

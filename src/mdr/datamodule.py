@@ -36,15 +36,21 @@ def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, R
     if kind == "mmarco":
         from mdr.data.mmarco import read_mmarco
 
-        return read_mmarco(langs or ["en"], source.get("root") or "hf://datasets/unicamp-dl/mmarco",
-                           source.get("max_queries"), source.get("negatives_per_query", 1)), None
+        return read_mmarco(
+            langs or ["en"],
+            source.get("root") or "hf://datasets/unicamp-dl/mmarco",
+            source.get("max_queries"),
+            source.get("negatives_per_query", 1),
+        ), None
     raise ValueError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")
 
 
 class PlanDataset(Dataset):
     """Step -> this rank's collated batch. Map-style, so workers compute batches independently."""
 
-    def __init__(self, sampler: BatchSampler, collate: Callable[[BatchPlan], dict], rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, sampler: BatchSampler, collate: Callable[[BatchPlan], dict], rank: int = 0, world_size: int = 1
+    ):
         self.sampler, self.collate, self.rank, self.world_size = sampler, collate, rank, world_size
 
     def __getitem__(self, step: int) -> dict:
@@ -72,8 +78,14 @@ class StepSampler(Sampler[int]):
 class Collator:
     """Plan -> tensors: tokenised queries, positives (+ hard negatives), ids for loss masking."""
 
-    def __init__(self, corpus: ParallelCorpus, tokenize_queries, tokenize_passages, hard_negatives: int = 0,
-                 use_context: bool = False):
+    def __init__(
+        self,
+        corpus: ParallelCorpus,
+        tokenize_queries,
+        tokenize_passages,
+        hard_negatives: int = 0,
+        use_context: bool = False,
+    ):
         self.corpus, self.tq, self.tp = corpus, tokenize_queries, tokenize_passages
         self.hard_negatives, self.use_context = hard_negatives, use_context
         self.id_index = {i: n for n, i in enumerate(corpus.ids)}
@@ -123,10 +135,21 @@ class Collator:
 
 
 class RetrievalDataModule(L.LightningDataModule):
-    def __init__(self, train: dict, data_dir: str, sampler_factory: Callable[..., BatchSampler],
-                 batch_size: int = 16, dev_fraction: float = 0.1, split_seed: int = 0, steps_per_epoch: int | None = None,
-                 val_batches: int = 8, hard_negatives: int = 0, num_workers: int = 0, seed: int = 0,
-                 dev_max_ids: int | None = None):
+    def __init__(
+        self,
+        train: dict,
+        data_dir: str,
+        sampler_factory: Callable[..., BatchSampler],
+        batch_size: int = 16,
+        dev_fraction: float = 0.1,
+        split_seed: int = 0,
+        steps_per_epoch: int | None = None,
+        val_batches: int = 8,
+        hard_negatives: int = 0,
+        num_workers: int = 0,
+        seed: int = 0,
+        dev_max_ids: int | None = None,
+    ):
         super().__init__()
         self.train_source, self.data_dir = dict(train), str(data_dir)
         self.sampler_factory = sampler_factory
@@ -143,7 +166,9 @@ class RetrievalDataModule(L.LightningDataModule):
         if self._ready:
             return
         if not Path(self.data_dir).is_dir() and self.train_source.get("kind", "lareqa") == "lareqa":
-            raise FileNotFoundError(f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR")
+            raise FileNotFoundError(
+                f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR"
+            )
         corpus, pool = load_training_corpus(self.train_source, self.data_dir)
         train_ids, dev_ids = split_ids_by_group(corpus, self.dev_fraction, self.split_seed)
         if self.dev_max_ids is not None:
@@ -151,8 +176,11 @@ class RetrievalDataModule(L.LightningDataModule):
         self.train_corpus = corpus.subset(train_ids, name=f"{corpus.name}-train")
         self.dev_corpus = corpus.subset(dev_ids, name=f"{corpus.name}-dev") if dev_ids else None
         if self.dev_corpus is not None:
-            self.dev_set = pool.subset(dev_ids, name=f"{corpus.name}-dev") if pool is not None else \
-                retrieval_set_from_corpus(self.dev_corpus)
+            self.dev_set = (
+                pool.subset(dev_ids, name=f"{corpus.name}-dev")
+                if pool is not None
+                else retrieval_set_from_corpus(self.dev_corpus)
+            )
         else:
             self.dev_set = None
         world = self.world_size
@@ -160,17 +188,28 @@ class RetrievalDataModule(L.LightningDataModule):
         self.sampler = self.sampler_factory(corpus=self.train_corpus, batch_size=global_batch, seed=self.seed)
         examples = len(self.train_corpus)
         self.steps_per_epoch = self.steps_per_epoch_cfg or max(1, examples // global_batch)
-        log.info("train: %d examples (%d ids, langs %s), dev: %d ids; global batch %d (%d x %d ranks), %d steps/epoch",
-                 examples, len(train_ids), self.train_corpus.langs, len(dev_ids), global_batch, self.batch_size, world,
-                 self.steps_per_epoch)
+        log.info(
+            "train: %d examples (%d ids, langs %s), dev: %d ids; global batch %d (%d x %d ranks), %d steps/epoch",
+            examples,
+            len(train_ids),
+            self.train_corpus.langs,
+            len(dev_ids),
+            global_batch,
+            self.batch_size,
+            world,
+            self.steps_per_epoch,
+        )
         if self.dev_corpus is not None and self.val_batches > 0:
             langs = self.dev_corpus.langs
-            smallest = min([len(self.dev_corpus.ids_in(x)) for x in langs]
-                           + [len(self.dev_corpus.ids_in_pair(x, y)) for x in langs for y in langs if x != y])
+            smallest = min(
+                [len(self.dev_corpus.ids_in(x)) for x in langs]
+                + [len(self.dev_corpus.ids_in_pair(x, y)) for x in langs for y in langs if x != y]
+            )
             dev_batch = max(world, min(self.batch_size * world, smallest) // world * world)
             try:
-                self.dev_sampler = self.sampler_factory(corpus=self.dev_corpus, batch_size=dev_batch,
-                                                        seed=self.seed + 10_000)
+                self.dev_sampler = self.sampler_factory(
+                    corpus=self.dev_corpus, batch_size=dev_batch, seed=self.seed + 10_000
+                )
             except ValueError as e:
                 log.warning("no validation-loss batches: %s", e)
                 self.dev_sampler = None
@@ -188,13 +227,23 @@ class RetrievalDataModule(L.LightningDataModule):
 
     def _collator(self, corpus: ParallelCorpus) -> Collator:
         enc = self.encoder
-        return Collator(corpus, enc.tokenize_queries, enc.tokenize_passages, self.hard_negatives,
-                        use_context=enc.candidate_text == "sentence_context")
+        return Collator(
+            corpus,
+            enc.tokenize_queries,
+            enc.tokenize_passages,
+            self.hard_negatives,
+            use_context=enc.candidate_text == "sentence_context",
+        )
 
     def train_dataloader(self) -> DataLoader:
         ds = PlanDataset(self.sampler, self._collator(self.train_corpus), self.rank, self.world_size)
-        return DataLoader(ds, sampler=StepSampler(self.steps_per_epoch, lambda: self.next_step), batch_size=None,
-                          num_workers=self.num_workers, persistent_workers=False)
+        return DataLoader(
+            ds,
+            sampler=StepSampler(self.steps_per_epoch, lambda: self.next_step),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
 
     def val_dataloader(self) -> DataLoader:
         if self.dev_sampler is None:
@@ -204,13 +253,19 @@ class RetrievalDataModule(L.LightningDataModule):
 
     # ---- resumable stream ----
     def state_dict(self) -> dict:
-        return {"next_step": self.next_step, "seed": self.seed, "sampler": type(self.sampler).__name__
-                if hasattr(self, "sampler") else None}
+        return {
+            "next_step": self.next_step,
+            "seed": self.seed,
+            "sampler": type(self.sampler).__name__ if hasattr(self, "sampler") else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed:
-            log.warning("checkpoint sampler seed %s differs from config seed %s; continuing the checkpoint's stream",
-                        state["seed"], self.seed)
+            log.warning(
+                "checkpoint sampler seed %s differs from config seed %s; continuing the checkpoint's stream",
+                state["seed"],
+                self.seed,
+            )
             self.seed = state["seed"]
             if hasattr(self, "sampler"):
                 self.sampler.seed = self.seed

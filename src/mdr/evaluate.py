@@ -18,17 +18,25 @@ def load_checkpoint_into(encoder, ckpt: str) -> dict:
     """Load a training checkpoint's encoder weights; return the checkpoint's metadata."""
     path = Path(ckpt)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
+        )
     state = torch.load(path, map_location="cpu", weights_only=False)
-    weights = {k.removeprefix("encoder."): v for k, v in state.get("state_dict", {}).items() if k.startswith("encoder.")}
+    weights = {
+        k.removeprefix("encoder."): v
+        for k, v in state.get("state_dict", {}).items()
+        if k.startswith("encoder.")
+    }
     if not weights:
         raise ValueError(f"{path} holds no encoder weights; is it a checkpoint written by train.py?")
     fix = f"pass the model= (and model.encoder.name) that the run used, not {encoder.name!r}"
     try:
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatches
-        raise ValueError(f"checkpoint {path} does not match model config {encoder.name!r}: "
-                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}; {fix}") from e
+        raise ValueError(
+            f"checkpoint {path} does not match model config {encoder.name!r}: "
+            f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}; {fix}"
+        ) from e
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {path} does not match model config {encoder.name!r}: {len(missing)} missing and "
@@ -52,25 +60,40 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     from mdr.eval.suite import load_eval_set
 
     datasets = list(cfg.eval.datasets)
-    sets = [load_eval_set(name, cfg.paths.data_dir) for name in datasets]  # fail on bad data before loading a model
+    sets = [
+        load_eval_set(name, cfg.paths.data_dir) for name in datasets
+    ]  # fail on bad data before loading a model
     seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
-    extra = {"ckpt": cfg.get("ckpt"), "embeddings": cfg.get("embeddings"),
-             "config": OmegaConf.to_container(cfg, resolve=True)}
+    extra = {
+        "ckpt": cfg.get("ckpt"),
+        "embeddings": cfg.get("embeddings"),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
     kwargs = {"run_files": cfg.eval.run_files, "run_depth": cfg.eval.run_depth, "extra": extra}
     if cfg.get("embeddings"):  # score saved embeddings: no model needed
         if len(sets) != 1 or cfg.eval.get("qrels_sets"):
-            raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
+            raise ValueError(
+                "embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r"
+            )
         path = Path(cfg.embeddings)
         if not path.is_file():
-            raise FileNotFoundError(f"embeddings file {path} does not exist; write one with eval.save_embeddings=true")
+            raise FileNotFoundError(
+                f"embeddings file {path} does not exist; write one with eval.save_embeddings=true"
+            )
         encoder, kwargs["embeddings"] = None, {sets[0].name: load_embeddings(path, sets[0])}
     else:
         from mdr.train import make
 
         encoder = make(cfg.model.encoder)
-        kwargs.update(batch_size=cfg.eval.batch_size, save_embeddings_flag=cfg.eval.save_embeddings,
-                      qrels_sets=list(cfg.eval.get("qrels_sets") or []), search=cfg.eval.get("search", "torch"))
-        if not isinstance(encoder, torch.nn.Module):  # an evaluation-only baseline (mdr.baselines.text_encoder)
+        kwargs.update(
+            batch_size=cfg.eval.batch_size,
+            save_embeddings_flag=cfg.eval.save_embeddings,
+            qrels_sets=list(cfg.eval.get("qrels_sets") or []),
+            search=cfg.eval.get("search", "torch"),
+        )
+        if not isinstance(
+            encoder, torch.nn.Module
+        ):  # an evaluation-only baseline (mdr.baselines.text_encoder)
             if cfg.get("ckpt"):
                 raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
         else:

@@ -1,6 +1,9 @@
 """Export a trained encoder as a folder that loads with ``SentenceTransformer(path)`` and ``AutoModel``.
 
-LoRA weights are merged into the base weights first. The sentence-transformers folder layout is
+LoRA weights are merged into the base weights first. Bottleneck adapters cannot be merged (they are
+non-linear): their export is ``base/`` (the unadapted backbone as a sentence-transformers folder) plus
+``adapter/``, loaded together by ``load_export(path)``; ``SentenceTransformer(path)`` on such a folder fails
+rather than silently giving the base model. The sentence-transformers folder layout is
 written by the installed sentence-transformers itself (its format changes between versions), with
 the encoder's pooling, normalisation and query / passage prefixes as named prompts. A model card
 (``README.md``) records the training config and the headline metrics.
@@ -24,21 +27,55 @@ def merged_backbone(encoder):
     return model
 
 
-def export_encoder(encoder, out_dir: str | Path, metrics: dict | None = None, config: dict | None = None) -> Path:
+def export_encoder(
+    encoder, out_dir: str | Path, metrics: dict | None = None, config: dict | None = None
+) -> Path:
+    from mdr.bottleneck import remove_adapters, save_adapters
+
+    out = Path(out_dir)
+    adapter_config = getattr(encoder, "adapter_config", None)
+    if adapter_config is None:
+        write_sentence_transformer(encoder, merged_backbone(encoder), out)
+    else:
+        write_sentence_transformer(encoder, remove_adapters(copy.deepcopy(encoder.model)), out / "base")
+        save_adapters(encoder.model, adapter_config, out / "adapter")
+    (out / "README.md").write_text(model_card(encoder, metrics, config))
+    log.info("exported %s", out)
+    return out
+
+
+def load_export(path: str | Path, device: str = "cpu"):
+    """Load an export as a ``SentenceTransformer``, attaching bottleneck adapters when it has them."""
+    from sentence_transformers import SentenceTransformer
+
+    from mdr.bottleneck import load_adapters
+
+    path = Path(path)
+    if not (path / "adapter").is_dir():
+        return SentenceTransformer(str(path), device=device)
+    st = SentenceTransformer(str(path / "base"), device=device)
+    load_adapters(st[0].auto_model, path / "adapter")
+    return st
+
+
+def write_sentence_transformer(encoder, model, out: Path) -> None:
+    """Write ``model`` (a plain HF backbone) with the encoder's pooling, head, normalisation and prompts."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
-    out = Path(out_dir)
     hf_dir = out / "_hf"
-    model = merged_backbone(encoder)
     model.save_pretrained(hf_dir)
     encoder.tokenizer.save_pretrained(hf_dir)
     transformer = Transformer(str(hf_dir))
     transformer.max_seq_length = encoder.passage_max_length
     modules = [transformer, Pooling(model.config.hidden_size, pooling_mode=encoder.pooling)]
     if getattr(encoder, "dense", None) is not None:  # e.g. LaBSE's head
-        dense = Dense(encoder.dense.in_features, encoder.dense.out_features, bias=encoder.dense.bias is not None,
-                      activation_function=encoder.dense_activation)
+        dense = Dense(
+            encoder.dense.in_features,
+            encoder.dense.out_features,
+            bias=encoder.dense.bias is not None,
+            activation_function=encoder.dense_activation,
+        )
         dense.linear.load_state_dict(encoder.dense.state_dict())
         modules.append(dense)
     if encoder.normalize:
@@ -49,30 +86,59 @@ def export_encoder(encoder, out_dir: str | Path, metrics: dict | None = None, co
     import shutil
 
     shutil.rmtree(hf_dir)
-    (out / "README.md").write_text(model_card(encoder, metrics, config))
-    log.info("exported %s (SentenceTransformer / AutoModel folder)", out)
-    return out
 
 
 def model_card(encoder, metrics: dict | None, config: dict | None) -> str:
     lines = [
-        "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
-        "tags: [multilingual, dense-retrieval, hybrid-batch-training]", "---", "",
-        f"# {Path(str(encoder.name)).name} fine-tuned with mdr", "",
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags: [multilingual, dense-retrieval, hybrid-batch-training]",
+        "---",
+        "",
+        f"# {Path(str(encoder.name)).name} fine-tuned with mdr",
+        "",
         f"Base model: `{encoder.name}` (loaded from `{encoder.path}`). Pooling: {encoder.pooling}, "
         f"L2-normalised: {encoder.normalize}. Prefixes: query `{encoder.query_prefix!r}`, passage "
-        f"`{encoder.passage_prefix!r}` (stored as the prompts `query` and `passage`).", "",
-        "```python", "from sentence_transformers import SentenceTransformer", "model = SentenceTransformer(PATH)",
-        "q = model.encode(['question'], prompt_name='query')", "p = model.encode(['passage'], prompt_name='passage')",
-        "```", "",
+        f"`{encoder.passage_prefix!r}` (stored as the prompts `query` and `passage`).",
+        "",
+    ]
+    if getattr(encoder, "adapter_config", None) is None:
+        lines += [
+            "```python",
+            "from sentence_transformers import SentenceTransformer",
+            "model = SentenceTransformer(PATH)",
+        ]
+    else:
+        a = encoder.adapter_config
+        lines += [
+            f"Fine-tuned with bottleneck adapters ({a['placement']}, reduction factor {a['reduction_factor']}, "
+            f"{a['non_linearity']}, {len(a['targets'])} adapters). **`base/` alone is the untrained backbone**: "
+            "load it with its adapters (needs this project, `pip install mdr`):",
+            "",
+            "```python",
+            "from mdr.export import load_export",
+            "model = load_export(PATH)  # a SentenceTransformer",
+        ]
+    lines += [
+        "q = model.encode(['question'], prompt_name='query')",
+        "p = model.encode(['passage'], prompt_name='passage')",
+        "```",
+        "",
     ]
     if metrics and metrics.get("headline"):
-        lines += ["## Results (mAP; see metrics.json in the run folder)", "",
-                  "| dataset | mono | cross | multi | rank distance |", "|---|---|---|---|---|"]
+        lines += [
+            "## Results (mAP; see metrics.json in the run folder)",
+            "",
+            "| dataset | mono | cross | multi | rank distance |",
+            "|---|---|---|---|---|",
+        ]
         for name, h in metrics["headline"].items():
             if "mono_map" in h:
-                lines.append(f"| {name} | {h['mono_map']:.4f} | {h['cross_map']:.4f} | {h['multi_map']:.4f} | "
-                             f"{h['rank_distance']:.1f} |")
+                lines.append(
+                    f"| {name} | {h['mono_map']:.4f} | {h['cross_map']:.4f} | {h['multi_map']:.4f} | "
+                    f"{h['rank_distance']:.1f} |"
+                )
         lines.append("")
     if config:
         lines += ["## Training config", "", "```json", json.dumps(config, indent=2, default=str), "```", ""]

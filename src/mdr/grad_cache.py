@@ -33,8 +33,13 @@ def _chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.
     return [{k: v[a : a + size] for k, v in inputs.items()} for a in range(0, n, size)]
 
 
-def grad_cache_step(encode: Callable[..., torch.Tensor], loss_fn: Callable[..., torch.Tensor], batch: dict,
-                    chunk_size: int, backward: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+def grad_cache_step(
+    encode: Callable[..., torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
+    batch: dict,
+    chunk_size: int,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
     """Accumulate the gradients of ``loss_fn`` over ``batch`` into the encoder; return the (detached) loss.
 
     ``backward`` performs a backward pass (Lightning's ``manual_backward`` under a Trainer, so precision
@@ -64,7 +69,9 @@ def grad_cache_step(encode: Callable[..., torch.Tensor], loss_fn: Callable[..., 
             state.restore()
             emb = encode(**chunk)
             n = emb.shape[0]
-            backward((emb * grads[start : start + n].to(emb.dtype)).sum())  # d(loss)/d(params) via the cached grads
+            backward(
+                (emb * grads[start : start + n].to(emb.dtype)).sum()
+            )  # d(loss)/d(params) via the cached grads
             start += n
     torch.set_rng_state(rng_after)
     return loss.detach()

@@ -39,7 +39,9 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def same_id_mask(query_ids: torch.Tensor, cand_answer_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def same_id_mask(
+    query_ids: torch.Tensor, cand_answer_ids: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """True where candidate c answers query i's id but is not i's labelled positive.
 
     ``query_ids``: (Q,) ints; ``cand_answer_ids``: (C, K) ints, the ids each candidate answers,
@@ -58,8 +60,13 @@ class InfoNCELoss(nn.Module):
     per-rank losses (what DDP does to gradients) then equals the single-process loss on the global batch.
     """
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, grad_cache: bool = False,
-                 grad_cache_chunk: int = 32):
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        symmetric: bool = False,
+        grad_cache: bool = False,
+        grad_cache_chunk: int = 32,
+    ):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature={temperature} must be > 0")
@@ -69,13 +76,23 @@ class InfoNCELoss(nn.Module):
         # how the trainer computes it: GradCache chunks (mdr.grad_cache) bound activation memory, same gradients
         self.grad_cache, self.grad_cache_chunk = grad_cache, grad_cache_chunk
 
-    def forward(self, q: torch.Tensor, p: torch.Tensor, query_ids: torch.Tensor, cand_answer_ids: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        q: torch.Tensor,
+        p: torch.Tensor,
+        query_ids: torch.Tensor,
+        cand_answer_ids: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
         """``q``: (B, d) local queries; ``p``: (C, d) local candidates, positives first then hard negatives;
         ``labels``: (B,) local index of each query's positive in ``p``."""
         if q.shape[0] == 0:
             raise ValueError("empty batch: a training batch must hold at least one query")
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        rank = (
+            torch.distributed.get_rank()
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else 0
+        )
         all_p = gather_with_grad(p)
         all_answer_ids = gather_no_grad(cand_answer_ids)
         offset = rank * p.shape[0]  # every rank holds the same number of candidates

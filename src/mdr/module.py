@@ -22,9 +22,17 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class DualEncoderModule(L.LightningModule):
-    def __init__(self, encoder: DualEncoder, loss: InfoNCELoss, lr: float = 5e-5, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, eval_batch_size: int = 64, eval_precision: str = "auto",
-                 grad_clip: float | None = None):
+    def __init__(
+        self,
+        encoder: DualEncoder,
+        loss: InfoNCELoss,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        eval_batch_size: int = 64,
+        eval_precision: str = "auto",
+        grad_clip: float | None = None,
+    ):
         super().__init__()
         self.encoder, self.loss_fn = encoder, loss
         # GradCache needs two passes per step: manual optimisation (Lightning cannot clip for us then)
@@ -70,7 +78,11 @@ class DualEncoderModule(L.LightningModule):
         if self.dev_set is None or self.trainer.sanity_checking:
             return
         rs = self.dev_set
-        kw = {"batch_size": self.hparams.eval_batch_size, "show_progress": False, "precision": self.hparams.eval_precision}
+        kw = {
+            "batch_size": self.hparams.eval_batch_size,
+            "show_progress": False,
+            "precision": self.hparams.eval_precision,
+        }
         q = self.encoder.encode(rs.query_texts, "query", **kw)
         c = self.encoder.encode(rs.cand_texts, "passage", contexts=rs.cand_contexts, **kw)
         s = evaluate_lareqa(rs, q, c).summary
@@ -86,8 +98,13 @@ class DualEncoderModule(L.LightningModule):
             if not p.requires_grad:
                 continue
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(math.ceil(self.hparams.warmup_ratio * total))
 
@@ -103,10 +120,14 @@ class DualEncoderModule(L.LightningModule):
         from mdr.grad_cache import grad_cache_step
 
         if self.trainer.world_size > 1:
-            raise NotImplementedError("loss.grad_cache=true is single-process for now: use it without trainer=ddp")
+            raise NotImplementedError(
+                "loss.grad_cache=true is single-process for now: use it without trainer=ddp"
+            )
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad()
-        loss = grad_cache_step(self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward)
+        loss = grad_cache_step(
+            self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward
+        )
         if not torch.isfinite(loss):
             return loss  # training_step raises; no step is taken
         if self.hparams.grad_clip:
@@ -121,11 +142,19 @@ class DualEncoderModule(L.LightningModule):
             checkpoint["mdr_train_langs"] = dm.train_corpus.langs
         # Lightning does not save RNG states; dropout after a resume must continue the same stream
         name, keys, pos, has_gauss, cached = np.random.get_state()
-        np_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                    "has_gauss": int(has_gauss), "cached": float(cached)}  # tensors: loadable with weights_only
-        checkpoint["mdr_rng"] = {"torch": torch.get_rng_state(), "numpy": np_state,
-                                 "python": random.getstate(),
-                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        np_state = {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        }  # tensors: loadable with weights_only
+        checkpoint["mdr_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np_state,
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("mdr_rng")
@@ -133,7 +162,9 @@ class DualEncoderModule(L.LightningModule):
             return
         torch.set_rng_state(rng["torch"])
         n = rng["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+        np.random.set_state(
+            (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+        )
         random.setstate(rng["python"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])

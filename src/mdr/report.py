@@ -69,7 +69,11 @@ def row_key(config: dict) -> tuple[str, str, str]:
     alpha = config.get("sampler", {}).get("alpha")
     if sampler == "hybrid" and alpha is not None and float(alpha) != 0.5:
         sampler = f"hybrid a={alpha}"
-    return sampler, str(config.get("model", {}).get("name", "?")), str(config.get("finetune", {}).get("mode", "?"))
+    return (
+        sampler,
+        str(config.get("model", {}).get("name", "?")),
+        str(config.get("finetune", {}).get("mode", "?")),
+    )
 
 
 def collect(root: str | Path) -> Report:
@@ -132,13 +136,20 @@ def to_markdown(r: Report) -> str:
             text = _cell(cells.get(f"{ds}|{label}"), _digits(label))
             out.append(f"**{text}**" if r.best.get((ds, label)) == key else text)
         lines.append("| " + " | ".join([*key, str(n), *out]) + " |")
-    lines += ["", "Mean ± half-width of the 95% t-interval over seeds; **bold**: best mean in the column "
-              "(lowest rank distance).", f"Complete runs: {len(r.complete)}."]
+    lines += [
+        "",
+        "Mean ± half-width of the 95% t-interval over seeds; **bold**: best mean in the column "
+        "(lowest rank distance).",
+        f"Complete runs: {len(r.complete)}.",
+    ]
     if r.failed:
         lines += ["", f"Failed runs ({len(r.failed)}), not in the table:"]
         lines += [f"- `{p}`: {reason}" for p, reason in r.failed]
     if r.incomplete:
-        lines += ["", f"Incomplete runs ({len(r.incomplete)}: no metrics.json, killed or still running), not in the table:"]
+        lines += [
+            "",
+            f"Incomplete runs ({len(r.incomplete)}: no metrics.json, killed or still running), not in the table:",
+        ]
         lines += [f"- `{p}`" for p in r.incomplete]
     return "\n".join(lines) + "\n"
 
@@ -147,7 +158,12 @@ def to_latex(r: Report) -> str:
     cols = "lll" + "c" * (1 + len(r.columns))
     head = ["sampler", "model", "finetune", "seeds"] + [f"{ds} {label}" for ds, label, _ in r.columns]
     esc = lambda s: s.replace("_", r"\_").replace("->", r"$\to$").replace("#", r"\#")  # noqa: E731
-    lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]
+    lines = [
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(esc(h) for h in head) + r" \\",
+        r"\midrule",
+    ]
     for key, cells in r.rows.items():
         n = max((c.n for c in cells.values()), default=0)
         out = []
@@ -162,13 +178,34 @@ def to_latex(r: Report) -> str:
 def write_csv(r: Report, path: Path) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["sampler", "model", "finetune", "dataset", "metric", "mean", "ci95_half_width", "n_seeds", "best"])
+        w.writerow(
+            [
+                "sampler",
+                "model",
+                "finetune",
+                "dataset",
+                "metric",
+                "mean",
+                "ci95_half_width",
+                "n_seeds",
+                "best",
+            ]
+        )
         for key, cells in r.rows.items():
             for ds, label, _ in r.columns:
                 c = cells.get(f"{ds}|{label}")
                 if c is not None:
-                    w.writerow([*key, ds, label, c.mean, "" if c.half_width is None else c.half_width, c.n,
-                                int(r.best.get((ds, label)) == key)])
+                    w.writerow(
+                        [
+                            *key,
+                            ds,
+                            label,
+                            c.mean,
+                            "" if c.half_width is None else c.half_width,
+                            c.n,
+                            int(r.best.get((ds, label)) == key),
+                        ]
+                    )
 
 
 def write_report(root: str | Path, out_dir: str | Path | None = None) -> Report:

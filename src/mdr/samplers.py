@@ -99,11 +99,19 @@ class XYSampler(BatchSampler):
 
     kind = "xy"
 
-    def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform",
-                 per_example: bool = False):
+    def __init__(
+        self,
+        corpus: ParallelCorpus,
+        batch_size: int,
+        seed: int = 0,
+        weighting: str = "uniform",
+        per_example: bool = False,
+    ):
         super().__init__(corpus, batch_size, seed, weighting)
         if len(corpus.langs) < 2:
-            raise ValueError(f"X-Y batches need at least two training languages; {corpus.name} has {corpus.langs}")
+            raise ValueError(
+                f"X-Y batches need at least two training languages; {corpus.name} has {corpus.langs}"
+            )
         self.per_example = per_example
         if per_example:
             self.ids = [i for i in corpus.ids if len(corpus.langs_of(i)) >= 2]
@@ -139,8 +147,15 @@ class HybridSampler(BatchSampler):
 
     kind = "hybrid"
 
-    def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform",
-                 alpha: float = 0.5, per_example: bool = False):
+    def __init__(
+        self,
+        corpus: ParallelCorpus,
+        batch_size: int,
+        seed: int = 0,
+        weighting: str = "uniform",
+        alpha: float = 0.5,
+        per_example: bool = False,
+    ):
         super().__init__(corpus, batch_size, seed, weighting)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")

@@ -79,8 +79,14 @@ def build(cfg: DictConfig):
     sampler_factory = make(cfg.sampler, _partial_=True)
     dm: RetrievalDataModule = make(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
     dm.encoder = encoder
-    module = DualEncoderModule(encoder, make(cfg.loss), **cfg.optim, eval_batch_size=cfg.eval.batch_size,
-                               eval_precision=cfg.eval.precision, grad_clip=cfg.trainer.get("gradient_clip_val"))
+    module = DualEncoderModule(
+        encoder,
+        make(cfg.loss),
+        **cfg.optim,
+        eval_batch_size=cfg.eval.batch_size,
+        eval_precision=cfg.eval.precision,
+        grad_clip=cfg.trainer.get("gradient_clip_val"),
+    )
     return encoder, dm, module, finetune_counts
 
 
@@ -101,23 +107,39 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     encoder, dm, module, finetune_counts = build(cfg)
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
-        save_last=True, save_top_k=1, auto_insert_metric_name=False,
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=cfg.checkpoint.monitor,
+        mode=cfg.checkpoint.mode,
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
     )
     callbacks = [checkpoint, L.pytorch.callbacks.LearningRateMonitor(logging_interval="step")]
     every = cfg.checkpoint.get("every_n_train_steps")
     if every:  # a rolling last.ckpt every N steps, so a killed run loses at most N steps
-        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                                             every_n_train_steps=int(every)))
+        callbacks.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=int(every)
+            )
+        )
     if cfg.get("log_batches"):
         from mdr.callbacks import BatchLog
 
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
     logger = make(cfg.logger) if cfg.get("logger") else False
     precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
-    extra_trainer = {"gradient_clip_val": None} if cfg.loss.get("grad_cache") else {}  # the module clips itself
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
-                                     precision=precision, **extra_trainer)
+    extra_trainer = (
+        {"gradient_clip_val": None} if cfg.loss.get("grad_cache") else {}
+    )  # the module clips itself
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        precision=precision,
+        **extra_trainer,
+    )
     dm.trainer = trainer
     dm.setup("fit")
     module.dev_set = dm.dev_set
@@ -136,7 +158,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     if best and cfg.checkpoint.get("evaluate_best", True):
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-        log.info("evaluating the best checkpoint %s (%s=%s)", best, cfg.checkpoint.monitor, checkpoint.best_model_score)
+        log.info(
+            "evaluating the best checkpoint %s (%s=%s)",
+            best,
+            cfg.checkpoint.monitor,
+            checkpoint.best_model_score,
+        )
     if not trainer.is_global_zero:
         return {}
     losses = module.loss_history
@@ -152,7 +179,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             "total_params": finetune_counts["total"],
             "finetune": cfg.finetune.mode,
             "best_checkpoint": best or None,
-            "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            "best_score": float(checkpoint.best_model_score)
+            if checkpoint.best_model_score is not None
+            else None,
             "train_langs": dm.train_corpus.langs,
             "precision": precision,
         },
@@ -160,9 +189,17 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     }
     module.encoder.to(module.device)
     report = run_eval(
-        module.encoder, list(cfg.eval.datasets), cfg.paths.data_dir, run_dir, seen_langs=dm.train_corpus.langs,
-        batch_size=cfg.eval.batch_size, run_files=cfg.eval.run_files, run_depth=cfg.eval.run_depth,
-        save_embeddings_flag=cfg.eval.save_embeddings, precision=cfg.eval.precision, extra=extra,
+        module.encoder,
+        list(cfg.eval.datasets),
+        cfg.paths.data_dir,
+        run_dir,
+        seen_langs=dm.train_corpus.langs,
+        batch_size=cfg.eval.batch_size,
+        run_files=cfg.eval.run_files,
+        run_depth=cfg.eval.run_depth,
+        save_embeddings_flag=cfg.eval.save_embeddings,
+        precision=cfg.eval.precision,
+        extra=extra,
     )
     if cfg.get("export", {}).get("enabled", False):
         from mdr.export import export_encoder
@@ -171,6 +208,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     print(format_headline(report))
     t = extra["train"]
     loss = f", loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}" if losses else ""
-    print(f"train ({cfg.finetune.mode}, {n_trainable} trainable parameters): {trainer.global_step} steps in "
-          f"{train_s:.0f} s{loss}; results in {run_dir}")
+    print(
+        f"train ({cfg.finetune.mode}, {n_trainable} trainable parameters): {trainer.global_step} steps in "
+        f"{train_s:.0f} s{loss}; results in {run_dir}"
+    )
     return report

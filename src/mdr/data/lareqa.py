@@ -66,7 +66,9 @@ def resolve_dataset_dir(data_dir: str | Path, dataset: str) -> Path:
         )
     path = root / DATASET_DIRS[dataset]
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist: paths.data_dir={root} must hold {DATASET_DIRS[dataset]}/")
+        raise FileNotFoundError(
+            f"{path} does not exist: paths.data_dir={root} must hold {DATASET_DIRS[dataset]}/"
+        )
     return path
 
 
@@ -78,7 +80,9 @@ def check_langs(dataset: str, langs: list[str] | None, path: Path) -> list[str]:
         return available
     unknown = [lang for lang in langs if lang not in available]
     if unknown:
-        raise ValueError(f"unknown language(s) {unknown} for {dataset}: available are {available}; fix the data langs list")
+        raise ValueError(
+            f"unknown language(s) {unknown} for {dataset}: available are {available}; fix the data langs list"
+        )
     return list(langs)
 
 
@@ -98,7 +102,9 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
             p = len(contexts)
             where = f"{path} article {a} ({article.get('title', '?')!r}) paragraph {p}"
             if "context" not in paragraph or "sentence_breaks" not in paragraph:
-                raise DataFormatError(f"{where}: missing 'context' or 'sentence_breaks'; LAReQA files need both")
+                raise DataFormatError(
+                    f"{where}: missing 'context' or 'sentence_breaks'; LAReQA files need both"
+                )
             context, breaks = paragraph["context"], paragraph["sentence_breaks"]
             contexts.append(context)
             paragraph_article.append(a)
@@ -109,7 +115,9 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
                     start = qa["answers"][0]["answer_start"]
                     qid, question = qa["id"], qa["question"]
                 except (KeyError, IndexError, TypeError) as e:
-                    raise DataFormatError(f"{where}: question without id/question/answers[0].answer_start ({e!r})") from e
+                    raise DataFormatError(
+                        f"{where}: question without id/question/answers[0].answer_start ({e!r})"
+                    ) from e
                 holding = [s for s, (b0, b1) in enumerate(breaks) if b0 <= start < b1]
                 if len(holding) != 1:
                     raise DataFormatError(
@@ -122,7 +130,9 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
     return LareqaLanguage(lang, sentences, contexts, paragraph_article, questions)
 
 
-def read_lareqa(data_dir: str | Path, dataset: str, langs: list[str] | None = None) -> dict[str, LareqaLanguage]:
+def read_lareqa(
+    data_dir: str | Path, dataset: str, langs: list[str] | None = None
+) -> dict[str, LareqaLanguage]:
     path = resolve_dataset_dir(data_dir, dataset)
     langs = check_langs(dataset, langs, path)
     return {lang: read_language_file(path / f"{lang}.json", lang) for lang in langs}
@@ -146,7 +156,9 @@ def retrieval_set(files: dict[str, LareqaLanguage], name: str) -> RetrievalSet:
             q_langs.append(lang)
             q_texts.append(q.question)
             answer_of[(lang, q.id)] = index[(lang, q.paragraph, q.answer_sentence)]
-    return RetrievalSet(name, q_ids, q_langs, q_texts, uids, c_langs, texts, contexts, answer_of, langs=list(files))
+    return RetrievalSet(
+        name, q_ids, q_langs, q_texts, uids, c_langs, texts, contexts, answer_of, langs=list(files)
+    )
 
 
 def group_ids_by_article(files: dict[str, LareqaLanguage]) -> dict[str, str]:

@@ -23,21 +23,41 @@ log = logging.getLogger(__name__)
 HUB_ROOT = "hf://datasets/unicamp-dl/mmarco"
 # ISO code -> mMARCO file-name language
 LANGUAGE_NAMES = {
-    "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
-    "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch", "pt": "portuguese",
-    "ru": "russian", "vi": "vietnamese", "zh": "chinese",
+    "ar": "arabic",
+    "de": "german",
+    "en": "english",
+    "es": "spanish",
+    "fr": "french",
+    "hi": "hindi",
+    "id": "indonesian",
+    "it": "italian",
+    "ja": "japanese",
+    "nl": "dutch",
+    "pt": "portuguese",
+    "ru": "russian",
+    "vi": "vietnamese",
+    "zh": "chinese",
 }
 
 
 def _read_tsv(path: str, columns: list[str]):
     from datasets import Features, Value, load_dataset
 
-    return load_dataset("csv", data_files=path, sep="\t", column_names=columns, split="train", quoting=3,
-                        features=Features({c: Value("string") for c in columns}), keep_default_na=False)
+    return load_dataset(
+        "csv",
+        data_files=path,
+        sep="\t",
+        column_names=columns,
+        split="train",
+        quoting=3,
+        features=Features({c: Value("string") for c in columns}),
+        keep_default_na=False,
+    )
 
 
-def read_mmarco(langs: list[str], root: str = HUB_ROOT, max_queries: int | None = 10000,
-                negatives_per_query: int = 1) -> ParallelCorpus:
+def read_mmarco(
+    langs: list[str], root: str = HUB_ROOT, max_queries: int | None = 10000, negatives_per_query: int = 1
+) -> ParallelCorpus:
     unknown = [lang for lang in langs if lang not in LANGUAGE_NAMES]
     if unknown:
         raise ValueError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGE_NAMES)}")

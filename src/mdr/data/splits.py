@@ -7,14 +7,18 @@ import numpy as np
 from mdr.data.corpus import ParallelCorpus
 
 
-def split_ids_by_group(corpus: ParallelCorpus, dev_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+def split_ids_by_group(
+    corpus: ParallelCorpus, dev_fraction: float, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """Shuffle groups with ``seed`` and fill the dev side up to ``dev_fraction`` of the ids."""
     if not 0.0 <= dev_fraction < 1.0:
         raise ValueError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
     group_of: dict[str, str] = {}
     for ex in corpus.examples:
         if group_of.setdefault(ex.id, ex.group or ex.id) != (ex.group or ex.id):
-            raise ValueError(f"id {ex.id!r} has different groups in different languages; groups must be per id")
+            raise ValueError(
+                f"id {ex.id!r} has different groups in different languages; groups must be per id"
+            )
     groups = sorted(set(group_of.values()))
     members: dict[str, list[str]] = {g: [] for g in groups}
     for id_, g in sorted(group_of.items()):

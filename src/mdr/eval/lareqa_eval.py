@@ -41,7 +41,9 @@ class LareqaResult:
             "seen_languages": self.seen_langs,
             "n_queries": self.n_queries,
             "n_candidates": self.n_candidates,
-            "n_settings": {k: sum(1 for p in self.pairs.values() if p["type"] == k) for k in ("mono", "cross", "multi")},
+            "n_settings": {
+                k: sum(1 for p in self.pairs.values() if p["type"] == k) for k in ("mono", "cross", "multi")
+            },
             "summary": self.summary,
             "pairs": self.pairs,
             "skipped": self.skipped,
@@ -109,10 +111,19 @@ def evaluate_lareqa(
             keep = np.flatnonzero(rel >= 0)
             skipped[name] = int(len(ids) - len(keep))
             s = scores_all[keep, offsets[y] : offsets[y] + len(pool_idx[y])]
-            result.pairs[name], _ = _score(kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name])
+            result.pairs[name], _ = _score(
+                kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name]
+            )
             if run_writer is not None and kind in run_kinds and len(keep):
-                _write_run(run_writer, name, [query_uids[qi[k]] for k in keep], [rs.cand_uids[g] for g in pool_idx[y]],
-                           s, rel[keep].reshape(-1, 1), run_depth)
+                _write_run(
+                    run_writer,
+                    name,
+                    [query_uids[qi[k]] for k in keep],
+                    [rs.cand_uids[g] for g in pool_idx[y]],
+                    s,
+                    rel[keep].reshape(-1, 1),
+                    run_depth,
+                )
         # multilingual pool: every language at once; relevant = the id's answer in each language
         rel = np.full((len(ids), len(langs)), PAD, dtype=np.int64)
         for r, i in enumerate(ids):
@@ -133,23 +144,44 @@ def evaluate_lareqa(
         row["top10_lang_share"] = share
         result.pairs[name] = row
         if run_writer is not None and "multi" in run_kinds and len(keep):
-            _write_run(run_writer, name, [query_uids[qi[k]] for k in keep], [rs.cand_uids[g] for g in all_idx], s,
-                       rel[keep], run_depth)
-    result.skipped = {"total": int(sum(skipped.values())), "by_setting": {k: v for k, v in skipped.items() if v}}
+            _write_run(
+                run_writer,
+                name,
+                [query_uids[qi[k]] for k in keep],
+                [rs.cand_uids[g] for g in all_idx],
+                s,
+                rel[keep],
+                run_depth,
+            )
+    result.skipped = {
+        "total": int(sum(skipped.values())),
+        "by_setting": {k: v for k, v in skipped.items() if v},
+    }
     result.summary = _summarise(result.pairs, lambda p: True)
     if seen_langs is not None:
         seen = set(seen_langs)
-        result.summary["seen"] = _summarise(result.pairs, lambda p: p["query_lang"] in seen and p["pool"] in seen | {"all"})
+        result.summary["seen"] = _summarise(
+            result.pairs, lambda p: p["query_lang"] in seen and p["pool"] in seen | {"all"}
+        )
         result.summary["unseen"] = _summarise(
-            result.pairs, lambda p: p["query_lang"] not in seen or (p["pool"] != "all" and p["pool"] not in seen))
+            result.pairs,
+            lambda p: p["query_lang"] not in seen or (p["pool"] != "all" and p["pool"] not in seen),
+        )
     return result
 
 
-def _score(kind: str, x: str, y: str, scores: torch.Tensor, rel: torch.Tensor,
-           n_skipped: int) -> tuple[dict, torch.Tensor | None]:
+def _score(
+    kind: str, x: str, y: str, scores: torch.Tensor, rel: torch.Tensor, n_skipped: int
+) -> tuple[dict, torch.Tensor | None]:
     """Mean metrics of one setting, and the per-query relevant ranks they came from."""
-    row: dict = {"type": kind, "query_lang": x, "pool": y, "n_queries": int(scores.shape[0]), "n_skipped": n_skipped,
-                 "pool_size": int(scores.shape[1])}
+    row: dict = {
+        "type": kind,
+        "query_lang": x,
+        "pool": y,
+        "n_queries": int(scores.shape[0]),
+        "n_skipped": n_skipped,
+        "pool_size": int(scores.shape[1]),
+    }
     if scores.shape[0] == 0:
         row.update({m: None for m in METRICS})
         return row, None
@@ -159,8 +191,15 @@ def _score(kind: str, x: str, y: str, scores: torch.Tensor, rel: torch.Tensor,
     return row, ranks
 
 
-def _write_run(writer: RunWriter, name: str, q_uids: list[str], c_uids: list[str], scores: torch.Tensor,
-               rel: np.ndarray, depth: int) -> None:
+def _write_run(
+    writer: RunWriter,
+    name: str,
+    q_uids: list[str],
+    c_uids: list[str],
+    scores: torch.Tensor,
+    rel: np.ndarray,
+    depth: int,
+) -> None:
     k = min(depth, scores.shape[1]) if depth > 0 else scores.shape[1]
     top = scores.topk(k, dim=1)
     writer(name, q_uids, c_uids, top.indices.numpy(), top.values.numpy(), rel)

@@ -36,9 +36,13 @@ def count_at_least(scores: torch.Tensor, values: torch.Tensor, chunk_rows: int =
         v = values[a : a + chunk_rows].to(s.dtype)
         v_sorted = v.sort(dim=1).values.contiguous()
         bucket = torch.searchsorted(v_sorted, s.contiguous(), right=True)  # #{values <= score}
-        hist = torch.zeros((s.shape[0], R + 1), dtype=torch.long).scatter_add_(1, bucket, torch.ones_like(bucket))
+        hist = torch.zeros((s.shape[0], R + 1), dtype=torch.long).scatter_add_(
+            1, bucket, torch.ones_like(bucket)
+        )
         at_least = hist.flip(1).cumsum(1).flip(1)  # at_least[k] = #{scores whose bucket >= k}
-        last_tie = torch.searchsorted(v_sorted, v.contiguous(), right=True)  # each value's last position when sorted
+        last_tie = torch.searchsorted(
+            v_sorted, v.contiguous(), right=True
+        )  # each value's last position when sorted
         out[a : a + chunk_rows] = at_least.gather(1, last_tie)
     return out
 

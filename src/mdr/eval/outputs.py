@@ -67,7 +67,17 @@ class TrecWriter:
 def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cols = ["setting", "type", "query_lang", "pool", "n_queries", "n_skipped", "pool_size", *METRICS, "rank_distance"]
+    cols = [
+        "setting",
+        "type",
+        "query_lang",
+        "pool",
+        "n_queries",
+        "n_skipped",
+        "pool_size",
+        *METRICS,
+        "rank_distance",
+    ]
     with (out_dir / "pairs.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -99,17 +109,24 @@ def _rank(v) -> str:
 
 
 def summary_markdown(result: LareqaResult) -> str:
-    lines = [f"# {result.dataset}", "",
-             f"{result.n_queries} queries, {result.n_candidates} candidates, languages: {' '.join(result.langs)}", "",
-             "| setting | " + " | ".join(METRICS) + " | rank distance | settings |",
-             "|---|" + "---|" * (len(METRICS) + 2)]
+    lines = [
+        f"# {result.dataset}",
+        "",
+        f"{result.n_queries} queries, {result.n_candidates} candidates, languages: {' '.join(result.langs)}",
+        "",
+        "| setting | " + " | ".join(METRICS) + " | rank distance | settings |",
+        "|---|" + "---|" * (len(METRICS) + 2),
+    ]
     groups = [("", result.summary)]
     groups += [(f"{k} ", result.summary[k]) for k in ("seen", "unseen") if k in result.summary]
     for prefix, summ in groups:
         for kind in ("mono", "cross", "multi"):
             row = summ[kind]
-            lines.append(f"| {prefix}{kind} | " + " | ".join(_fmt(row[m]) for m in METRICS)
-                         + f" | {_rank(row.get('rank_distance'))} | {row['n_settings']} |")
+            lines.append(
+                f"| {prefix}{kind} | "
+                + " | ".join(_fmt(row[m]) for m in METRICS)
+                + f" | {_rank(row.get('rank_distance'))} | {row['n_settings']} |"
+            )
     lines += ["", f"Skipped queries (no relevant candidate in the pool): {result.skipped['total']}", ""]
     return "\n".join(lines)
 
@@ -129,8 +146,15 @@ def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path: Path, t
     for i in range(len(rows)):
         for j in range(len(cols)):
             if not np.isnan(matrix[i, j]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if matrix[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if matrix[i, j] < 0.6 else "black",
+                )
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -140,15 +164,25 @@ def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path: Path, t
 
 def headline(result: LareqaResult) -> dict:
     s = result.summary
-    return {"mono_map": s["mono"]["map"], "cross_map": s["cross"]["map"], "multi_map": s["multi"]["map"],
-            "rank_distance": s["multi"]["rank_distance"]}
+    return {
+        "mono_map": s["mono"]["map"],
+        "cross_map": s["cross"]["map"],
+        "multi_map": s["multi"]["map"],
+        "rank_distance": s["multi"]["rank_distance"],
+    }
 
 
 def save_embeddings(path: Path, rs, q_emb: np.ndarray, c_emb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, query_emb=q_emb, query_ids=np.asarray(rs.query_ids), query_langs=np.asarray(rs.query_langs),
-             cand_emb=c_emb, cand_uids=np.asarray(rs.cand_uids))
+    np.savez(
+        tmp,
+        query_emb=q_emb,
+        query_ids=np.asarray(rs.query_ids),
+        query_langs=np.asarray(rs.query_langs),
+        cand_emb=c_emb,
+        cand_uids=np.asarray(rs.cand_uids),
+    )
     os.replace(tmp, path)
 
 
@@ -159,7 +193,13 @@ def load_embeddings(path: Path, rs) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise ValueError(f"{path} lacks arrays {sorted(missing)}; it was not written by eval.save_embeddings")
     q, c = data["query_emb"], data["cand_emb"]
-    if q.shape[0] != len(rs.query_ids) or c.shape[0] != len(rs.cand_uids) or list(data["cand_uids"]) != rs.cand_uids:
-        raise ValueError(f"{path} has {q.shape[0]} query / {c.shape[0]} candidate rows that do not match {rs.name} "
-                         f"({len(rs.query_ids)} / {len(rs.cand_uids)}); re-run eval with eval.save_embeddings=true")
+    if (
+        q.shape[0] != len(rs.query_ids)
+        or c.shape[0] != len(rs.cand_uids)
+        or list(data["cand_uids"]) != rs.cand_uids
+    ):
+        raise ValueError(
+            f"{path} has {q.shape[0]} query / {c.shape[0]} candidate rows that do not match {rs.name} "
+            f"({len(rs.query_ids)} / {len(rs.cand_uids)}); re-run eval with eval.save_embeddings=true"
+        )
     return q, c

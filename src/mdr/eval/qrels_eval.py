@@ -87,7 +87,9 @@ def load_qrels_spec(spec: dict) -> QrelsSet:
         return load_miracl_from_hub(spec["lang"], spec.get("split", "dev"))
     missing = [k for k in ("name", "topics", "qrels", "corpus") if not spec.get(k)]
     if missing:
-        raise ValueError(f"qrels set {spec} lacks {missing}: give name, topics, qrels and corpus paths, or hub: miracl")
+        raise ValueError(
+            f"qrels set {spec} lacks {missing}: give name, topics, qrels and corpus paths, or hub: miracl"
+        )
     return load_qrels_set(spec["name"], spec["topics"], spec["qrels"], spec["corpus"])
 
 
@@ -101,19 +103,29 @@ def load_miracl_from_hub(lang: str, split: str = "dev") -> QrelsSet:  # pragma: 
     base = f"miracl-v1.0-{lang}"
     topics = hf_hub_download("miracl/miracl", f"{base}/topics/topics.{base}-{split}.tsv", repo_type="dataset")
     qrels = hf_hub_download("miracl/miracl", f"{base}/qrels/qrels.{base}-{split}.tsv", repo_type="dataset")
-    corpus = load_dataset("json", data_files=f"hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-{lang}/*.jsonl.gz",
-                          split="train")
+    corpus = load_dataset(
+        "json",
+        data_files=f"hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-{lang}/*.jsonl.gz",
+        split="train",
+    )
     t, q = read_topics(topics), read_qrels(qrels)
     qids = [i for i in t if i in q]
-    return QrelsSet(f"miracl-{lang}", qids, [t[i] for i in qids], list(corpus["docid"]),
-                    [f"{ti} {x}".strip() for ti, x in zip(corpus["title"], corpus["text"])], {i: q[i] for i in qids})
+    return QrelsSet(
+        f"miracl-{lang}",
+        qids,
+        [t[i] for i in qids],
+        list(corpus["docid"]),
+        [f"{ti} {x}".strip() for ti, x in zip(corpus["title"], corpus["text"])],
+        {i: q[i] for i in qids},
+    )
 
 
 SEARCHES = ("torch", "faiss")
 
 
-def exact_top_k(query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str = "torch",
-                chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(
+    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str = "torch", chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k: torch matmul in query chunks, or a FAISS ``IndexFlatIP`` (large corpora)."""
     q = np.ascontiguousarray(query_emb, dtype=np.float32)
     d = np.ascontiguousarray(doc_emb, dtype=np.float32)
@@ -135,12 +147,15 @@ def exact_top_k(query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str 
     return idx, scores
 
 
-def evaluate_qrels(qs: QrelsSet, query_emb: np.ndarray, doc_emb: np.ndarray, depth: int = 100,
-                   search: str = "torch") -> dict:
+def evaluate_qrels(
+    qs: QrelsSet, query_emb: np.ndarray, doc_emb: np.ndarray, depth: int = 100, search: str = "torch"
+) -> dict:
     """Exact search over the corpus; per-query nDCG@10 and R@100 means, the top-``depth`` run."""
     if query_emb.shape[0] != len(qs.query_ids) or doc_emb.shape[0] != len(qs.doc_ids):
-        raise ValueError(f"{qs.name}: embeddings ({query_emb.shape[0]}, {doc_emb.shape[0]}) do not match "
-                         f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents")
+        raise ValueError(
+            f"{qs.name}: embeddings ({query_emb.shape[0]}, {doc_emb.shape[0]}) do not match "
+            f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents"
+        )
     k = min(max(depth, 100), len(qs.doc_ids))
     top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search)
     run: dict[str, dict[str, float]] = {}
@@ -159,6 +174,12 @@ def evaluate_qrels(qs: QrelsSet, query_emb: np.ndarray, doc_emb: np.ndarray, dep
             ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:10]
             ndcg.append(dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal)))
             recall.append(len(relevant & set(docs[:100])) / len(relevant))
-    return {"dataset": qs.name, "n_queries": len(ndcg), "n_skipped": skipped, "n_docs": len(qs.doc_ids),
-            "ndcg@10": float(np.mean(ndcg)) if ndcg else None, "r@100": float(np.mean(recall)) if recall else None,
-            "run": run}
+    return {
+        "dataset": qs.name,
+        "n_queries": len(ndcg),
+        "n_skipped": skipped,
+        "n_docs": len(qs.doc_ids),
+        "ndcg@10": float(np.mean(ndcg)) if ndcg else None,
+        "r@100": float(np.mean(recall)) if recall else None,
+        "run": run,
+    }

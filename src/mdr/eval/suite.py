@@ -24,7 +24,12 @@ from mdr.eval.outputs import (
 
 log = logging.getLogger(__name__)
 
-RUN_KINDS = {"all": ("mono", "cross", "multi"), "mono_multi": ("mono", "multi"), "multi": ("multi",), "none": ()}
+RUN_KINDS = {
+    "all": ("mono", "cross", "multi"),
+    "mono_multi": ("mono", "multi"),
+    "multi": ("multi",),
+    "none": (),
+}
 
 
 def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = None) -> RetrievalSet:
@@ -33,19 +38,46 @@ def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = Non
     return retrieval_set(read_lareqa(data_dir, name, langs), name)
 
 
-def encode_set(encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: bool = True, precision: str = "auto"):
-    q = encoder.encode(rs.query_texts, "query", batch_size=batch_size, show_progress=show_progress,
-                       desc=f"{rs.name}: queries", precision=precision)
-    c = encoder.encode(rs.cand_texts, "passage", contexts=rs.cand_contexts, batch_size=batch_size,
-                       show_progress=show_progress, desc=f"{rs.name}: candidates", precision=precision)
+def encode_set(
+    encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: bool = True, precision: str = "auto"
+):
+    q = encoder.encode(
+        rs.query_texts,
+        "query",
+        batch_size=batch_size,
+        show_progress=show_progress,
+        desc=f"{rs.name}: queries",
+        precision=precision,
+    )
+    c = encoder.encode(
+        rs.cand_texts,
+        "passage",
+        contexts=rs.cand_contexts,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        desc=f"{rs.name}: candidates",
+        precision=precision,
+    )
     return q, c
 
 
-def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | Path,
-             seen_langs: list[str] | None = None, batch_size: int = 64, run_files: str = "all",
-             run_depth: int = 100, save_embeddings_flag: bool = False, show_progress: bool = True,
-             precision: str = "auto", extra: dict | None = None, qrels_sets: list[dict] | None = None,
-             search: str = "torch", embeddings: dict[str, tuple] | None = None) -> dict:
+def run_eval(
+    encoder,
+    datasets: list[str],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    seen_langs: list[str] | None = None,
+    batch_size: int = 64,
+    run_files: str = "all",
+    run_depth: int = 100,
+    save_embeddings_flag: bool = False,
+    show_progress: bool = True,
+    precision: str = "auto",
+    extra: dict | None = None,
+    qrels_sets: list[dict] | None = None,
+    search: str = "torch",
+    embeddings: dict[str, tuple] | None = None,
+) -> dict:
     """Encode, score and report every dataset; returns the ``metrics.json`` content.
 
     ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
@@ -63,10 +95,15 @@ def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | 
     is_torch = isinstance(encoder, torch.nn.Module)
     device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
     dtype = resolve_precision(precision, device) if is_torch else None
-    report: dict = {"schema_version": SCHEMA_VERSION, "model": getattr(encoder, "name", None),
-                    "model_path": getattr(encoder, "path", None),
-                    "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
-                    "datasets": {}, "headline": {}, "timing_s": {}}
+    report: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "model": getattr(encoder, "name", None),
+        "model_path": getattr(encoder, "path", None),
+        "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
+        "datasets": {},
+        "headline": {},
+        "timing_s": {},
+    }
     for rs in sets:
         t0 = time.perf_counter()
         if rs.name in embeddings:
@@ -76,27 +113,51 @@ def run_eval(encoder, datasets: list[str], data_dir: str | Path, out_dir: str | 
         t1 = time.perf_counter()
         ds_dir = out_dir / "eval" / rs.name
         writer = TrecWriter(ds_dir) if RUN_KINDS[run_files] else None
-        result = evaluate_lareqa(rs, q, c, seen_langs=seen_langs, run_writer=writer,
-                                 run_kinds=RUN_KINDS[run_files], run_depth=run_depth)
+        result = evaluate_lareqa(
+            rs,
+            q,
+            c,
+            seen_langs=seen_langs,
+            run_writer=writer,
+            run_kinds=RUN_KINDS[run_files],
+            run_depth=run_depth,
+        )
         t2 = time.perf_counter()
         write_dataset_reports(result, ds_dir)
         if save_embeddings_flag:
-            save_embeddings(out_dir / ("embeddings.npz" if len(sets) == 1 else f"embeddings_{rs.name}.npz"), rs, q, c)
+            save_embeddings(
+                out_dir / ("embeddings.npz" if len(sets) == 1 else f"embeddings_{rs.name}.npz"), rs, q, c
+            )
         report["datasets"][rs.name] = result.to_dict()
         report["headline"][rs.name] = headline(result)
         report["timing_s"][rs.name] = {"encode": t1 - t0, "score_and_runs": t2 - t1}
         if result.skipped["total"]:
-            log.info("%s: %d (query, setting) pairs skipped: no relevant candidate in the pool", rs.name,
-                     result.skipped["total"])
+            log.info(
+                "%s: %d (query, setting) pairs skipped: no relevant candidate in the pool",
+                rs.name,
+                result.skipped["total"],
+            )
     for spec in qrels_sets or []:
         from mdr.eval.qrels_eval import evaluate_qrels, load_qrels_spec
 
         qs = load_qrels_spec(dict(spec))
         t0 = time.perf_counter()
-        q = encoder.encode(qs.query_texts, "query", batch_size=batch_size, show_progress=show_progress,
-                           desc=f"{qs.name}: queries", precision=precision)
-        d = encoder.encode(qs.doc_texts, "passage", batch_size=batch_size, show_progress=show_progress,
-                           desc=f"{qs.name}: corpus", precision=precision)
+        q = encoder.encode(
+            qs.query_texts,
+            "query",
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc=f"{qs.name}: queries",
+            precision=precision,
+        )
+        d = encoder.encode(
+            qs.doc_texts,
+            "passage",
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc=f"{qs.name}: corpus",
+            precision=precision,
+        )
         t1 = time.perf_counter()
         result = evaluate_qrels(qs, q, d, depth=run_depth, search=search)
         _write_qrels_outputs(result, qs, out_dir / "eval" / qs.name)
@@ -117,15 +178,19 @@ def _write_qrels_outputs(result: dict, qs, out: Path) -> None:
     with gzip.open(out / "run.trec.gz", "wt", compresslevel=1) as fh:
         for qid, docs in result["run"].items():
             fh.writelines(f"{qid} Q0 {d} {r} {s:.6f} mdr\n" for r, (d, s) in enumerate(docs.items(), 1))
-    (out / "qrels.tsv").write_text("".join(f"{q} 0 {d} {rel}\n" for q, j in qs.qrels.items() for d, rel in j.items()))
+    (out / "qrels.tsv").write_text(
+        "".join(f"{q} 0 {d} {rel}\n" for q, j in qs.qrels.items() for d, rel in j.items())
+    )
 
 
 def format_headline(report: dict) -> str:
     lines = ["dataset      mono mAP  cross mAP  multi mAP  rank dist"]
     for name, h in report["headline"].items():
         if "mono_map" in h:
-            lines.append(f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
-                         f"{h['rank_distance']:.1f}")
+            lines.append(
+                f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
+                f"{h['rank_distance']:.1f}"
+            )
         else:
             lines.append(f"{name:<12} nDCG@10 {h['ndcg@10']:.4f}  R@100 {h['r@100']:.4f}")
     return "\n".join(lines)
