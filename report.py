@@ -1,10 +1,13 @@
 """Turn a sweep into a results table: `python report.py multirun/<date>/<time> [--out DIR]`.
 
-Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best cells marked) and lists
-failed and incomplete runs instead of reading them.
+Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best cells marked), the plots
+results_bars.png and bias.png, alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
+evaluated on perturbed queries, and lists failed and incomplete runs instead of reading them.
+`--subset unseen` reports the languages unseen in training only (results_unseen.*).
 """
 
 import argparse
+from pathlib import Path
 
 from mdr.report import to_markdown, write_report
 
@@ -12,6 +15,13 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("root", help="a multirun folder (or any folder holding run folders)")
     ap.add_argument("--out", default=None, help="where to write results.* (default: the root folder)")
+    ap.add_argument(
+        "--subset", choices=["seen", "unseen"], default=None, help="languages seen / unseen in training"
+    )
     args = ap.parse_args()
-    report = write_report(args.root, args.out)
+    report = write_report(args.root, args.out, args.subset)
     print(to_markdown(report))
+    out = Path(args.out or args.root)
+    for extra in ("alpha_curve.md", "robustness.md"):
+        if (out / extra).exists():
+            print((out / extra).read_text())

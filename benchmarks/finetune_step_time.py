@@ -45,13 +45,18 @@ def main() -> None:
     corpus = parallel_corpus(read_lareqa(args.data_dir, "mlqa_r"), "mlqa_r")
     sampler = HybridSampler(corpus, args.batch, seed=0)
     bf16 = torch.cuda.is_available() or cpu_supports_bf16()
-    modes = [("full (embeddings frozen)", "full", True), ("full", "full", False), ("lora r=8", "lora", False)]
+    modes = [
+        ("full (embeddings frozen)", "full", True),
+        ("full", "full", False),
+        ("lora r=8", "lora", False),
+        ("adapter pfeiffer rf=16", "adapter", False),
+    ]
     rows = []
     for label, mode, freeze in modes:
         enc = DualEncoder(
             model_dir, query_prefix="query: ", passage_prefix="passage: ", freeze_embeddings=freeze
         )
-        counts = apply_finetune(enc, mode, r=8, alpha=16, dropout=0.1)
+        counts = apply_finetune(enc, mode, r=8, alpha=16, dropout=0.1, reduction_factor=16)
         collate = Collator(corpus, enc.tokenize_queries, enc.tokenize_passages)
         batches = [collate(sampler.plan(s)) for s in range(args.steps + 2)]
         opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-5)

@@ -9,11 +9,29 @@ import yaml
 from mdr.report import collect, to_latex, to_markdown, write_report
 
 
-def make_run(root, name, sampler, seed, mono, cross, multi, rd, model="me5_small", mode="full", status="ok"):
+def make_run(
+    root,
+    name,
+    sampler,
+    seed,
+    mono,
+    cross,
+    multi,
+    rd,
+    model="me5_small",
+    mode="full",
+    status="ok",
+    alpha=0.5,
+    overrides=None,
+    extra_datasets=None,
+    unseen=None,
+):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
+    if overrides is not None:
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     config = {
-        "sampler": {"_target_": f"mdr.samplers.{sampler}", "alpha": 0.5},
+        "sampler": {"_target_": f"mdr.samplers.{sampler}", "alpha": alpha},
         "model": {"name": model},
         "finetune": {"mode": mode},
         "seed": seed,
@@ -30,9 +48,12 @@ def make_run(root, name, sampler, seed, mono, cross, multi, rd, model="me5_small
         "cross": {"map": cross, "p@1": cross - 0.1, "mrr@5": cross - 0.05},
         "multi": {"map": multi, "rank_distance": rd},
     }
-    (run / "metrics.json").write_text(
-        json.dumps({"config": config, "datasets": {"xquad_r": {"summary": summary}}})
-    )
+    if unseen is not None:
+        summary["unseen"] = {"cross": {"map": unseen, "p@1": unseen - 0.2, "mrr@5": unseen - 0.1}}
+    datasets = {"xquad_r": {"summary": summary}}
+    for ds, (m, c, x) in (extra_datasets or {}).items():
+        datasets[ds] = {"summary": {"mono": {"map": m}, "cross": {"map": c}, "multi": {"map": x}}}
+    (run / "metrics.json").write_text(json.dumps({"config": config, "datasets": datasets}))
 
 
 @pytest.fixture
@@ -112,3 +133,68 @@ def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
     assert "| xx | tiny_model" in r.stdout or "| xx |" in r.stdout
     assert "| hybrid |" in r.stdout and "Complete runs: 2." in r.stdout
     assert (sweep_dir / "results.tex").exists() and proc.returncode == 0
+
+
+def test_alpha_sweep_becomes_a_column_and_a_curve(tmp_path):
+    from mdr.report import alpha_curve
+
+    values = {0.0: (0.70, 0.70, 0.60), 0.5: (0.76, 0.68, 0.56), 1.0: (0.80, 0.62, 0.35)}
+    for a, (m, c, x) in values.items():
+        for seed in (0, 1):
+            d = 0.01 * seed
+            make_run(
+                tmp_path,
+                f"a{a}_{seed}",
+                "HybridSampler",
+                seed,
+                m + d,
+                c + d,
+                x + d,
+                500,
+                alpha=a,
+                overrides=["experiment=paper_table", "sampler=hybrid", f"sampler.alpha={a}", f"seed={seed}"],
+            )
+    r = write_report(tmp_path, tmp_path / "out")
+    assert r.key_names == ["sampler", "model", "finetune", "sampler.alpha"]
+    assert set(r.rows) == {("hybrid", "me5_small", "full", str(a)) for a in values}
+    curve = alpha_curve(r)[("me5_small", "full")]
+    assert list(curve) == [0.0, 0.5, 1.0]
+    assert curve[1.0]["xquad_r|multi mAP"].mean == pytest.approx(0.355)
+    assert curve[0.0]["xquad_r|cross mAP"].n == 2
+    md = (tmp_path / "out" / "alpha_curve.md").read_text()
+    assert "| 0.5 | 2 | 0.7650 ± 0.0635 |" in md  # mono: mean 0.765, t(.975,1)=12.706 * 0.00707 / sqrt(2)
+    for png in ("alpha_curve.png", "results_bars.png", "bias.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unseen_subset_and_robustness_drops(tmp_path):
+    from mdr.report import robustness
+
+    for seed in (0, 1):
+        for sampler, unseen, noisy in (("XXSampler", 0.40, 0.20), ("HybridSampler", 0.60, 0.55)):
+            make_run(
+                tmp_path,
+                f"{sampler}_{seed}",
+                sampler,
+                seed,
+                0.8,
+                0.6,
+                0.5,
+                400,
+                unseen=unseen + 0.02 * seed,
+                extra_datasets={"xquad_r~word_drop@0.3": (0.7, noisy, 0.5 - 0.1 * seed)},
+            )
+    r = collect(tmp_path, subset="unseen")
+    assert r.rows[("xx", "me5_small", "full")]["xquad_r|cross mAP"].mean == pytest.approx(0.41)
+    assert r.best[("xquad_r", "cross mAP")] == ("hybrid", "me5_small", "full")
+    assert all("~" not in ds for ds, _, _ in r.columns)  # perturbed sets are not table columns
+    drops = robustness(collect(tmp_path))
+    xx = drops[("xx", "me5_small", "full")]["xquad_r~word_drop@0.3"]
+    assert xx["cross mAP"].mean == pytest.approx(0.6 - 0.2)
+    assert xx["multi mAP"].mean == pytest.approx(0.05)  # 0.5 - (0.5, 0.4) averaged
+    assert xx["mono mAP"].mean == pytest.approx(0.1)
+    write_report(tmp_path, tmp_path / "out")
+    md = (tmp_path / "out" / "robustness.md").read_text()
+    assert "| hybrid | me5_small | full | +0.100 / +0.050 / +0.050 |" in md
+    write_report(tmp_path, tmp_path / "out", subset="unseen")
+    assert "xquad_r (unseen) cross mAP" in (tmp_path / "out" / "results_unseen.md").read_text()

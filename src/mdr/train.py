@@ -111,7 +111,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         filename="best",
         monitor=cfg.checkpoint.monitor,
         mode=cfg.checkpoint.mode,
-        save_last=True,
+        save_last=bool(cfg.checkpoint.get("save_last", True)),
         save_top_k=1,
         auto_insert_metric_name=False,
     )

@@ -1,0 +1,158 @@
+"""PNG figures of a sweep report: mono / cross / multi bars, language bias, the alpha curve, robustness.
+
+Error bars are the 95% t-interval half-widths of the table (none with one seed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mdr.report import PERTURBED, Report
+
+KINDS = ("mono mAP", "cross mAP", "multi mAP")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _row_label(r: Report, key: tuple) -> str:
+    """The parts of a row key that differ between rows (the whole key when there is one row)."""
+    varying = [i for i in range(len(key)) if len({k[i] for k in r.rows}) > 1] or list(range(len(key)))
+    return "\n".join(str(key[i]) for i in varying)
+
+
+def _datasets(r: Report) -> list[str]:
+    return sorted({ds for ds, _, _ in r.columns if PERTURBED not in ds})
+
+
+def _err(cell) -> float:
+    return 0.0 if cell is None or cell.half_width is None else cell.half_width
+
+
+def plot_bars(r: Report, path: Path) -> None:
+    """One panel per dataset: for every row, mono / cross / multi mAP side by side."""
+    plt = _plt()
+    datasets = _datasets(r)
+    keys = list(r.rows)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(2 + 1.6 * len(keys) * len(datasets), 4), squeeze=False
+    )
+    width = 0.8 / len(KINDS)
+    for ax, ds in zip(axes[0], datasets):
+        x = np.arange(len(keys))
+        for i, kind in enumerate(KINDS):
+            cells = [r.rows[k].get(f"{ds}|{kind}") for k in keys]
+            means = [c.mean if c else np.nan for c in cells]
+            ax.bar(x + (i - 1) * width, means, width, yerr=[_err(c) for c in cells], capsize=3, label=kind)
+        ax.set_xticks(x, [_row_label(r, k) for k in keys], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mAP")
+        ax.set_title(f"{ds} ({r.subset})" if r.subset else ds, fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bias(r: Report, path: Path) -> None:
+    """Language bias: rank distance (lower = less bias) next to the multilingual-pool mAP, per row."""
+    plt = _plt()
+    datasets = _datasets(r)
+    keys = list(r.rows)
+    fig, axes = plt.subplots(
+        2, len(datasets), figsize=(2 + 1.2 * len(keys) * len(datasets), 6), squeeze=False
+    )
+    x = np.arange(len(keys))
+    for j, ds in enumerate(datasets):
+        for ax, label, color in (
+            (axes[0][j], "rank dist", "tab:red"),
+            (axes[1][j], "multi mAP", "tab:green"),
+        ):
+            cells = [r.rows[k].get(f"{ds}|{label}") for k in keys]
+            ax.bar(
+                x,
+                [c.mean if c else np.nan for c in cells],
+                0.6,
+                yerr=[_err(c) for c in cells],
+                capsize=3,
+                color=color,
+            )
+            ax.set_xticks(x, [_row_label(r, k) for k in keys], fontsize=8)
+            ax.set_ylabel("rank distance (lower: less bias)" if label == "rank dist" else "multilingual mAP")
+        axes[0][j].set_title(f"{ds}: language bias", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_alpha_curve(curves: dict, path: Path) -> None:
+    """mono / cross / multi mAP against alpha (share of X-X batches), one panel per group and dataset."""
+    plt = _plt()
+    panels = []
+    for group, by_alpha in curves.items():
+        datasets = sorted(
+            {c.split("|")[0] for cells in by_alpha.values() for c in cells if PERTURBED not in c}
+        )
+        panels += [(group, ds, by_alpha) for ds in datasets]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, (group, ds, by_alpha) in zip(axes[0], panels):
+        alphas = list(by_alpha)
+        for kind in KINDS:
+            cells = [by_alpha[a].get(f"{ds}|{kind}") for a in alphas]
+            ax.errorbar(
+                alphas,
+                [c.mean if c else np.nan for c in cells],
+                yerr=[_err(c) for c in cells],
+                marker="o",
+                capsize=3,
+                label=kind,
+            )
+        ax.set_xlabel("alpha (probability of an X-X batch)")
+        ax.set_ylabel("mAP")
+        ax.set_xticks(alphas)
+        ax.set_title(f"{ds}: {', '.join(group)}", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_robustness(r: Report, drops: dict, path: Path) -> None:
+    """Multilingual mAP drop against perturbation rate: one panel per perturbation kind, a line per row."""
+    plt = _plt()
+    parsed: dict[str, dict[tuple, list[tuple[float, float, float]]]] = {}
+    for key, by_ds in drops.items():
+        for ds, cells in by_ds.items():
+            variant = ds.split(PERTURBED, 1)[1]
+            kind, _, rate = variant.partition("@")
+            if "multi mAP" in cells:
+                c = cells["multi mAP"]
+                parsed.setdefault(kind, {}).setdefault(key, []).append((float(rate or 0), c.mean, _err(c)))
+    kinds = sorted(parsed)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for key, points in sorted(parsed[kind].items()):
+            points.sort()
+            ax.errorbar(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                yerr=[p[2] for p in points],
+                marker="o",
+                capsize=3,
+                label=_row_label(r, key).replace("\n", " "),
+            )
+        ax.set_xlabel("perturbation rate")
+        ax.set_ylabel("multilingual mAP drop")
+        ax.set_title(kind, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
