@@ -37,6 +37,7 @@ def assert_fails(proc, out, message):
         (["eval.datasets=[squad]"], "unknown evaluation dataset 'squad'"),
         (["paths.data_dir=/nonexistent"], "does not exist: set paths.data_dir"),
         (["embeddings=/nonexistent/emb.npz", "data=mlqa_r"], "embeddings file .* does not exist"),
+        (["data=xquad_r", "eval.perturb=[{kind:typo,rate:0.1}]"], "unknown perturbation kind 'typo'"),
     ],
 )
 def test_bad_inputs(tmp_path, tiny_model_dir, data_dir, extra, message):

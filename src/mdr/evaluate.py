@@ -45,6 +45,18 @@ def load_checkpoint_into(encoder, ckpt: str) -> dict:
     return state
 
 
+def training_config(ckpt: str | None) -> dict | None:
+    """The resolved config of the training run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if any."""
+    if not ckpt:
+        return None
+    path = Path(ckpt).parent.parent / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def evaluate(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     try:
@@ -64,12 +76,18 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         load_eval_set(name, cfg.paths.data_dir) for name in datasets
     ]  # fail on bad data before loading a model
     seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+    trained_with = training_config(cfg.get("ckpt"))
     extra = {
         "ckpt": cfg.get("ckpt"),
         "embeddings": cfg.get("embeddings"),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if trained_with:  # report.py groups an evaluation of a checkpoint by how it was trained
+        extra["config"]["trained_with"] = trained_with
     kwargs = {"run_files": cfg.eval.run_files, "run_depth": cfg.eval.run_depth, "extra": extra}
+    kwargs.update(
+        perturb=list(cfg.eval.get("perturb") or []), perturb_seed=int(cfg.eval.get("perturb_seed", 0))
+    )
     if cfg.get("embeddings"):  # score saved embeddings: no model needed
         if len(sets) != 1 or cfg.eval.get("qrels_sets"):
             raise ValueError(
@@ -99,7 +117,19 @@ def _evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         else:
             from mdr.finetune import apply_finetune
 
-            apply_finetune(encoder, **cfg.finetune)  # a LoRA checkpoint needs the same adapters to load into
+            finetune = dict(cfg.finetune)
+            if trained_with and trained_with.get("finetune", {}).get("mode") not in (
+                None,
+                finetune.get("mode"),
+            ):
+                log.info(
+                    "using the checkpoint's finetune=%s (from its run folder)",
+                    trained_with["finetune"]["mode"],
+                )
+                finetune = dict(trained_with["finetune"])
+            apply_finetune(
+                encoder, **finetune
+            )  # a LoRA / adapter checkpoint needs the same modules to load into
             if cfg.get("ckpt"):
                 seen = seen or load_checkpoint_into(encoder, cfg.ckpt).get("mdr_train_langs")
             device = cfg.get("device", "auto")

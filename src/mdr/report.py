@@ -45,7 +45,7 @@ class Cell:
 
 
 BASE_KEYS = ["sampler", "model", "finetune"]
-NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment"}
+NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt"}
 
 
 @dataclass

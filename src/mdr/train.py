@@ -33,6 +33,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"eval.run_files={cfg.eval.run_files!r}; choose one of {sorted(RUN_KINDS)}")
     for name in cfg.eval.datasets:  # the final evaluation must be possible before any training is spent
         load_eval_set(name, cfg.paths.data_dir)
+    from mdr.perturb import check_perturbations
+
+    check_perturbations(list(cfg.eval.get("perturb") or []))
 
 
 def resolve_trainer_precision(precision: str, accelerator: str) -> str:
@@ -200,6 +203,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         save_embeddings_flag=cfg.eval.save_embeddings,
         precision=cfg.eval.precision,
         extra=extra,
+        perturb=list(cfg.eval.get("perturb") or []),
+        perturb_seed=int(cfg.eval.get("perturb_seed", 0)),
     )
     if cfg.get("export", {}).get("enabled", False):
         from mdr.export import export_encoder

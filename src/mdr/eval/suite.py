@@ -77,14 +77,25 @@ def run_eval(
     qrels_sets: list[dict] | None = None,
     search: str = "torch",
     embeddings: dict[str, tuple] | None = None,
+    perturb: list[dict] | None = None,
+    perturb_seed: int = 0,
 ) -> dict:
     """Encode, score and report every dataset; returns the ``metrics.json`` content.
 
     ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
-    encoding (``encoder`` may then be None).
+    encoding (``encoder`` may then be None). ``perturb`` (``[{kind, rate}]``, see ``mdr.perturb``) also
+    scores each LAReQA dataset with perturbed queries against the same candidate embeddings, reported as
+    the dataset ``<name>~<kind>@<rate>``.
     """
+    from mdr.perturb import check_perturbations
+
     if run_files not in RUN_KINDS:
         raise ValueError(f"eval.run_files={run_files!r}; choose one of {sorted(RUN_KINDS)}")
+    variants = check_perturbations(list(perturb or []))
+    if variants and encoder is None:
+        raise ValueError(
+            "eval.perturb needs a model to encode the perturbed queries; it cannot rescore embeddings="
+        )
     out_dir = Path(out_dir)
     sets = [load_eval_set(name, data_dir) for name in datasets]  # fail on bad data before any encoding
     embeddings = embeddings or {}
@@ -137,6 +148,21 @@ def run_eval(
                 rs.name,
                 result.skipped["total"],
             )
+        for kind, rate in variants:
+            _score_perturbed(
+                encoder,
+                rs,
+                c,
+                kind,
+                rate,
+                perturb_seed,
+                seen_langs,
+                batch_size,
+                show_progress,
+                precision,
+                out_dir,
+                report,
+            )
     for spec in qrels_sets or []:
         from mdr.eval.qrels_eval import evaluate_qrels, load_qrels_spec
 
@@ -169,6 +195,43 @@ def run_eval(
         report.update(extra)
     atomic_write_json(out_dir / "metrics.json", report)
     return report
+
+
+def _score_perturbed(
+    encoder,
+    rs,
+    cand_emb,
+    kind,
+    rate,
+    seed,
+    seen_langs,
+    batch_size,
+    show_progress,
+    precision,
+    out_dir: Path,
+    report: dict,
+) -> None:
+    from mdr.perturb import perturb_set
+
+    prs, unchanged = perturb_set(rs, kind, rate, seed)
+    t0 = time.perf_counter()
+    q = encoder.encode(
+        prs.query_texts,
+        "query",
+        batch_size=batch_size,
+        show_progress=show_progress,
+        desc=f"{prs.name}: queries",
+        precision=precision,
+    )
+    t1 = time.perf_counter()
+    result = evaluate_lareqa(prs, q, cand_emb, seen_langs=seen_langs)
+    write_dataset_reports(result, out_dir / "eval" / prs.name)
+    entry = result.to_dict()
+    entry["perturbation"] = {"kind": kind, "rate": rate, "seed": seed, "queries_unchanged": unchanged}
+    report["datasets"][prs.name] = entry
+    report["headline"][prs.name] = headline(result)
+    report["timing_s"][prs.name] = {"encode": t1 - t0, "score_and_runs": time.perf_counter() - t1}
+    log.info("%s: %d of %d queries unchanged by the perturbation", prs.name, unchanged, len(prs.query_texts))
 
 
 def _write_qrels_outputs(result: dict, qs, out: Path) -> None:
