@@ -78,6 +78,7 @@ def make(node, **kwargs):
 
 def build(cfg: DictConfig):
     encoder = make(cfg.model.encoder)
+    encoder.pretrain_stats = maybe_pretrain(cfg, encoder)
     finetune_counts = apply_finetune(encoder, **cfg.finetune)
     sampler_factory = make(cfg.sampler, _partial_=True)
     dm: RetrievalDataModule = make(cfg.data.datamodule, sampler_factory=sampler_factory, seed=cfg.seed)
@@ -91,6 +92,32 @@ def build(cfg: DictConfig):
         grad_clip=cfg.trainer.get("gradient_clip_val"),
     )
     return encoder, dm, module, finetune_counts
+
+
+def maybe_pretrain(cfg: DictConfig, encoder) -> dict | None:
+    """The optional domain-adaptive MLM stage (``pretrain.enabled``), skipped when resuming (the
+    checkpoint already holds its result)."""
+    pre = cfg.get("pretrain")
+    if not pre or not pre.get("enabled") or cfg.get("ckpt_path"):
+        return None
+    from mdr.pretrain import mlm_pretrain, passages_of
+
+    use_gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
+    encoder.to("cuda" if use_gpu else "cpu")
+    texts = passages_of(list(pre.datasets), cfg.paths.data_dir)
+    stats = mlm_pretrain(
+        encoder,
+        texts,
+        steps=int(pre.steps),
+        batch_size=int(pre.batch_size),
+        lr=float(pre.lr),
+        mask_prob=float(pre.mask_prob),
+        max_length=int(pre.max_length),
+        seed=int(cfg.seed),
+        precision=str(cfg.eval.precision),
+    )
+    encoder.to("cpu")
+    return {**stats, "datasets": list(pre.datasets)}
 
 
 def train(cfg: DictConfig) -> dict:
@@ -187,6 +214,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             else None,
             "train_langs": dm.train_corpus.langs,
             "precision": precision,
+            "pretrain": getattr(encoder, "pretrain_stats", None),
         },
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
