@@ -12,8 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(script, *overrides, cwd=ROOT, check=True):
+def run(script, *overrides, cwd=ROOT, check=True, env_extra=None, env_drop=()):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(env_extra or {})
+    for key in env_drop:
+        env.pop(key, None)
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *overrides],
         cwd=cwd,
@@ -167,3 +170,30 @@ def test_wandb_logger_offline(tmp_path, tiny_model_dir, data_dir):
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     assert (run_dir / "metrics.json").exists()
+    # the end of the run: the heatmap and the bias plot as images, every setting as a table
+    images = sorted(p.name for p in runs[0].rglob("media/images/**/*.png"))
+    assert any(n.startswith("heatmap") for n in images) and any(n.startswith("bias") for n in images), images
+    assert any(runs[0].rglob("media/table/**/settings*.table.json"))
+    history = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
+    assert b"final/mlqa_r/multi_map" in history and b"sampler" in history  # summary numbers and the config
+
+
+@pytest.mark.slow
+def test_wandb_without_credentials_falls_back_to_csv(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "nowb"
+    overrides = [
+        o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir) if not o.startswith("trainer.max_epochs")
+    ]
+    proc = run(
+        "train.py",
+        *overrides,
+        "logger=wandb",
+        "trainer.max_steps=2",
+        "export.enabled=false",
+        "eval.run_files=none",
+        env_extra={"HOME": str(tmp_path), "WANDB_MODE": ""},
+        env_drop=("WANDB_API_KEY", "NETRC"),
+    )
+    assert "no W&B credentials" in proc.stdout + proc.stderr and "logging to CSV" in proc.stdout + proc.stderr
+    assert not (run_dir / "wandb").exists()
+    assert (run_dir / "csv" / "metrics.csv").exists() and (run_dir / "metrics.json").exists()

@@ -157,7 +157,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         from mdr.callbacks import BatchLog
 
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
-    logger = make(cfg.logger) if cfg.get("logger") else False
+    logger = False
+    if cfg.get("logger"):
+        from mdr.wandb_log import logger_config
+
+        logger = make(
+            OmegaConf.create(logger_config(OmegaConf.to_container(cfg.logger, resolve=True), str(run_dir)))
+        )
     precision = resolve_trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     extra_trainer = (
         {"gradient_clip_val": None} if cfg.loss.get("grad_cache") else {}
@@ -176,7 +182,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     n_trainable = module.trainable_parameters()
     log.info("trainable parameters: %d of %d", n_trainable, sum(p.numel() for p in encoder.parameters()))
     if logger:
-        trainer.logger.log_hyperparams({"trainable_params": n_trainable})
+        trainer.logger.log_hyperparams(
+            {**OmegaConf.to_container(cfg, resolve=True), "trainable_params": n_trainable}
+        )
     ckpt_path = resolve_resume(cfg.get("ckpt_path"), ckpt_dir)
     t0 = time.perf_counter()
     if cfg.finetune.mode == "frozen":
@@ -234,6 +242,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
         perturb=list(cfg.eval.get("perturb") or []),
         perturb_seed=int(cfg.eval.get("perturb_seed", 0)),
     )
+    if isinstance(logger, L.pytorch.loggers.WandbLogger):
+        from mdr.wandb_log import log_final
+
+        log_final(logger, report, run_dir)
     if cfg.get("export", {}).get("enabled", False):
         from mdr.export import export_encoder
 

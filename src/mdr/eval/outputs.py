@@ -98,6 +98,39 @@ def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
             w.writerow([x, *("" if np.isnan(v) else f"{v:.4f}" for v in matrix[i])])
     atomic_write_text(out_dir / "summary.md", summary_markdown(result))
     _heatmap(matrix, langs, pools, out_dir / "heatmap.png", f"{result.dataset}: mAP, query language x pool")
+    _bias_plot(result, out_dir / "bias.png")
+
+
+def _bias_plot(result: LareqaResult, path: Path) -> None:
+    """Language bias in the multilingual pool: per query language, the languages of its top 10 (stacked)
+    and its rank distance. An unbiased model shows even stacks and small distances."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    langs = [x for x in result.langs if f"{x}->all" in result.pairs]
+    if not langs:
+        return
+    rows = [result.pairs[f"{x}->all"] for x in langs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4 + 0.9 * len(langs), 4), width_ratios=[2, 1])
+    bottom = np.zeros(len(langs))
+    cmap = plt.get_cmap("tab20")
+    for k, pool_lang in enumerate(result.langs):
+        share = np.array([(r.get("top10_lang_share") or {}).get(pool_lang, 0.0) for r in rows])
+        ax1.bar(langs, share, bottom=bottom, color=cmap(k % 20), label=pool_lang)
+        bottom += share
+    ax1.set_ylabel("share of the top 10")
+    ax1.set_xlabel("query language")
+    ax1.set_title(f"{result.dataset}: languages of the top 10 (multilingual pool)", fontsize=9)
+    ax1.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.0, 1.0), loc="upper left")
+    ax2.bar(langs, [r.get("rank_distance") or 0.0 for r in rows], color="tab:red")
+    ax2.set_ylabel("rank distance (lower: less bias)")
+    ax2.set_xlabel("query language")
+    ax2.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(v) -> str:
