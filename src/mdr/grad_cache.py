@@ -29,8 +29,16 @@ class _RngState:
 
 
 def _chunks(inputs: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
+    """Consecutive chunks of ``size`` rows, without the columns that are padding in every row of the chunk."""
     n = next(iter(inputs.values())).shape[0]
-    return [{k: v[a : a + size] for k, v in inputs.items()} for a in range(0, n, size)]
+    out = []
+    for a in range(0, n, size):
+        chunk = {k: v[a : a + size] for k, v in inputs.items()}
+        if "attention_mask" in chunk:
+            cols = chunk["attention_mask"].bool().any(0)
+            chunk = {k: v[:, cols] for k, v in chunk.items()}
+        out.append(chunk)
+    return out
 
 
 def grad_cache_step(

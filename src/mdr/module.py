@@ -32,6 +32,7 @@ class DualEncoderModule(L.LightningModule):
         eval_batch_size: int = 64,
         eval_precision: str = "auto",
         grad_clip: float | None = None,
+        length_chunks: int = 1,
     ):
         super().__init__()
         self.encoder, self.loss_fn = encoder, loss
@@ -42,7 +43,10 @@ class DualEncoderModule(L.LightningModule):
         self.dev_set = None  # set from the datamodule: the dev retrieval set scored at each validation
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(**batch["query"]), self.encoder(**batch["passage"])
+        k = self.hparams.length_chunks
+        return self.encoder.embed(**batch["query"], length_chunks=k), self.encoder.embed(
+            **batch["passage"], length_chunks=k
+        )
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         q, p = self(batch)

@@ -90,7 +90,11 @@ def build(cfg: DictConfig):
         eval_batch_size=cfg.eval.batch_size,
         eval_precision=cfg.eval.precision,
         grad_clip=cfg.trainer.get("gradient_clip_val"),
+        length_chunks=int(cfg.compute.length_chunks),
     )
+    if cfg.compute.get("compile"):  # torch.compile the backbone (dynamic shapes: batches vary in length)
+        backend = "inductor" if cfg.compute.compile is True else str(cfg.compute.compile)
+        encoder.model.compile(dynamic=True, backend=backend)
     return encoder, dm, module, finetune_counts
 
 
