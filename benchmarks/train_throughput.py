@@ -6,6 +6,9 @@ Same backbone (the offline multilingual-e5-small build, word embeddings frozen o
 (query, positive) texts in the same batches of the same size, same prefixes ("query: " / "passage: "),
 max length 128, AdamW, bf16 autocast where the CPU has it, one DataLoader worker each. Throughput counts
 training examples per second over the steps after the warm-up. Goal (issue 7): >= 1.3x.
+
+This project is measured twice: with its default length-aware chunking (compute.length_chunks=4: the batch
+is unchanged, padding is skipped) and without it (length_chunks=1: padded like sentence-transformers).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -34,7 +38,7 @@ class StepClock:
         return batch * (len(t) - 1) / (t[-1] - t[0])
 
 
-def ours(model_dir, data_dir, batch, steps, bf16, clock):
+def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4):
     import lightning as L
 
     from mdr.datamodule import RetrievalDataModule
@@ -78,7 +82,8 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock):
         callbacks=[Tick()],
         gradient_clip_val=1.0,
     )
-    trainer.fit(DualEncoderModule(enc, InfoNCELoss(0.05), lr=2e-5, warmup_ratio=0.0), datamodule=dm)
+    module = DualEncoderModule(enc, InfoNCELoss(0.05), lr=2e-5, warmup_ratio=0.0, length_chunks=length_chunks)
+    trainer.fit(module, datamodule=dm)
     return dm
 
 
@@ -143,6 +148,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=14)
     ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--chunks", type=int, default=4, help="compute.length_chunks of the main measurement")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="rounds, in alternating order; the median rate is kept"
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
     args = ap.parse_args()
     import tempfile
@@ -154,17 +163,37 @@ def main() -> None:
 
     model_dir = str(convert())
     bf16 = cpu_supports_bf16() or torch.cuda.is_available()
-    c_ours, c_st = StepClock(), StepClock()
-    dm = ours(model_dir, args.data_dir, args.batch, args.steps, bf16, c_ours)
-    with tempfile.TemporaryDirectory() as tmp:
-        theirs(model_dir, dm, args.batch, args.steps, bf16, c_st, tmp)
-    r_ours, r_st = c_ours.rate(args.batch, args.warmup), c_st.rate(args.batch, args.warmup)
+    runs: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
+    dm = None
+    for r in range(
+        args.repeats
+    ):  # A B C, then C B A (dm, our sampler's batches, exists after round 0's first): drifts in machine speed hit every trainer alike
+        order = ["ours", "plain", "st"] if r % 2 == 0 else ["st", "plain", "ours"]
+        for name in order:
+            clock = StepClock()
+            if name == "st":
+                with tempfile.TemporaryDirectory() as tmp:
+                    theirs(model_dir, dm, args.batch, args.steps, bf16, clock, tmp)
+            else:
+                dm = ours(
+                    model_dir,
+                    args.data_dir,
+                    args.batch,
+                    args.steps,
+                    bf16,
+                    clock,
+                    args.chunks if name == "ours" else 1,
+                )
+            runs[name].append(clock.rate(args.batch, args.warmup))
+    r_ours, r_plain, r_st = (statistics.median(runs[k]) for k in ("ours", "plain", "st"))
     print(
-        f"batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), bf16: {bf16}, {torch.get_num_threads()} threads"
+        f"batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), bf16: {bf16}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats} rounds"
     )
-    print(f"{'trainer':<40} {'examples/s':>11}")
-    print(f"{'mdr (Lightning, this project)':<40} {r_ours:>11.2f}")
-    print(f"{'sentence-transformers (MNRL)':<40} {r_st:>11.2f}")
+    print(f"{'trainer':<44} {'examples/s':>11} {'ratio':>6}")
+    print(f"{f'mdr, length_chunks={args.chunks} (default)':<44} {r_ours:>11.2f} {r_ours / r_st:>6.2f}")
+    print(f"{'mdr, length_chunks=1 (padded batches)':<44} {r_plain:>11.2f} {r_plain / r_st:>6.2f}")
+    print(f"{'sentence-transformers (MNRL)':<44} {r_st:>11.2f} {1.0:>6.2f}")
     print(f"ratio mdr / sentence-transformers: {r_ours / r_st:.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
@@ -177,8 +206,16 @@ def main() -> None:
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "bf16": bf16,
-                "examples_per_s": {"mdr": r_ours, "sentence_transformers": r_st},
+                "length_chunks": args.chunks,
+                "examples_per_s": {
+                    "mdr": r_ours,
+                    "mdr_length_chunks_1": r_plain,
+                    "sentence_transformers": r_st,
+                },
                 "ratio": r_ours / r_st,
+                "ratio_length_chunks_1": r_plain / r_st,
+                "repeats": args.repeats,
+                "examples_per_s_each_round": runs,
             },
             indent=2,
         )
