@@ -1,5 +1,6 @@
 """GradCache gives the plain loss's gradients (to 1e-5) with chunked forward passes."""
 
+import lightning as L
 import pytest
 import torch
 
@@ -103,3 +104,117 @@ def test_train_py_with_grad_cache(tmp_path, tiny_model_dir, data_dir):
     assert t["steps"] == 40 and t["loss_last"] < t["loss_first"] - 0.1
     log = (run_dir / "csv" / "metrics.csv").read_text()
     assert "lr-AdamW" in log  # the scheduler stepped under manual optimisation
+
+
+# ---- GradCache under DDP: two gloo ranks of batch b == one process of batch 2b ----
+
+
+def _gc_problem():
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(6, 4, dtype=torch.float64)
+    xq, xp = torch.randn(8, 6, dtype=torch.float64), torch.randn(8, 6, dtype=torch.float64)
+    return enc, xq, xp
+
+
+def _gc_rank_main(rank, world, port, out):
+    import os
+
+    from mdr.module import average_gradients
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    enc, xq, xp = _gc_problem()
+    n = 8 // world
+    sl = slice(rank * n, (rank + 1) * n)
+    ids = torch.arange(8)[sl]
+    batch = {
+        "query": {"x": xq[sl]},
+        "passage": {"x": xp[sl]},
+        "query_ids": ids,
+        "cand_answer_ids": ids.view(-1, 1),
+        "labels": torch.arange(n),
+    }
+    loss = grad_cache_step(
+        lambda x: torch.nn.functional.normalize(enc(x), dim=-1), InfoNCELoss(0.1, True), batch, chunk_size=3
+    )
+    average_gradients(enc.parameters(), world)
+    if rank == 0:
+        torch.save({"grad": enc.weight.grad.clone(), "bias": enc.bias.grad.clone(), "loss": loss}, out)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    os._exit(0)
+
+
+def test_grad_cache_on_two_gloo_ranks_equals_one_process(tmp_path):
+    import torch.multiprocessing as mp
+    from test_loss import _free_port
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_gc_rank_main, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    enc, xq, xp = _gc_problem()
+    ids = torch.arange(8)
+    loss = InfoNCELoss(0.1, True)(
+        torch.nn.functional.normalize(enc(xq), dim=-1),
+        torch.nn.functional.normalize(enc(xp), dim=-1),
+        ids,
+        ids.view(-1, 1),
+        ids,
+    )
+    loss.backward()
+    torch.testing.assert_close(got["grad"], enc.weight.grad, atol=1e-10, rtol=0)
+    torch.testing.assert_close(got["bias"], enc.bias.grad, atol=1e-10, rtol=0)
+
+
+class SaveWeights(L.Callback):
+    """Each rank's encoder weights and losses at the end of training (module level: ddp_spawn pickles it)."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().clone() for k, v in pl_module.encoder.state_dict().items()}
+        torch.save(
+            {"state": state, "losses": pl_module.loss_history}, self.out_dir / f"rank{trainer.global_rank}.pt"
+        )
+
+
+def test_lightning_ddp_with_grad_cache_keeps_ranks_identical(tmp_path, tiny_model_dir, data_dir):
+    from mdr.datamodule import RetrievalDataModule
+    from mdr.module import DualEncoderModule
+    from mdr.samplers import HybridSampler
+
+    enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    dm = RetrievalDataModule(
+        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
+        str(data_dir),
+        HybridSampler,
+        batch_size=6,
+        steps_per_epoch=3,
+        val_batches=0,
+        seed=3,
+    )
+    dm.encoder = enc
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=[SaveWeights(tmp_path)],
+    )
+    loss = InfoNCELoss(grad_cache=True, grad_cache_chunk=4)
+    trainer.fit(DualEncoderModule(enc, loss, lr=1e-3, warmup_ratio=0.0), datamodule=dm)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert len(r0["losses"]) == 3 and all(torch.isfinite(torch.tensor(r0["losses"])))
+    # every rank saw different examples (dropout too): only averaged gradients keep the weights identical
+    assert r0["losses"] != r1["losses"]
+    for k in r0["state"]:
+        torch.testing.assert_close(r0["state"][k], r1["state"][k], atol=0, rtol=0)
+    moved = [k for k in r0["state"] if not torch.equal(r0["state"][k], before[k])]
+    assert "model.encoder.layer.1.output.dense.weight" in moved

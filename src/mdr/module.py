@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -19,6 +20,20 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the run stops and keeps its last good checkpoint."""
+
+
+def average_gradients(params, world_size: int) -> None:
+    """All-reduce and average the gradients of ``params`` over ranks in one flat buffer (what DDP does)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 class DualEncoderModule(L.LightningModule):
@@ -123,15 +138,17 @@ class DualEncoderModule(L.LightningModule):
     def _grad_cache_step(self, batch: dict) -> torch.Tensor:
         from mdr.grad_cache import grad_cache_step
 
-        if self.trainer.world_size > 1:
-            raise NotImplementedError(
-                "loss.grad_cache=true is single-process for now: use it without trainer=ddp"
-            )
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad()
-        loss = grad_cache_step(
-            self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward
-        )
+        ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+        # Under DDP one step runs a backward per chunk: skip DDP's per-backward all-reduce and average the
+        # accumulated gradients once (the loss already gathers embeddings from every rank, with gradients).
+        with ddp.no_sync() if hasattr(ddp, "no_sync") else contextlib.nullcontext():
+            loss = grad_cache_step(
+                self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward
+            )
+        if ddp is not None:
+            average_gradients(self.parameters(), self.trainer.world_size)
         if not torch.isfinite(loss):
             return loss  # training_step raises; no step is taken
         if self.hparams.grad_clip:
