@@ -32,7 +32,8 @@ def cfg(*overrides, name="train"):
                 "miracl",
             ],
         ),
-        ("trainer", ["cpu", "gpu", "ddp"]),
+        ("trainer", ["cpu", "cpu_short", "gpu", "ddp"]),
+        ("finetune", ["full", "frozen", "lora", "adapter"]),
         ("logger", ["csv", "wandb"]),
     ],
 )
@@ -78,3 +79,35 @@ def test_default_is_the_offline_zero_shot_protocol():
 def test_data_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("MDR_DATA_DIR", str(tmp_path))
     assert cfg().paths.data_dir == str(tmp_path)
+
+
+def test_slurm_launcher_runs_one_task_per_gpu():
+    c = cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+    launcher = c.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
+    assert launcher.signal_delay_s > 0 and c.trainer.strategy == "ddp"
+
+
+@pytest.mark.parametrize(
+    "experiment, checks",
+    [
+        ("paper_table", {"finetune.mode": "full", "trainer.max_steps": 50, "export.enabled": False}),
+        ("low_resource_zero_shot", {"data.train.name": "mlqa_r", "data.eval_datasets": ["xquad_r"]}),
+        ("domain_shift", {"sampler._target_": "mdr.samplers.HybridSampler"}),
+        ("domain_adaptive", {"pretrain.enabled": True, "pretrain.datasets": ["xquad_r"]}),
+        ("robustness", {"eval.run_files": "none"}),
+    ],
+)
+def test_experiments_compose(experiment, checks):
+    from omegaconf import OmegaConf
+
+    c = cfg(f"experiment={experiment}")
+    for key, want in checks.items():
+        got = OmegaConf.select(c, key)
+        assert (OmegaConf.to_container(got) if hasattr(got, "_content") else got) == want, key
+    if experiment == "robustness":
+        kinds = {p.kind for p in c.eval.perturb}
+        assert kinds == {"char_noise", "word_drop", "word_swap", "code_switch"}
+        assert len({p.rate for p in c.eval.perturb}) >= 2
+        assert cfg("experiment=robustness", name="eval").eval.perturb == c.eval.perturb
