@@ -38,25 +38,42 @@ def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = Non
     return retrieval_set(read_lareqa(data_dir, name, langs), name)
 
 
+def encode_texts(
+    encoder,
+    texts,
+    kind: str,
+    desc: str,
+    batch_size: int = 64,
+    show_progress: bool = True,
+    precision: str = "auto",
+    contexts=None,
+):
+    return encoder.encode(
+        texts,
+        kind,
+        contexts=contexts,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        desc=desc,
+        precision=precision,
+    )
+
+
 def encode_set(
     encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: bool = True, precision: str = "auto"
 ):
-    q = encoder.encode(
-        rs.query_texts,
-        "query",
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc=f"{rs.name}: queries",
-        precision=precision,
+    q = encode_texts(
+        encoder, rs.query_texts, "query", f"{rs.name}: queries", batch_size, show_progress, precision
     )
-    c = encoder.encode(
+    c = encode_texts(
+        encoder,
         rs.cand_texts,
         "passage",
+        f"{rs.name}: candidates",
+        batch_size,
+        show_progress,
+        precision,
         contexts=rs.cand_contexts,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc=f"{rs.name}: candidates",
-        precision=precision,
     )
     return q, c
 
@@ -168,21 +185,11 @@ def run_eval(
 
         qs = load_qrels_spec(dict(spec))
         t0 = time.perf_counter()
-        q = encoder.encode(
-            qs.query_texts,
-            "query",
-            batch_size=batch_size,
-            show_progress=show_progress,
-            desc=f"{qs.name}: queries",
-            precision=precision,
+        q = encode_texts(
+            encoder, qs.query_texts, "query", f"{qs.name}: queries", batch_size, show_progress, precision
         )
-        d = encoder.encode(
-            qs.doc_texts,
-            "passage",
-            batch_size=batch_size,
-            show_progress=show_progress,
-            desc=f"{qs.name}: corpus",
-            precision=precision,
+        d = encode_texts(
+            encoder, qs.doc_texts, "passage", f"{qs.name}: corpus", batch_size, show_progress, precision
         )
         t1 = time.perf_counter()
         result = evaluate_qrels(qs, q, d, depth=run_depth, search=search)
@@ -215,13 +222,8 @@ def _score_perturbed(
 
     prs, unchanged = perturb_set(rs, kind, rate, seed)
     t0 = time.perf_counter()
-    q = encoder.encode(
-        prs.query_texts,
-        "query",
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc=f"{prs.name}: queries",
-        precision=precision,
+    q = encode_texts(
+        encoder, prs.query_texts, "query", f"{prs.name}: queries", batch_size, show_progress, precision
     )
     t1 = time.perf_counter()
     result = evaluate_lareqa(prs, q, cand_emb, seen_langs=seen_langs)
