@@ -3,8 +3,8 @@
 import json
 
 import lightning as L
+from helpers import cpu_trainer, tiny_datamodule
 
-from mdr.datamodule import RetrievalDataModule
 from mdr.encoder import DualEncoder
 from mdr.loss import InfoNCELoss
 from mdr.module import DualEncoderModule
@@ -29,28 +29,8 @@ class RecordBatches(L.Callback):
 
 def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_model_dir, data_dir):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
-    dm = RetrievalDataModule(
-        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
-        str(data_dir),
-        HybridSampler,
-        batch_size=6,
-        steps_per_epoch=8,
-        val_batches=0,
-        seed=3,
-    )
-    dm.encoder = enc
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_steps=8,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        callbacks=[RecordBatches(tmp_path)],
-    )
+    dm = tiny_datamodule(data_dir, enc, steps_per_epoch=8, seed=3)
+    trainer = cpu_trainer(8, [RecordBatches(tmp_path)], devices=2)
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(), lr=1e-3), datamodule=dm)
     ranks = [
         [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)
@@ -71,28 +51,11 @@ def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_mo
 
 def _fit(tmp_path, tiny_model_dir, data_dir, max_steps, tag, ckpt_path=None):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
-    dm = RetrievalDataModule(
-        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
-        str(data_dir),
-        HybridSampler,
-        batch_size=6,
-        steps_per_epoch=10,
-        val_batches=0,
-        seed=5,
-    )
-    dm.encoder = enc
+    dm = tiny_datamodule(data_dir, enc, steps_per_epoch=10, seed=5)
     out = tmp_path / tag
     out.mkdir(exist_ok=True)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=out, save_last=True, every_n_train_steps=1)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        callbacks=[RecordBatches(out), ckpt],
-    )
+    trainer = cpu_trainer(max_steps, [RecordBatches(out), ckpt])
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(), lr=1e-3), datamodule=dm, ckpt_path=ckpt_path)
     return [json.loads(line) for line in (out / "rank0.jsonl").read_text().splitlines()], out
 

@@ -6,21 +6,10 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_train_e2e import run
+from helpers import run
+from helpers import tiny_eval_overrides as eval_overrides
 
 from mdr.eval.qrels_eval import exact_top_k
-
-
-def eval_overrides(out, model_dir, data_dir, *extra):
-    return [
-        f"hydra.run.dir={out}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={model_dir}",
-        "model.encoder.offline_fallback=null",
-        "eval.batch_size=256",
-        "eval.precision=fp32",
-        *extra,
-    ]
 
 
 def assert_fails(proc, out, message):

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from test_train_e2e import ROOT, run, tiny_overrides
+from helpers import ROOT, run, tiny_overrides
 
 
 def overrides(model_dir, run_dir, data_dir):

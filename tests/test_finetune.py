@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train_e2e import run, tiny_overrides
+from helpers import reeval_overrides, run, tiny_overrides
 from torch import nn
 
 from mdr.encoder import DualEncoder
@@ -155,18 +155,9 @@ def test_adapter_runs_end_to_end_and_eval_py_reloads_them(
     out = tmp_path / "eval"
     run(
         "eval.py",
-        f"hydra.run.dir={out}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null",
-        "model.encoder.query_max_length=32",
-        "model.encoder.passage_max_length=48",
+        *reeval_overrides(out, tiny_model_dir, data_dir),
         f"finetune={mode}",
         f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}",
-        "data=mlqa_r",
-        "eval.run_files=none",
-        "eval.batch_size=256",
-        "eval.precision=fp32",
     )
     again = json.loads((out / "metrics.json").read_text())["headline"]["mlqa_r"]
     for k, v in m["headline"]["mlqa_r"].items():
@@ -183,16 +174,7 @@ def test_frozen_run_equals_eval_py(tmp_path, tiny_model_dir, data_dir):
     out = tmp_path / "eval"
     run(
         "eval.py",
-        f"hydra.run.dir={out}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null",
-        "model.encoder.query_max_length=32",
-        "model.encoder.passage_max_length=48",
-        "data=mlqa_r",
-        "eval.run_files=none",
-        "eval.batch_size=256",
-        "eval.precision=fp32",
+        *reeval_overrides(out, tiny_model_dir, data_dir),
     )
     assert json.loads((out / "metrics.json").read_text())["headline"] == m["headline"]
 

@@ -96,7 +96,7 @@ def test_dropout_masks_are_replayed(tiny_model_dir):
 def test_train_py_with_grad_cache(tmp_path, tiny_model_dir, data_dir):
     import json
 
-    from test_train_e2e import run, tiny_overrides
+    from helpers import run, tiny_overrides
 
     run_dir = tmp_path / "gc"
     run(
@@ -186,34 +186,14 @@ class SaveWeights(L.Callback):
 
 
 def test_lightning_ddp_with_grad_cache_keeps_ranks_identical(tmp_path, tiny_model_dir, data_dir):
-    from mdr.datamodule import RetrievalDataModule
+    from helpers import cpu_trainer, tiny_datamodule
+
     from mdr.module import DualEncoderModule
-    from mdr.samplers import HybridSampler
 
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
-    dm = RetrievalDataModule(
-        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
-        str(data_dir),
-        HybridSampler,
-        batch_size=6,
-        steps_per_epoch=3,
-        val_batches=0,
-        seed=3,
-    )
-    dm.encoder = enc
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        callbacks=[SaveWeights(tmp_path)],
-    )
+    dm = tiny_datamodule(data_dir, enc, steps_per_epoch=3, seed=3)
+    trainer = cpu_trainer(3, [SaveWeights(tmp_path)], devices=2)
     loss = InfoNCELoss(grad_cache=True, grad_cache_chunk=4)
     trainer.fit(DualEncoderModule(enc, loss, lr=1e-3, warmup_ratio=0.0), datamodule=dm)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))

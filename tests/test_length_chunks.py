@@ -85,7 +85,7 @@ def test_train_py_with_compiled_chunked_backbone_checkpoints_plain_weights(
 ):
     import json
 
-    from test_train_e2e import run, tiny_overrides
+    from helpers import run, tiny_overrides
 
     run_dir = tmp_path / "compiled"
     overrides = [

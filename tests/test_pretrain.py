@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_train_e2e import run, tiny_overrides
+from helpers import run, tiny_overrides
 
 from mdr.encoder import DualEncoder
 from mdr.pretrain import mlm_pretrain, passages_of

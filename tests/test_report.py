@@ -107,7 +107,7 @@ def test_empty_or_missing_folder(tmp_path):
 
 @pytest.mark.slow
 def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
-    from test_train_e2e import run, tiny_overrides
+    from helpers import run, tiny_overrides
 
     sweep_dir = tmp_path / "sweep"
     overrides = [

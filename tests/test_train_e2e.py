@@ -2,62 +2,9 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(script, *overrides, cwd=ROOT, check=True, env_extra=None, env_drop=()):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
-    env.update(env_extra or {})
-    for key in env_drop:
-        env.pop(key, None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / script), *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
-def tiny_overrides(model_dir, run_dir, data_dir):
-    return [
-        f"hydra.run.dir={run_dir}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={model_dir}",
-        "model.encoder.offline_fallback=null",
-        "model.encoder.freeze_embeddings=false",
-        "model.encoder.query_max_length=32",
-        "model.encoder.passage_max_length=48",
-        "data.train.langs=[de,en,es]",
-        "data.datamodule.batch_size=16",
-        "data.datamodule.num_workers=0",
-        "data.datamodule.steps_per_epoch=20",
-        "data.datamodule.val_batches=2",
-        "data.datamodule.dev_max_ids=40",
-        "trainer.max_epochs=2",
-        "trainer.val_check_interval=1.0",
-        "trainer.log_every_n_steps=1",
-        "optim.lr=1e-3",
-        "optim.warmup_ratio=0.05",
-        "eval.datasets=[mlqa_r]",
-        "eval.run_files=multi",
-        "eval.batch_size=256",
-        "eval.precision=fp32",
-        "trainer.precision=32-true",
-    ]
+from helpers import reeval_overrides, run, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +49,8 @@ def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, 
     out = tmp_path / "eval"
     run(
         "eval.py",
-        f"hydra.run.dir={out}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null",
-        "model.encoder.query_max_length=32",
-        "model.encoder.passage_max_length=48",
+        *reeval_overrides(out, tiny_model_dir, data_dir),
         f"ckpt={best}",
-        "data=mlqa_r",
-        "eval.run_files=none",
-        "eval.batch_size=256",
-        "eval.precision=fp32",
         "eval.save_embeddings=true",
     )
     trained = json.loads((run_dir / "metrics.json").read_text())["headline"]["mlqa_r"]

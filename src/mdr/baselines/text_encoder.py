@@ -32,6 +32,12 @@ class TextEncoder:
         desc: str | None = None,
         precision: str = "auto",
     ) -> np.ndarray:
+        """Baselines embed queries and passages alike (no prefixes, no contexts, no batching)."""
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+        return self.embed_texts(list(texts))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -45,16 +51,7 @@ class HashingEncoder(TextEncoder):
     def __init__(self, dim: int = 2048, ngram: int = 3):
         self.dim, self.ngram, self.name = dim, ngram, f"hashing-{ngram}gram-{dim}"
 
-    def encode(
-        self,
-        texts,
-        kind="passage",
-        contexts=None,
-        batch_size=64,
-        show_progress=True,
-        desc=None,
-        precision="auto",
-    ):
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             t = " " + _SPACES.sub(" ", t.lower()) + " "
@@ -80,14 +77,5 @@ class LaserEncoder(TextEncoder):  # pragma: no cover - downloads LASER weights a
         self.pipeline = LaserEncoderPipeline(lang=lang)
         self.name = f"laser2-{lang}"
 
-    def encode(
-        self,
-        texts,
-        kind="passage",
-        contexts=None,
-        batch_size=64,
-        show_progress=True,
-        desc=None,
-        precision="auto",
-    ):
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.pipeline.encode_sentences(list(texts), normalize_embeddings=True).astype(np.float32)

@@ -1,0 +1,122 @@
+"""Helpers the test modules share: subprocess runs of train.py / eval.py with tiny-model overrides, and the
+small Lightning pieces (a 3-language MLQA-R datamodule, a quiet CPU Trainer) the DDP tests build."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script, *overrides, cwd=ROOT, check=True, env_extra=None, env_drop=()):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(env_extra or {})
+    for key in env_drop:
+        env.pop(key, None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def tiny_overrides(model_dir, run_dir, data_dir):
+    return [
+        f"hydra.run.dir={run_dir}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={model_dir}",
+        "model.encoder.offline_fallback=null",
+        "model.encoder.freeze_embeddings=false",
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        "data.train.langs=[de,en,es]",
+        "data.datamodule.batch_size=16",
+        "data.datamodule.num_workers=0",
+        "data.datamodule.steps_per_epoch=20",
+        "data.datamodule.val_batches=2",
+        "data.datamodule.dev_max_ids=40",
+        "trainer.max_epochs=2",
+        "trainer.val_check_interval=1.0",
+        "trainer.log_every_n_steps=1",
+        "optim.lr=1e-3",
+        "optim.warmup_ratio=0.05",
+        "eval.datasets=[mlqa_r]",
+        "eval.run_files=multi",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+        "trainer.precision=32-true",
+    ]
+
+
+def tiny_eval_overrides(out, model_dir, data_dir, *extra):
+    """eval.py on the tiny model, fp32 and one big batch, so its numbers equal training's own evaluation."""
+    return [
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={data_dir}",
+        f"model.encoder.name={model_dir}",
+        "model.encoder.offline_fallback=null",
+        "eval.batch_size=256",
+        "eval.precision=fp32",
+        *extra,
+    ]
+
+
+def reeval_overrides(out, model_dir, data_dir, *extra):
+    """eval.py with the tiny training runs' lengths, scoring MLQA-R like training's final evaluation did."""
+    return tiny_eval_overrides(
+        out,
+        model_dir,
+        data_dir,
+        "model.encoder.query_max_length=32",
+        "model.encoder.passage_max_length=48",
+        "data=mlqa_r",
+        "eval.run_files=none",
+        *extra,
+    )
+
+
+def tiny_datamodule(data_dir, encoder, steps_per_epoch, seed, batch_size=6):
+    """Hybrid batches over MLQA-R's de/en/es, no validation: what the multi-process tests train on."""
+    from mdr.datamodule import RetrievalDataModule
+    from mdr.samplers import HybridSampler
+
+    dm = RetrievalDataModule(
+        {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
+        str(data_dir),
+        HybridSampler,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        val_batches=0,
+        seed=seed,
+    )
+    dm.encoder = encoder
+    return dm
+
+
+def cpu_trainer(max_steps, callbacks, devices=1, **kwargs):
+    """A quiet CPU Trainer; devices=2 spawns two gloo ranks. The datamodule's samplers shard, not Lightning."""
+    if devices > 1:
+        kwargs.setdefault("strategy", "ddp_spawn")
+        kwargs.setdefault("enable_checkpointing", False)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
