@@ -85,6 +85,18 @@ def test_means_intervals_and_best(sweep):
     assert len(r.complete) == 6 and len(r.failed) == 1 and len(r.incomplete) == 1
 
 
+def test_a_column_only_one_row_fills_marks_no_best(tmp_path):
+    """Domain-shift sweeps evaluate each row on a different set: one value per column is not a 'best'."""
+    make_run(
+        tmp_path, "a", "HybridSampler", 0, 0.7, 0.6, 0.5, 400, extra_datasets={"mlqa_r": (0.61, 0.51, 0.41)}
+    )
+    make_run(tmp_path, "b", "XXSampler", 0, 0.8, 0.5, 0.4, 500)
+    r = collect(tmp_path)
+    assert r.best[("xquad_r", "mono mAP")] == ("xx", "me5_small", "full")
+    assert ("mlqa_r", "mono mAP") not in r.best
+    assert "**0.6100**" not in to_markdown(r) and "| 0.6100 |" in to_markdown(r)
+
+
 def test_outputs_list_failed_runs_and_mark_best(sweep, tmp_path):
     r = write_report(sweep, tmp_path / "out")
     md = (tmp_path / "out" / "results.md").read_text()

@@ -8,7 +8,8 @@ Rows = sampler x model x finetune (seeds pooled), plus one column per other swep
 more than one value in the collection (``sampler.alpha``, ``data``, ``pretrain.enabled``: read from each
 run's ``.hydra/overrides.yaml``). Per LAReQA dataset the columns are mono / cross / multi mAP, P@1 and MRR@5
 of the cross-lingual settings, and the rank distance; cells are mean +- the half-width of a 95%
-t-interval over seeds. The best mean of each column is marked (lowest for rank distance).
+t-interval over seeds. The best mean of each column is marked (lowest for rank distance) where a column
+has two or more rows.
 
 ``subset="unseen"`` (or ``"seen"``) reads the summaries restricted to languages unseen (seen) in training.
 Datasets evaluated on perturbed queries (``xquad_r~char_noise@0.1``, from ``eval.perturb``) are kept out
@@ -179,7 +180,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
     for ds, label, higher in report.columns:
         col = f"{ds}|{label}"
         cands = [(cells[col].mean, key) for key, cells in report.rows.items() if col in cells]
-        if cands:
+        if len(cands) > 1:  # a column with one row (e.g. a dataset only one setting evaluates) has no best
             report.best[(ds, label)] = (max if higher else min)(cands)[1]
     return report
 
