@@ -38,6 +38,32 @@ def test_mlm_loss_falls_and_frozen_embeddings_stay(tiny_model_dir):
     )
 
 
+def test_head_warmup_leaves_the_encoder_alone_then_adapts_it(tiny_model_dir):
+    from mdr import pretrain
+
+    heads = []
+    real_head = pretrain.mlm_head
+    pretrain.mlm_head = lambda enc: heads.append(real_head(enc)) or heads[-1]
+    try:
+        for steps in (3, 4):  # 3 warm-up steps, then 0 / 1 step of the encoder
+            enc = DualEncoder(str(tiny_model_dir), freeze_embeddings=True)
+            before = weights(enc)
+            stats = mlm_pretrain(
+                enc, TEXTS, steps=steps, batch_size=4, lr=1e-2, head_warmup_steps=3, show_progress=False
+            )
+            assert stats["head_warmup_steps"] == 3
+            moved = [k for k, v in weights(enc).items() if not torch.equal(v, before[k])]
+            assert moved == [] if steps == 3 else "encoder.layer.0.attention.self.query.weight" in moved
+    finally:
+        pretrain.mlm_head = real_head
+    transform = dict(heads[0].named_parameters())
+    assert any("transform" in k for k in transform)  # the head itself did learn during the warm-up
+    fresh = dict(real_head(DualEncoder(str(tiny_model_dir))).named_parameters())
+    assert any(not torch.equal(transform[k], fresh[k]) for k in transform if "transform" in k)
+    with pytest.raises(ValueError, match="head_warmup_steps=6 must be in"):
+        mlm_pretrain(enc, TEXTS, steps=5, head_warmup_steps=6)
+
+
 def test_same_seed_same_weights(tiny_model_dir):
     runs = []
     for global_seed in (123, 456):

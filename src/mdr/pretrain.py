@@ -4,6 +4,9 @@ Runs before contrastive training (``pretrain.enabled=true``), in place on the en
 passages are read (no questions, no labels). The MLM head comes from the checkpoint when it has one
 (XLM-R, mBERT) and is freshly initialised otherwise (the offline multilingual-e5-small ships no head); its
 logits are computed at the masked positions only, which keeps a 250k-word vocabulary affordable on a CPU.
+A fresh head sends noise into the encoder until it has learned something: ``head_warmup_steps`` first
+trains the head alone (the encoder runs without gradients), the usual remedy when a new head is put on a
+pretrained body.
 """
 
 from __future__ import annotations
@@ -62,21 +65,48 @@ def mlm_pretrain(
     seed: int = 0,
     precision: str = "auto",
     show_progress: bool = True,
+    head_warmup_steps: int = 0,
 ) -> dict:
-    """Train ``encoder.model`` with MLM on ``texts`` for ``steps`` batches; returns loss statistics."""
+    """Train ``encoder.model`` with MLM on ``texts`` for ``steps`` batches (the first
+    ``head_warmup_steps`` of them train the MLM head only); returns loss statistics."""
     if not texts:
         raise ValueError("pretrain: no passages to pretrain on; check pretrain.datasets")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"pretrain.steps={steps} and pretrain.batch_size={batch_size} must be >= 1")
+    if not 0 <= head_warmup_steps <= steps:
+        raise ValueError(
+            f"pretrain.head_warmup_steps={head_warmup_steps} must be in [0, pretrain.steps={steps}]: "
+            "only the steps after it adapt the encoder (equal to pretrain.steps: the head alone is trained)"
+        )
     with torch.random.fork_rng(devices=[]):  # seeded on its own; the caller's RNG stream is left as it was
         torch.manual_seed(seed)
         return _mlm_loop(
-            encoder, texts, steps, batch_size, lr, mask_prob, max_length, seed, precision, show_progress
+            encoder,
+            texts,
+            steps,
+            batch_size,
+            lr,
+            mask_prob,
+            max_length,
+            seed,
+            precision,
+            show_progress,
+            head_warmup_steps,
         )
 
 
 def _mlm_loop(
-    encoder, texts, steps, batch_size, lr, mask_prob, max_length, seed, precision, show_progress
+    encoder,
+    texts,
+    steps,
+    batch_size,
+    lr,
+    mask_prob,
+    max_length,
+    seed,
+    precision,
+    show_progress,
+    head_warmup_steps,
 ) -> dict:
     from transformers import DataCollatorForLanguageModeling
 
@@ -99,7 +129,7 @@ def _mlm_loop(
     losses = []
     order = torch.randperm(len(tokenized), generator=gen).tolist()
     cursor = 0
-    for _ in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
+    for step in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(tokenized), generator=gen).tolist(), 0
         idx = order[cursor : cursor + batch_size]
@@ -114,7 +144,8 @@ def _mlm_loop(
         if not masked.any():
             continue
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            hidden = encoder.model(**batch).last_hidden_state
+            with torch.set_grad_enabled(step >= head_warmup_steps):  # warm-up: the head alone learns
+                hidden = encoder.model(**batch).last_hidden_state
             logits = head(hidden[masked])
         loss = torch.nn.functional.cross_entropy(logits.float(), labels[masked])
         if not torch.isfinite(loss):
@@ -128,6 +159,7 @@ def _mlm_loop(
     k = max(1, min(10, len(losses) // 5))
     stats = {
         "steps": len(losses),
+        "head_warmup_steps": head_warmup_steps,
         "passages": len(texts),
         "loss_first": sum(losses[:k]) / k,
         "loss_last": sum(losses[-k:]) / k,

@@ -117,6 +117,7 @@ def maybe_pretrain(cfg: DictConfig, encoder) -> dict | None:
         lr=float(pre.lr),
         mask_prob=float(pre.mask_prob),
         max_length=int(pre.max_length),
+        head_warmup_steps=int(pre.get("head_warmup_steps", 0)),
         seed=int(cfg.seed),
         precision=str(cfg.eval.precision),
     )
