@@ -80,95 +80,67 @@ def mlm_pretrain(
         )
     with torch.random.fork_rng(devices=[]):  # seeded on its own; the caller's RNG stream is left as it was
         torch.manual_seed(seed)
-        return _mlm_loop(
-            encoder,
-            texts,
-            steps,
-            batch_size,
-            lr,
-            mask_prob,
-            max_length,
-            seed,
-            precision,
-            show_progress,
-            head_warmup_steps,
+        from transformers import DataCollatorForLanguageModeling
+
+        from mdr.encoder import resolve_precision
+
+        head = mlm_head(encoder)
+        device = next(encoder.parameters()).device
+        head.to(device)
+        collator = DataCollatorForLanguageModeling(
+            encoder.tokenizer, mlm_probability=mask_prob, return_tensors="pt"
         )
-
-
-def _mlm_loop(
-    encoder,
-    texts,
-    steps,
-    batch_size,
-    lr,
-    mask_prob,
-    max_length,
-    seed,
-    precision,
-    show_progress,
-    head_warmup_steps,
-) -> dict:
-    from transformers import DataCollatorForLanguageModeling
-
-    from mdr.encoder import resolve_precision
-
-    head = mlm_head(encoder)
-    device = next(encoder.parameters()).device
-    head.to(device)
-    collator = DataCollatorForLanguageModeling(
-        encoder.tokenizer, mlm_probability=mask_prob, return_tensors="pt"
-    )
-    tokenized = encoder.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    params = [p for p in list(encoder.model.parameters()) + list(head.parameters()) if p.requires_grad]
-    params = list({id(p): p for p in params}.values())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(seed)
-    dtype = resolve_precision(precision, device)
-    was_training = encoder.training
-    encoder.model.train()
-    losses = []
-    order = torch.randperm(len(tokenized), generator=gen).tolist()
-    cursor = 0
-    for step in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
-        if cursor + batch_size > len(order):
-            order, cursor = torch.randperm(len(tokenized), generator=gen).tolist(), 0
-        idx = order[cursor : cursor + batch_size]
-        cursor += batch_size
-        torch.manual_seed(
-            int(torch.randint(2**31 - 1, (1,), generator=gen))
-        )  # the collator masks with torch's RNG
-        batch = collator([{"input_ids": tokenized[i]} for i in idx])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        masked = labels != -100
-        if not masked.any():
-            continue
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            with torch.set_grad_enabled(step >= head_warmup_steps):  # warm-up: the head alone learns
-                hidden = encoder.model(**batch).last_hidden_state
-            logits = head(hidden[masked])
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels[masked])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"pretrain: MLM loss is {loss.item()}; lower pretrain.lr (now {lr})")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    encoder.train(was_training)
-    k = max(1, min(10, len(losses) // 5))
-    stats = {
-        "steps": len(losses),
-        "head_warmup_steps": head_warmup_steps,
-        "passages": len(texts),
-        "loss_first": sum(losses[:k]) / k,
-        "loss_last": sum(losses[-k:]) / k,
-    }
-    log.info(
-        "MLM pretraining: %d steps on %d passages, loss %.3f -> %.3f",
-        stats["steps"],
-        len(texts),
-        stats["loss_first"],
-        stats["loss_last"],
-    )
-    return stats
+        tokenized = encoder.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        params = [p for p in list(encoder.model.parameters()) + list(head.parameters()) if p.requires_grad]
+        params = list({id(p): p for p in params}.values())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(seed)
+        dtype = resolve_precision(precision, device)
+        was_training = encoder.training
+        encoder.model.train()
+        losses = []
+        order = torch.randperm(len(tokenized), generator=gen).tolist()
+        cursor = 0
+        for step in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
+            if cursor + batch_size > len(order):
+                order, cursor = torch.randperm(len(tokenized), generator=gen).tolist(), 0
+            idx = order[cursor : cursor + batch_size]
+            cursor += batch_size
+            torch.manual_seed(
+                int(torch.randint(2**31 - 1, (1,), generator=gen))
+            )  # the collator masks with torch's RNG
+            batch = collator([{"input_ids": tokenized[i]} for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            masked = labels != -100
+            if not masked.any():
+                continue
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with torch.set_grad_enabled(step >= head_warmup_steps):  # warm-up: the head alone learns
+                    hidden = encoder.model(**batch).last_hidden_state
+                logits = head(hidden[masked])
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[masked])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretrain: MLM loss is {loss.item()}; lower pretrain.lr (now {lr})")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        encoder.train(was_training)
+        k = max(1, min(10, len(losses) // 5))
+        stats = {
+            "steps": len(losses),
+            "head_warmup_steps": head_warmup_steps,
+            "passages": len(texts),
+            "loss_first": sum(losses[:k]) / k,
+            "loss_last": sum(losses[-k:]) / k,
+        }
+        log.info(
+            "MLM pretraining: %d steps on %d passages, loss %.3f -> %.3f",
+            stats["steps"],
+            len(texts),
+            stats["loss_first"],
+            stats["loss_last"],
+        )
+        return stats
