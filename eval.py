@@ -11,7 +11,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from mdr.evaluate import evaluate
+    from mdr.cli.evaluate import evaluate
 
     evaluate(cfg)
 

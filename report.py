@@ -9,7 +9,8 @@ evaluated on perturbed queries, and lists failed and incomplete runs instead of 
 import argparse
 from pathlib import Path
 
-from mdr.report import to_markdown, write_report
+from mdr.report.tables import to_markdown
+from mdr.report.write import write_report
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)

@@ -11,7 +11,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from mdr.train import train
+    from mdr.cli.train import train
 
     train(cfg)
 

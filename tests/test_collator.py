@@ -2,9 +2,9 @@
 
 import torch
 
-from mdr.datamodule import Collator
-from mdr.encoder import DualEncoder
-from mdr.samplers import BatchPlan
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.datamodule import Collator
+from mdr.training.samplers import BatchPlan
 
 
 def test_hard_negatives_carry_the_ids_they_answer(xquad_corpus, tiny_model_dir):
@@ -26,7 +26,7 @@ def test_hard_negatives_carry_the_ids_they_answer(xquad_corpus, tiny_model_dir):
     # rows: 2 positives, then 3 hard negatives of the first query, then 3 of the second
     row = 2 + first.negatives.index(second.positive)
     assert (cand[row] == q[1]).any(), "the first query's hard negative that answers the second is tagged"
-    from mdr.loss import same_id_mask
+    from mdr.training.loss import same_id_mask
 
     mask = same_id_mask(q, cand, batch["labels"])
     assert mask[1, row] and not mask[0, row]  # masked for the query it answers, a negative for the other

@@ -44,7 +44,7 @@ def test_groups_compose(group, options):
 
 
 def test_samplers_instantiate_to_their_classes(mlqa_corpus):
-    from mdr import samplers
+    from mdr.training import samplers
 
     expected = {
         "xx": samplers.XXSampler,
@@ -94,7 +94,7 @@ def test_slurm_launcher_runs_one_task_per_gpu():
     [
         ("paper_table", {"finetune.mode": "full", "trainer.max_steps": 50, "export.enabled": False}),
         ("low_resource_zero_shot", {"data.train.name": "mlqa_r", "data.eval_datasets": ["xquad_r"]}),
-        ("domain_shift", {"sampler._target_": "mdr.samplers.HybridSampler"}),
+        ("domain_shift", {"sampler._target_": "mdr.training.samplers.HybridSampler"}),
         ("domain_adaptive", {"pretrain.enabled": True, "pretrain.datasets": ["xquad_r"]}),
         ("robustness", {"eval.run_files": "none"}),
     ],
@@ -111,3 +111,40 @@ def test_experiments_compose(experiment, checks):
         assert kinds == {"char_noise", "word_drop", "word_swap", "code_switch"}
         assert len({p.rate for p in c.eval.perturb}) >= 2
         assert cfg("experiment=robustness", name="eval").eval.perturb == c.eval.perturb
+
+
+def test_both_entry_points_share_one_eval_group():
+    from mdr.eval.suite import EvalSettings
+
+    train_eval, eval_eval = cfg().eval, cfg(name="eval").eval
+    assert train_eval._target_ == eval_eval._target_ == "mdr.eval.suite.EvalSettings"
+    shared = set(train_eval) & set(eval_eval)
+    assert shared == set(train_eval) == set(eval_eval)  # the same keys: no block of its own in either
+    assert all(train_eval[k] == eval_eval[k] for k in shared if k not in ("datasets", "qrels_sets"))
+    fields = set(EvalSettings.__dataclass_fields__)
+    assert set(train_eval) - {"_target_", "_convert_"} <= fields  # every configured key is a setting
+
+
+@pytest.mark.parametrize("model", ["me5_small", "me5", "xlmr", "xlmr_large", "labse", "mbert", "mbart"])
+def test_model_configs_extend_the_base(model):
+    from pathlib import Path
+
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
+    base = yaml.safe_load((conf / "hf_base.yaml").read_text())["encoder"]
+    own = yaml.safe_load((conf / f"{model}.yaml").read_text())
+    assert own["defaults"][0] == "hf_base"
+    repeated = {k for k, v in own["encoder"].items() if k in base and base[k] == v}
+    assert not repeated, f"{model}.yaml repeats the base's {repeated}"
+    composed = cfg(f"model={model}").model.encoder
+    assert composed._target_ == base["_target_"] and composed.name == own["encoder"]["name"]
+
+
+@pytest.mark.parametrize("mode", ["full", "frozen", "lora", "adapter"])
+def test_each_finetune_mode_has_its_own_target(mode):
+    from hydra.utils import instantiate
+
+    node = cfg(f"finetune={mode}").finetune
+    assert node._target_.rsplit(".", 1)[-1].lower() == mode
+    assert instantiate(node).mode == mode

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from mdr.data.errors import DataFormatError
 from mdr.data.jsonl import read_parallel_jsonl
-from mdr.data.lareqa import DataFormatError, group_ids_by_article, read_lareqa, retrieval_set
+from mdr.data.lareqa import group_ids_by_article, read_lareqa, retrieval_set
 from mdr.data.splits import split_ids_by_group
 
 XQUAD_CANDIDATES = {

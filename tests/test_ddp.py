@@ -5,10 +5,10 @@ import json
 import lightning as L
 from helpers import cpu_trainer, tiny_datamodule
 
-from mdr.encoder import DualEncoder
-from mdr.loss import InfoNCELoss
-from mdr.module import DualEncoderModule
-from mdr.samplers import HybridSampler
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.loss import InfoNCELoss
+from mdr.training.module import DualEncoderModule
+from mdr.training.samplers import HybridSampler
 
 
 class RecordBatches(L.Callback):

@@ -9,7 +9,7 @@ import torch
 from helpers import run
 from helpers import tiny_eval_overrides as eval_overrides
 
-from mdr.eval.qrels_eval import exact_top_k
+from mdr.eval.qrels import exact_top_k
 
 
 def assert_fails(proc, out, message):

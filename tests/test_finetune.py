@@ -8,9 +8,10 @@ import torch
 from helpers import reeval_overrides, run, tiny_overrides
 from torch import nn
 
-from mdr.encoder import DualEncoder
-from mdr.finetune import apply_finetune
-from mdr.loss import InfoNCELoss
+from mdr.modeling.bottleneck import attached_adapters
+from mdr.modeling.encoder import DualEncoder
+from mdr.modeling.finetune import finetune_mode
+from mdr.training.loss import InfoNCELoss
 
 
 def train_steps(enc, steps=3):
@@ -40,7 +41,7 @@ def test_lora_trains_only_adapters_and_count_matches_formula(tiny_model_dir):
         for name, m in enc.model.named_modules()
         if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets
     )
-    counts = apply_finetune(enc, "lora", r=r, alpha=8, dropout=0.0)
+    counts = finetune_mode(dict(mode="lora", r=r, alpha=8, dropout=0.0)).apply(enc)
     assert counts["trainable"] == expected == 2 * (3 * r * 64 + r * 64 + r * 96 + r * 96)
     before = snapshot(enc)
     train_steps(enc)
@@ -57,9 +58,9 @@ def test_adapters_start_as_identity_train_alone_and_count_matches_formula(tiny_m
     base = enc.encode(texts, "query", show_progress=False, precision="fp32")
     hidden, factor, layers = 32, 4, 2
     bottleneck = hidden // factor
-    counts = apply_finetune(enc, "adapter", reduction_factor=factor, placement=placement)
+    counts = finetune_mode(dict(mode="adapter", reduction_factor=factor, placement=placement)).apply(enc)
     assert counts["trainable"] == layers * sites * (2 * hidden * bottleneck + bottleneck + hidden)
-    assert len(enc.adapter_config["targets"]) == layers * sites
+    assert len(attached_adapters(enc.model)["targets"]) == layers * sites
     np.testing.assert_allclose(
         enc.encode(texts, "query", show_progress=False, precision="fp32"), base, atol=1e-6
     )
@@ -76,23 +77,23 @@ def test_adapters_start_as_identity_train_alone_and_count_matches_formula(tiny_m
 def test_adapter_settings_are_checked(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match=r"match no Linear layer.*fix finetune.targets"):
-        apply_finetune(enc, "adapter", targets=["fc2$"])
+        finetune_mode(dict(mode="adapter", targets=["fc2$"])).apply(enc)
     with pytest.raises(ValueError, match="finetune.placement='parallel' is unknown"):
-        apply_finetune(enc, "adapter", placement="parallel")
+        finetune_mode(dict(mode="adapter", placement="parallel")).apply(enc)
     with pytest.raises(ValueError, match="reduction_factor=64 leaves no bottleneck"):
-        apply_finetune(enc, "adapter", reduction_factor=64)
+        finetune_mode(dict(mode="adapter", reduction_factor=64)).apply(enc)
     with pytest.raises(ValueError, match="non_linearity='mish' is unknown"):
-        apply_finetune(enc, "adapter", non_linearity="mish")
+        finetune_mode(dict(mode="adapter", non_linearity="mish")).apply(enc)
 
 
 def test_adapter_export_needs_its_adapters_and_matches_our_encoder(tmp_path, tiny_model_dir):
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from mdr.export import export_encoder, load_export
+    from mdr.modeling.export import export_encoder, load_export
 
     enc = DualEncoder(str(tiny_model_dir), query_prefix="query: ", passage_prefix="passage: ")
-    apply_finetune(enc, "adapter", reduction_factor=4, placement="houlsby")
+    finetune_mode(dict(mode="adapter", reduction_factor=4, placement="houlsby")).apply(enc)
     train_steps(enc)
     out = export_encoder(enc, tmp_path / "export", metrics=None, config={"finetune": "adapter"})
     texts = ["Who wrote the book?", "Der Zug fährt um zwölf Uhr ab.", "列车中午出发。"]
@@ -109,7 +110,7 @@ def test_adapter_export_needs_its_adapters_and_matches_our_encoder(tmp_path, tin
 
 def test_full_trains_everything_but_frozen_embeddings(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir), freeze_embeddings=True)
-    counts = apply_finetune(enc, "full")
+    counts = finetune_mode(dict(mode="full")).apply(enc)
     emb = sum(p.numel() for p in enc.model.get_input_embeddings().parameters())
     assert counts["trainable"] == counts["total"] - emb
     before = snapshot(enc)
@@ -125,18 +126,18 @@ def test_full_trains_everything_but_frozen_embeddings(tiny_model_dir):
 
 def test_frozen_trains_nothing(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
-    assert apply_finetune(enc, "frozen")["trainable"] == 0
+    assert finetune_mode(dict(mode="frozen")).apply(enc)["trainable"] == 0
 
 
 def test_bad_finetune_settings(tiny_model_dir):
     enc = DualEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match="finetune.mode='adapterz' is unknown"):
-        apply_finetune(enc, "adapterz")
+        finetune_mode(dict(mode="adapterz")).apply(enc)
     with pytest.raises(
         ValueError,
         match=r"LoRA target modules \['q_proj'\] do not exist in 'bert'.*fix finetune.target_modules",
     ):
-        apply_finetune(enc, "lora", target_modules=["q_proj", "query"])
+        finetune_mode(dict(mode="lora", target_modules=["q_proj", "query"])).apply(enc)
 
 
 @pytest.mark.slow
@@ -184,10 +185,12 @@ def test_export_loads_in_sentence_transformers_with_identical_embeddings(tmp_pat
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    from mdr.export import export_encoder
+    from mdr.modeling.export import export_encoder
 
     enc = DualEncoder(str(tiny_model_dir), query_prefix="query: ", passage_prefix="passage: ")
-    apply_finetune(enc, mode, r=4, alpha=8, dropout=0.0)
+    finetune_mode(dict(mode=mode, r=4, alpha=8, dropout=0.0) if mode == "lora" else dict(mode=mode)).apply(
+        enc
+    )
     train_steps(enc)  # LoRA weights are non-zero: the merge matters
     out = export_encoder(enc, tmp_path / "export", metrics=None, config={"finetune": mode})
     texts = ["Who wrote the book?", "Der Zug fährt um zwölf Uhr ab.", "列车中午出发。"]

@@ -4,9 +4,9 @@ import lightning as L
 import pytest
 import torch
 
-from mdr.encoder import DualEncoder
-from mdr.grad_cache import grad_cache_step
-from mdr.loss import InfoNCELoss
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.grad_cache import grad_cache_step
+from mdr.training.loss import InfoNCELoss
 
 QUERIES = [
     "who won the match",
@@ -102,8 +102,8 @@ def test_train_py_with_grad_cache(tmp_path, tiny_model_dir, data_dir):
     run(
         "train.py",
         *tiny_overrides(tiny_model_dir, run_dir, data_dir),
-        "loss.grad_cache=true",
-        "loss.grad_cache_chunk=5",
+        "compute.grad_cache=true",
+        "compute.grad_cache_chunk=5",
         "export.enabled=false",
     )
     t = json.loads((run_dir / "metrics.json").read_text())["train"]
@@ -125,7 +125,7 @@ def _gc_problem():
 def _gc_rank_main(rank, world, port, out):
     import os
 
-    from mdr.module import average_gradients
+    from mdr.training.distributed import average_gradients
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -188,14 +188,14 @@ class SaveWeights(L.Callback):
 def test_lightning_ddp_with_grad_cache_keeps_ranks_identical(tmp_path, tiny_model_dir, data_dir):
     from helpers import cpu_trainer, tiny_datamodule
 
-    from mdr.module import DualEncoderModule
+    from mdr.training.module import DualEncoderModule
 
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
     dm = tiny_datamodule(data_dir, enc, steps_per_epoch=3, seed=3)
     trainer = cpu_trainer(3, [SaveWeights(tmp_path)], devices=2)
-    loss = InfoNCELoss(grad_cache=True, grad_cache_chunk=4)
-    trainer.fit(DualEncoderModule(enc, loss, lr=1e-3, warmup_ratio=0.0), datamodule=dm)
+    module = DualEncoderModule(enc, InfoNCELoss(), lr=1e-3, warmup_ratio=0.0, grad_cache_chunk=4)
+    trainer.fit(module, datamodule=dm)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert len(r0["losses"]) == 3 and all(torch.isfinite(torch.tensor(r0["losses"])))
     # every rank saw different examples (dropout too): only averaged gradients keep the weights identical

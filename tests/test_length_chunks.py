@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mdr.encoder import DualEncoder
-from mdr.loss import InfoNCELoss
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.loss import InfoNCELoss
 
 QUERIES = [
     "who",

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mdr.loss import InfoNCELoss
+from mdr.training.loss import InfoNCELoss
 
 
 def unit(*rows):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdr.eval.metrics import metrics_from_ranks, rank_distance, relevant_ranks
+from mdr.eval.metrics import metrics_from_ranks, ndcg, rank_distance, relevant_ranks
 
 
 def one(scores, relevant):
@@ -30,6 +30,19 @@ def test_two_relevant_at_ranks_one_and_three():
     assert m["map"] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert m["p@1"] == 1 and m["mrr@5"] == 1
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+
+
+def test_graded_ndcg_by_hand_and_equal_to_the_binary_ranks_version():
+    # gains 3 at rank 1, 0 at rank 2, 1 at rank 3; the ideal puts 3, 2, 1 first (the judged 2 was not retrieved)
+    assert ndcg([3, 0, 1], [3, 2, 1, 0], k=10) == pytest.approx((3 + 1 / 2) / (3 + 2 / math.log2(3) + 1 / 2))
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # binary relevance: the vectorised nDCG@10 of metrics_from_ranks is the same function
+        n, rel = 40, sorted(rng.choice(40, size=rng.integers(1, 12), replace=False).tolist())
+        ranked_gains = [1 if i in rel else 0 for i in range(n)]
+        ranks = torch.tensor([[r + 1.0 for r in rel]], dtype=torch.float64)
+        assert metrics_from_ranks(ranks)["ndcg@10"].item() == pytest.approx(
+            ndcg(ranked_gains, [1] * len(rel))
+        )
 
 
 def test_relevant_beyond_cutoffs():
@@ -71,7 +84,7 @@ def test_query_without_relevant_is_rejected():
 
 def test_lareqa_skips_and_counts_queries_without_answer(data_dir):
     from mdr.data.lareqa import read_lareqa, retrieval_set
-    from mdr.eval.lareqa_eval import evaluate_lareqa
+    from mdr.eval.lareqa import evaluate_lareqa
 
     rs = retrieval_set(read_lareqa(data_dir, "mlqa_r", ["en", "de"]), "mlqa_r")
     rng = np.random.default_rng(0)
@@ -88,7 +101,7 @@ def test_lareqa_skips_and_counts_queries_without_answer(data_dir):
 
 def test_xquad_counts_and_settings(data_dir):
     from mdr.data.lareqa import read_lareqa, retrieval_set
-    from mdr.eval.lareqa_eval import evaluate_lareqa
+    from mdr.eval.lareqa import evaluate_lareqa
 
     rs = retrieval_set(read_lareqa(data_dir, "xquad_r"), "xquad_r")
     assert len(rs.cand_uids) == 13014
@@ -118,9 +131,9 @@ def test_xquad_counts_and_settings(data_dir):
 def small_xquad_run(tmp_path_factory, data_dir, tiny_model_dir):
     """Real ranked data: a tiny random encoder over 3 XQuAD-R languages, 150 ids, full-depth TREC runs."""
     from mdr.data.lareqa import read_lareqa, retrieval_set
-    from mdr.encoder import DualEncoder
-    from mdr.eval.lareqa_eval import evaluate_lareqa
+    from mdr.eval.lareqa import evaluate_lareqa
     from mdr.eval.outputs import TrecWriter
+    from mdr.modeling.encoder import DualEncoder
 
     full = retrieval_set(read_lareqa(data_dir, "xquad_r", ["de", "en", "th"]), "xquad_r")
     rs = full.subset(sorted(set(full.query_ids))[:150])

@@ -4,11 +4,11 @@ import lightning as L
 import pytest
 import torch
 
-from mdr.datamodule import RetrievalDataModule
-from mdr.encoder import DualEncoder
-from mdr.loss import InfoNCELoss
-from mdr.module import DualEncoderModule, NonFiniteLossError
-from mdr.samplers import HybridSampler
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.datamodule import RetrievalDataModule
+from mdr.training.loss import InfoNCELoss
+from mdr.training.module import DualEncoderModule, NonFiniteLossError
+from mdr.training.samplers import HybridSampler
 
 
 class NaNAtStep(DualEncoderModule):
@@ -23,11 +23,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dir,
         {"kind": "lareqa", "name": "mlqa_r", "langs": ["en", "de"]},
         str(data_dir),
         HybridSampler,
+        encoder=enc,
         batch_size=8,
         steps_per_epoch=50,
         val_batches=0,
     )
-    dm.encoder = enc
     module = NaNAtStep(enc, InfoNCELoss(), lr=1e-3)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=tmp_path, filename="step{step}", every_n_train_steps=2, save_top_k=-1, save_last=True

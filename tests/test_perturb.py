@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mdr.eval.suite import load_eval_set
-from mdr.perturb import check_perturbations, perturb_set, perturb_text, split_units
+from mdr.data.perturb import check_perturbations, perturb_set, perturb_text, split_units
+from mdr.data.sources import load_eval_set
 
 
 def osa_distance(a: str, b: str) -> int:
@@ -107,16 +107,13 @@ def test_bad_perturbation_specs():
 def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path, tiny_model_dir, data_dir):
     import json
 
-    from mdr.encoder import DualEncoder
-    from mdr.eval.suite import run_eval
+    from mdr.eval.suite import EvalSettings, run_eval
+    from mdr.modeling.encoder import DualEncoder
 
     enc = DualEncoder(str(tiny_model_dir))
     perturb = [{"kind": "word_drop", "rate": 0.0}, {"kind": "char_noise", "rate": 0.5}]
-    report = run_eval(
-        enc,
-        ["xquad_r"],
-        data_dir,
-        tmp_path,
+    settings = EvalSettings(
+        datasets=["xquad_r"],
         run_files="none",
         show_progress=False,
         precision="fp32",
@@ -124,6 +121,7 @@ def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path,
         perturb=perturb,
         perturb_seed=3,
     )
+    report = run_eval(enc, settings, data_dir, tmp_path)
     clean, same, noisy = (
         report["datasets"][k] for k in ("xquad_r", "xquad_r~word_drop@0", "xquad_r~char_noise@0.5")
     )

@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers import run, tiny_overrides
 
-from mdr.encoder import DualEncoder
-from mdr.pretrain import mlm_pretrain, passages_of
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.pretrain import mlm_pretrain, passages_of
 
 TEXTS = [
     "The river flows through the old town and into the sea.",
@@ -39,7 +39,7 @@ def test_mlm_loss_falls_and_frozen_embeddings_stay(tiny_model_dir):
 
 
 def test_head_warmup_leaves_the_encoder_alone_then_adapts_it(tiny_model_dir):
-    from mdr import pretrain
+    from mdr.training import pretrain
 
     heads = []
     real_head = pretrain.mlm_head

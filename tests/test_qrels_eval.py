@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from mdr.eval.qrels_eval import DataFormatError, evaluate_qrels, load_qrels_set, read_qrels
+from mdr.data.errors import DataFormatError
+from mdr.data.qrels import load_qrels_set, read_qrels
+from mdr.eval.qrels import evaluate_qrels
 
 
 @pytest.fixture(scope="module")

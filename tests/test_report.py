@@ -6,7 +6,9 @@ import math
 import pytest
 import yaml
 
-from mdr.report import collect, to_latex, to_markdown, write_report
+from mdr.report.collect import collect
+from mdr.report.tables import to_latex, to_markdown
+from mdr.report.write import write_report
 
 
 def make_run(
@@ -148,7 +150,7 @@ def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
 
 
 def test_alpha_sweep_becomes_a_column_and_a_curve(tmp_path):
-    from mdr.report import alpha_curve
+    from mdr.report.derived import alpha_curve
 
     values = {0.0: (0.70, 0.70, 0.60), 0.5: (0.76, 0.68, 0.56), 1.0: (0.80, 0.62, 0.35)}
     for a, (m, c, x) in values.items():
@@ -180,7 +182,7 @@ def test_alpha_sweep_becomes_a_column_and_a_curve(tmp_path):
 
 
 def test_unseen_subset_and_robustness_drops(tmp_path):
-    from mdr.report import robustness
+    from mdr.report.derived import robustness
 
     for seed in (0, 1):
         for sampler, unseen, noisy in (("XXSampler", 0.40, 0.20), ("HybridSampler", 0.60, 0.55)):

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mdr.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
+from mdr.training.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
 
 N_BATCHES = 400
 
@@ -110,7 +110,7 @@ def test_ddp_ranks_agree_and_take_disjoint_ids(mlqa_corpus, world):
 
 
 def test_step_sampler_resumes_mid_epoch():
-    from mdr.datamodule import StepSampler
+    from mdr.training.datamodule import StepSampler
 
     state = {"next": 0}
     s = StepSampler(10, lambda: state["next"])

@@ -42,6 +42,30 @@ def test_training_lowers_loss_and_writes_the_run_folder(trained_run):
     assert "val/map" in log and "train/loss" in log
 
 
+def assert_close_tree(got, ref, path="metrics"):
+    """Every value of ``ref`` (nested dicts) is in ``got``: floats to a relative 1e-4, the rest equal."""
+    if isinstance(ref, dict):
+        for key, value in ref.items():
+            assert_close_tree(got[key], value, f"{path}.{key}")
+    elif isinstance(ref, float):
+        assert got == pytest.approx(ref, rel=1e-4, abs=1e-6), (path, got, ref)
+    else:
+        assert got == ref, (path, got, ref)
+
+
+@pytest.mark.slow
+def test_tiny_run_matches_the_reference_recorded_before_the_redesign(trained_run):
+    """Behaviour is unchanged by refactoring: the same tiny run gives the metrics recorded at 9eecdd5 (equal
+    to the last bit on the machine that recorded them; the tolerance allows other CPUs' float kernels)."""
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "reference_tiny_run.json").read_text())
+    m = json.loads((trained_run[0] / "metrics.json").read_text())
+    assert_close_tree(m["train"], ref["train"], "train")
+    assert_close_tree(m["headline"], ref["headline"], "headline")
+    assert_close_tree(m["datasets"]["mlqa_r"]["summary"], ref["summary"], "summary")
+
+
 @pytest.mark.slow
 def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, tiny_model_dir, data_dir):
     run_dir, _ = trained_run

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mdr.data.corpus import ParallelCorpus, ParallelExample
-from mdr.data.lareqa import DataFormatError
+from mdr.data.errors import DataFormatError
 
 REQUIRED = ("id", "lang", "query", "positive")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mdr.data.corpus import ParallelCorpus, ParallelExample, RetrievalSet
+from mdr.data.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,6 @@ DATASET_LANGS = {
     "xquad_r": ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"],
     "mlqa_r": ["ar", "de", "en", "es", "hi", "vi", "zh"],
 }
-
-
-class DataFormatError(ValueError):
-    """A data file exists but does not have the documented layout."""
 
 
 @dataclass

@@ -93,6 +93,15 @@ def metrics_from_ranks(ranks: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def ndcg(ranked_gains: list[float], judged_gains: list[float], k: int = 10) -> float:
+    """nDCG@k with linear gains (gain = relevance, as trec_eval) and a log2 discount; the ideal ranking is
+    the judged gains sorted. ``metrics_from_ranks`` computes the binary-relevance case of this same
+    definition from ranks, vectorised (a test checks that the two agree)."""
+    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(ranked_gains[:k]) if g > 0)
+    ideal = sorted((g for g in judged_gains if g > 0), reverse=True)[:k]
+    return dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+
+
 def rank_distance(ranks: torch.Tensor) -> torch.Tensor:
     """Language bias: max rank - min rank of a query's relevant candidates (0 with one relevant)."""
     finite = torch.isfinite(ranks)

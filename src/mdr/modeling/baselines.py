@@ -1,9 +1,4 @@
-"""Evaluation-only encoders: anything with ``name`` and ``encode(texts, kind, ...)`` can be scored by eval.py.
-
-The trained :class:`~mdr.encoder.DualEncoder` is one; baselines that are not Hugging Face models
-(LASER, hashing baselines) implement the same small interface and are selected with ``model=...``
-like any checkpoint (``finetune`` and ``ckpt`` do not apply to them).
-"""
+"""Evaluation-only baselines behind the ``TextEncoder`` interface: a weightless hashing model and LASER."""
 
 from __future__ import annotations
 
@@ -13,32 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mdr.modeling.text_encoder import TextEncoder
+
 _SPACES = re.compile(r"\s+")
-
-
-class TextEncoder:
-    """The interface ``eval.py`` needs: L2-normalised embeddings, one row per text."""
-
-    name: str = "text-encoder"
-    path: str | None = None
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        kind: str = "passage",
-        contexts: Sequence[str] | None = None,
-        batch_size: int = 64,
-        show_progress: bool = True,
-        desc: str | None = None,
-        precision: str = "auto",
-    ) -> np.ndarray:
-        """Baselines embed queries and passages alike (no prefixes, no contexts, no batching)."""
-        if kind not in ("query", "passage"):
-            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
-        return self.embed_texts(list(texts))
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        raise NotImplementedError
 
 
 class HashingEncoder(TextEncoder):

@@ -15,34 +15,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mdr.data.corpus import ParallelCorpus, RetrievalSet, retrieval_set_from_corpus
-from mdr.data.jsonl import read_parallel_jsonl
-from mdr.data.lareqa import parallel_corpus, read_lareqa, retrieval_set
+from mdr.data.corpus import ParallelCorpus, retrieval_set_from_corpus
+from mdr.data.sources import load_training_corpus
 from mdr.data.splits import split_ids_by_group
-from mdr.samplers import BatchPlan, BatchSampler
+from mdr.training.samplers import BatchPlan, BatchSampler
 
 log = logging.getLogger(__name__)
-
-
-def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, RetrievalSet | None]:
-    """The training corpus and, for LAReQA sets, the matching sentence-pool retrieval set (for dev mAP)."""
-    kind = source.get("kind", "lareqa")
-    langs = list(source["langs"]) if source.get("langs") else None
-    if kind == "lareqa":
-        files = read_lareqa(data_dir, source["name"], langs)
-        return parallel_corpus(files, source["name"]), retrieval_set(files, source["name"])
-    if kind == "jsonl":
-        return read_parallel_jsonl(source["path"], langs), None
-    if kind == "mmarco":
-        from mdr.data.mmarco import read_mmarco
-
-        return read_mmarco(
-            langs or ["en"],
-            source.get("root") or "hf://datasets/unicamp-dl/mmarco",
-            source.get("max_queries"),
-            source.get("negatives_per_query", 1),
-        ), None
-    raise ValueError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")
 
 
 class PlanDataset(Dataset):
@@ -135,11 +113,15 @@ class Collator:
 
 
 class RetrievalDataModule(L.LightningDataModule):
+    """Training batches from the sampler, dev batches (validation loss) and the dev retrieval set (dev mAP).
+    ``encoder`` tokenises (its tokenisers, lengths, prefixes and candidate text)."""
+
     def __init__(
         self,
         train: dict,
         data_dir: str,
         sampler_factory: Callable[..., BatchSampler],
+        encoder=None,
         batch_size: int = 16,
         dev_fraction: float = 0.1,
         split_seed: int = 0,
@@ -157,8 +139,8 @@ class RetrievalDataModule(L.LightningDataModule):
         self.steps_per_epoch_cfg, self.val_batches = steps_per_epoch, val_batches
         self.hard_negatives, self.num_workers, self.seed = hard_negatives, num_workers, seed
         self.dev_max_ids = dev_max_ids
+        self.encoder = encoder
         self.next_step = 0  # the first global step not yet trained on; saved in checkpoints
-        self.encoder = None  # set by the training script: tokenisers live on the encoder
         self._ready = False
 
     # ---- data ----
@@ -227,6 +209,8 @@ class RetrievalDataModule(L.LightningDataModule):
 
     def _collator(self, corpus: ParallelCorpus) -> Collator:
         enc = self.encoder
+        if enc is None:
+            raise ValueError("RetrievalDataModule needs encoder=... (its tokenisers) to build batches")
         return Collator(
             corpus,
             enc.tokenize_queries,
@@ -251,12 +235,19 @@ class RetrievalDataModule(L.LightningDataModule):
         ds = PlanDataset(self.dev_sampler, self._collator(self.dev_corpus), self.rank, self.world_size)
         return DataLoader(ds, sampler=list(range(self.val_batches)), batch_size=None, num_workers=0)
 
-    # ---- resumable stream ----
+    # ---- resumable stream (saved and restored by Lightning with every checkpoint) ----
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """A training batch is about to be trained on: a checkpoint written after its step resumes after it."""
+        if self.trainer is not None and self.trainer.training and "step" in batch:
+            self.next_step = int(batch["step"]) + 1
+        return batch
+
     def state_dict(self) -> dict:
         return {
             "next_step": self.next_step,
             "seed": self.seed,
             "sampler": type(self.sampler).__name__ if hasattr(self, "sampler") else None,
+            "train_langs": self.train_corpus.langs if hasattr(self, "train_corpus") else None,
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -12,26 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank, keeping the autograd graph (identity without DDP)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return x
-    if torch.distributed.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
-
-
-def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return x
-    if torch.distributed.get_world_size() == 1:
-        return x
-    out = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size())]
-    torch.distributed.all_gather(out, x)
-    return torch.cat(out, dim=0)
+from mdr.training.distributed import gather_no_grad, gather_with_grad, rank
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -60,21 +41,11 @@ class InfoNCELoss(nn.Module):
     per-rank losses (what DDP does to gradients) then equals the single-process loss on the global batch.
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.05,
-        symmetric: bool = False,
-        grad_cache: bool = False,
-        grad_cache_chunk: int = 32,
-    ):
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature={temperature} must be > 0")
-        if grad_cache and grad_cache_chunk < 1:
-            raise ValueError(f"loss.grad_cache_chunk={grad_cache_chunk} must be >= 1")
         self.temperature, self.symmetric = temperature, symmetric
-        # how the trainer computes it: GradCache chunks (mdr.grad_cache) bound activation memory, same gradients
-        self.grad_cache, self.grad_cache_chunk = grad_cache, grad_cache_chunk
 
     def forward(
         self,
@@ -88,14 +59,9 @@ class InfoNCELoss(nn.Module):
         ``labels``: (B,) local index of each query's positive in ``p``."""
         if q.shape[0] == 0:
             raise ValueError("empty batch: a training batch must hold at least one query")
-        rank = (
-            torch.distributed.get_rank()
-            if torch.distributed.is_available() and torch.distributed.is_initialized()
-            else 0
-        )
         all_p = gather_with_grad(p)
         all_answer_ids = gather_no_grad(cand_answer_ids)
-        offset = rank * p.shape[0]  # every rank holds the same number of candidates
+        offset = rank() * p.shape[0]  # every rank holds the same number of candidates
         global_labels = labels + offset
         scores = q @ all_p.T / self.temperature
         scores = scores.masked_fill(same_id_mask(query_ids, all_answer_ids, global_labels), float("-inf"))
@@ -105,7 +71,7 @@ class InfoNCELoss(nn.Module):
             all_qids = gather_no_grad(query_ids)
             positives = p[labels]  # (B, d) local positives against every rank's queries
             pos_answer_ids = cand_answer_ids[labels]
-            q_offset = rank * q.shape[0]
+            q_offset = rank() * q.shape[0]
             q_labels = torch.arange(q.shape[0], device=q.device) + q_offset
             back = positives @ all_q.T / self.temperature
             # query j is masked for positive i when j's id is one the positive answers (not i's own query)

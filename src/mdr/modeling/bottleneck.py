@@ -55,6 +55,7 @@ class BottleneckAdapter(nn.Module):
                 f"finetune.reduction_factor={reduction_factor} leaves no bottleneck for hidden size "
                 f"{hidden}: use a reduction factor <= {hidden}"
             )
+        self.reduction_factor, self.non_linearity = reduction_factor, non_linearity
         self.down = nn.Linear(hidden, bottleneck)
         self.act = ACTIVATIONS[non_linearity]()
         self.up = nn.Linear(bottleneck, hidden)
@@ -112,6 +113,7 @@ def add_adapters(
     for name in names:
         linear = modules[name]
         adapter = BottleneckAdapter(linear.out_features, reduction_factor, non_linearity)
+        adapter.placement = placement
         adapter.to(device=linear.weight.device, dtype=linear.weight.dtype)
         setattr(linear, ADAPTER_ATTR, adapter)
         linear.register_forward_hook(_run_adapter)
@@ -120,6 +122,21 @@ def add_adapters(
         "non_linearity": non_linearity,
         "placement": placement,
         "targets": names,
+    }
+
+
+def attached_adapters(model: nn.Module) -> dict | None:
+    """The config of the adapters attached to ``model`` (what ``add_adapters`` returned), read from the
+    adapters themselves; None when it has none."""
+    found = [(n, getattr(m, ADAPTER_ATTR)) for n, m in model.named_modules() if hasattr(m, ADAPTER_ATTR)]
+    if not found:
+        return None
+    first = found[0][1]
+    return {
+        "reduction_factor": first.reduction_factor,
+        "non_linearity": first.non_linearity,
+        "placement": first.placement,
+        "targets": [n for n, _ in found],
     }
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mdr.report import PERTURBED, Report
+from mdr.data.perturb import PERTURBED
+from mdr.report.collect import Report
 
 KINDS = ("mono mAP", "cross mAP", "multi mAP")
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 
 import lightning as L
 import numpy as np
 import torch
 
-from mdr.encoder import DualEncoder
-from mdr.eval.lareqa_eval import evaluate_lareqa
-from mdr.loss import InfoNCELoss
+from mdr.eval.lareqa import evaluate_lareqa
+from mdr.modeling.encoder import DualEncoder
+from mdr.training.checkpointing import RNG_KEY, capture_rng_state, restore_rng_state
+from mdr.training.distributed import average_gradients
+from mdr.training.loss import InfoNCELoss
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,10 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the run stops and keeps its last good checkpoint."""
 
 
-def average_gradients(params, world_size: int) -> None:
-    """All-reduce and average the gradients of ``params`` over ranks in one flat buffer (what DDP does)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
 class DualEncoderModule(L.LightningModule):
+    """Training step (plain, or GradCache with ``grad_cache_chunk``), dev validation on the datamodule's dev
+    retrieval set, AdamW with linear warm-up and decay; RNG state in checkpoints."""
+
     def __init__(
         self,
         encoder: DualEncoder,
@@ -48,14 +38,21 @@ class DualEncoderModule(L.LightningModule):
         eval_precision: str = "auto",
         grad_clip: float | None = None,
         length_chunks: int = 1,
+        grad_cache_chunk: int | None = None,
     ):
         super().__init__()
+        if grad_cache_chunk is not None and grad_cache_chunk < 1:
+            raise ValueError(f"compute.grad_cache_chunk={grad_cache_chunk} must be >= 1")
         self.encoder, self.loss_fn = encoder, loss
         # GradCache needs two passes per step: manual optimisation (Lightning cannot clip for us then)
-        self.automatic_optimization = not getattr(loss, "grad_cache", False)
+        self.automatic_optimization = grad_cache_chunk is None
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self.loss_history: list[float] = []
-        self.dev_set = None  # set from the datamodule: the dev retrieval set scored at each validation
+        self.dev_set = None  # the datamodule's dev retrieval set, read in ``setup``
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        self.dev_set = getattr(dm, "dev_set", None)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.hparams.length_chunks
@@ -82,10 +79,6 @@ class DualEncoderModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/xx_batch", float(batch["kind"] == "xx"), batch_size=bs)
         self.loss_history.append(float(loss.detach()))
-        # the stream position checkpoints save (callbacks run before the module's on_train_batch_end)
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "next_step"):
-            dm.next_step = int(batch["step"]) + 1
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -136,7 +129,7 @@ class DualEncoderModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _grad_cache_step(self, batch: dict) -> torch.Tensor:
-        from mdr.grad_cache import grad_cache_step
+        from mdr.training.grad_cache import grad_cache_step
 
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad()
@@ -145,7 +138,7 @@ class DualEncoderModule(L.LightningModule):
         # accumulated gradients once (the loss already gathers embeddings from every rank, with gradients).
         with ddp.no_sync() if hasattr(ddp, "no_sync") else contextlib.nullcontext():
             loss = grad_cache_step(
-                self.encoder, self.loss_fn, batch, self.loss_fn.grad_cache_chunk, self.manual_backward
+                self.encoder, self.loss_fn, batch, self.hparams.grad_cache_chunk, self.manual_backward
             )
         if ddp is not None:
             average_gradients(self.parameters(), self.trainer.world_size)
@@ -158,37 +151,10 @@ class DualEncoderModule(L.LightningModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "train_corpus"):
-            checkpoint["mdr_train_langs"] = dm.train_corpus.langs
-        # Lightning does not save RNG states; dropout after a resume must continue the same stream
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        np_state = {
-            "name": name,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        }  # tensors: loadable with weights_only
-        checkpoint["mdr_rng"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": np_state,
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
+        checkpoint[RNG_KEY] = capture_rng_state()  # Lightning does not save RNG states; dropout must continue
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        rng = checkpoint.get("mdr_rng")
-        if rng is None:
-            return
-        torch.set_rng_state(rng["torch"])
-        n = rng["numpy"]
-        np.random.set_state(
-            (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
-        )
-        random.setstate(rng["python"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng_state(checkpoint.get(RNG_KEY))
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)

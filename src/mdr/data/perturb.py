@@ -24,6 +24,7 @@ import numpy as np
 from mdr.data.corpus import RetrievalSet
 
 KINDS = ("char_noise", "word_drop", "word_swap", "code_switch")
+PERTURBED = "~"  # xquad_r~char_noise@0.1: a dataset evaluated on perturbed queries
 
 
 def stochastic_round(x: float, rng: np.random.Generator) -> int:
@@ -142,7 +143,7 @@ def check_perturbations(specs: list[dict]) -> list[tuple[str, float]]:
 
 
 def perturbed_name(name: str, kind: str, rate: float) -> str:
-    return f"{name}~{kind}@{rate:g}"
+    return f"{name}{PERTURBED}{kind}@{rate:g}"
 
 
 def perturb_set(rs: RetrievalSet, kind: str, rate: float, seed: int = 0) -> tuple[RetrievalSet, int]:

@@ -30,16 +30,16 @@ def merged_backbone(encoder):
 def export_encoder(
     encoder, out_dir: str | Path, metrics: dict | None = None, config: dict | None = None
 ) -> Path:
-    from mdr.bottleneck import remove_adapters, save_adapters
+    from mdr.modeling.bottleneck import attached_adapters, remove_adapters, save_adapters
 
     out = Path(out_dir)
-    adapter_config = getattr(encoder, "adapter_config", None)
+    adapter_config = attached_adapters(encoder.model)
     if adapter_config is None:
         write_sentence_transformer(encoder, merged_backbone(encoder), out)
     else:
         write_sentence_transformer(encoder, remove_adapters(copy.deepcopy(encoder.model)), out / "base")
         save_adapters(encoder.model, adapter_config, out / "adapter")
-    (out / "README.md").write_text(model_card(encoder, metrics, config))
+    (out / "README.md").write_text(model_card(encoder, metrics, config, adapter_config))
     log.info("exported %s", out)
     return out
 
@@ -48,7 +48,7 @@ def load_export(path: str | Path, device: str = "cpu"):
     """Load an export as a ``SentenceTransformer``, attaching bottleneck adapters when it has them."""
     from sentence_transformers import SentenceTransformer
 
-    from mdr.bottleneck import load_adapters
+    from mdr.modeling.bottleneck import load_adapters
 
     path = Path(path)
     if not (path / "adapter").is_dir():
@@ -88,7 +88,7 @@ def write_sentence_transformer(encoder, model, out: Path) -> None:
     shutil.rmtree(hf_dir)
 
 
-def model_card(encoder, metrics: dict | None, config: dict | None) -> str:
+def model_card(encoder, metrics: dict | None, config: dict | None, adapters: dict | None = None) -> str:
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -103,21 +103,21 @@ def model_card(encoder, metrics: dict | None, config: dict | None) -> str:
         f"`{encoder.passage_prefix!r}` (stored as the prompts `query` and `passage`).",
         "",
     ]
-    if getattr(encoder, "adapter_config", None) is None:
+    if adapters is None:
         lines += [
             "```python",
             "from sentence_transformers import SentenceTransformer",
             "model = SentenceTransformer(PATH)",
         ]
     else:
-        a = encoder.adapter_config
+        a = adapters
         lines += [
             f"Fine-tuned with bottleneck adapters ({a['placement']}, reduction factor {a['reduction_factor']}, "
             f"{a['non_linearity']}, {len(a['targets'])} adapters). **`base/` alone is the untrained backbone**: "
             "load it with its adapters (needs this project, `pip install mdr`):",
             "",
             "```python",
-            "from mdr.export import load_export",
+            "from mdr.modeling.export import load_export",
             "model = load_export(PATH)  # a SentenceTransformer",
         ]
     lines += [

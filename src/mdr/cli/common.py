@@ -1,0 +1,50 @@
+"""What both drivers (``train.py``, ``eval.py``) share: instantiation that surfaces a constructor's own
+error, the run folder's ``FAILED`` marker, and the checks that fail a run before anything is loaded."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mdr.data.sources import load_eval_set
+from mdr.eval.suite import EvalSettings
+from mdr.runtime.files import atomic_write_text
+
+
+def make(node, **kwargs):
+    """``hydra.utils.instantiate``, but a failing constructor's own error (which names the fix) is raised as
+    itself rather than wrapped in Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
+        raise
+
+
+@contextlib.contextmanager
+def failure_marker(run_dir: Path) -> Iterator[None]:
+    """Leave ``<run>/FAILED`` with the reason when the body raises (report.py lists such runs); a run that
+    starts again in the same folder (a resume) starts without it."""
+    (run_dir / "FAILED").unlink(missing_ok=True)
+    try:
+        yield
+    except BaseException as e:
+        atomic_write_text(run_dir / "FAILED", f"{type(e).__name__}: {e}\n")
+        raise
+
+
+def eval_settings(cfg: DictConfig) -> EvalSettings:
+    """The ``eval:`` group as settings, checked, with every evaluation set readable: the final evaluation
+    must be possible before any training or model loading is spent."""
+    settings: EvalSettings = make(cfg.eval)
+    settings.check()
+    for name in settings.datasets:
+        load_eval_set(name, cfg.paths.data_dir)
+    return settings

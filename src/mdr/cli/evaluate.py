@@ -1,0 +1,111 @@
+"""``eval.py``: score an off-the-shelf model, a training checkpoint or saved embeddings; no training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mdr.cli.common import eval_settings, failure_marker, make
+from mdr.data.sources import load_eval_set
+from mdr.eval.outputs import load_embeddings
+from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.modeling.finetune import FinetuneMode, finetune_mode
+from mdr.modeling.text_encoder import TextEncoder
+from mdr.training.checkpointing import load_encoder_weights, train_langs_of
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model."""
+    run_dir = Path(cfg.paths.output_dir)
+    with failure_marker(run_dir):
+        settings = eval_settings(cfg)  # fails on bad data before loading a model
+        trained_with = training_config(cfg.get("ckpt"))
+        seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+        encoder, embeddings = None, None
+        if cfg.get("embeddings"):
+            embeddings = saved_embeddings(cfg, settings)
+        else:
+            encoder, ckpt_langs = load_encoder(cfg, trained_with)
+            seen = seen or ckpt_langs
+        report = run_eval(
+            encoder,
+            settings,
+            cfg.paths.data_dir,
+            run_dir,
+            seen_langs=seen,
+            extra=run_record(cfg, trained_with),
+            embeddings=embeddings,
+        )
+        print(format_headline(report))
+        print(f"results in {run_dir}")
+        return report
+
+
+def training_config(ckpt: str | None) -> dict | None:
+    """The resolved config of the training run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if any."""
+    if not ckpt:
+        return None
+    path = Path(ckpt).parent.parent / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
+    """What ``metrics.json`` records of this evaluation; report.py groups a checkpoint's evaluation by
+    how it was trained (``config.trained_with``)."""
+    extra = {
+        "ckpt": cfg.get("ckpt"),
+        "embeddings": cfg.get("embeddings"),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if trained_with:
+        extra["config"]["trained_with"] = trained_with
+    return extra
+
+
+def saved_embeddings(cfg: DictConfig, settings: EvalSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``embeddings=...``: one LAReQA dataset's saved embeddings, checked against the set."""
+    if len(settings.datasets) != 1 or settings.qrels_sets:
+        raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
+    path = Path(cfg.embeddings)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"embeddings file {path} does not exist; write one with eval.save_embeddings=true"
+        )
+    settings.save_embeddings = False  # they are saved already
+    rs = load_eval_set(settings.datasets[0], cfg.paths.data_dir)
+    return {rs.name: load_embeddings(path, rs)}
+
+
+def load_encoder(cfg: DictConfig, trained_with: dict | None) -> tuple[TextEncoder, list[str] | None]:
+    """The model, set up with the checkpoint's fine-tuning mode and weights; also the checkpoint's training
+    languages (None without a checkpoint)."""
+    encoder = make(cfg.model.encoder)
+    if not encoder.trainable:  # an evaluation-only baseline (mdr.modeling.baselines)
+        if cfg.get("ckpt"):
+            raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
+        return encoder, None
+    checkpoint_finetune(cfg, trained_with).apply(encoder)  # LoRA / adapter weights need their modules
+    langs = train_langs_of(load_encoder_weights(encoder, cfg.ckpt)) if cfg.get("ckpt") else None
+    device = cfg.get("device", "auto")
+    encoder.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    return encoder, langs
+
+
+def checkpoint_finetune(cfg: DictConfig, trained_with: dict | None) -> FinetuneMode:
+    """The configured fine-tuning mode, or the checkpoint's own when its run folder says it differs."""
+    own: FinetuneMode = make(cfg.finetune)
+    theirs = (trained_with or {}).get("finetune") or {}
+    if theirs.get("mode") not in (None, own.mode):
+        log.info("using the checkpoint's finetune=%s (from its run folder)", theirs["mode"])
+        return finetune_mode(theirs)
+    return own

@@ -1,0 +1,226 @@
+"""One training run: build everything from the Hydra config, fit, evaluate, write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mdr.cli.common import eval_settings, failure_marker, make
+from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.modeling.encoder import DualEncoder
+from mdr.modeling.finetune import FinetuneMode
+from mdr.runtime.precision import trainer_precision
+from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
+from mdr.training.datamodule import RetrievalDataModule
+from mdr.training.module import DualEncoderModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRun:
+    """The objects of one run, built from the config by ``build``."""
+
+    encoder: DualEncoder
+    finetune: FinetuneMode
+    finetune_counts: dict
+    datamodule: RetrievalDataModule
+    module: DualEncoderModule
+    trainer: L.Trainer
+    best: L.pytorch.callbacks.ModelCheckpoint
+    precision: str
+    pretrain_stats: dict | None
+
+
+def train(cfg: DictConfig) -> dict:
+    """``python train.py``: check, build, fit, restore the best checkpoint, evaluate, export."""
+    run_dir = Path(cfg.paths.output_dir)
+    with failure_marker(run_dir):
+        settings = check_config(cfg)
+        run = build(cfg, run_dir)
+        train_s = fit(cfg, run, run_dir)
+        restore_best(cfg, run)
+        if not run.trainer.is_global_zero:
+            return {}
+        report = evaluate_and_export(cfg, run, run_dir, settings, train_summary(cfg, run, train_s))
+        print_result(cfg, run, report, run_dir)
+        return report
+
+
+def check_config(cfg: DictConfig) -> EvalSettings:
+    """Fail before any loading on settings that cannot work."""
+    alpha = cfg.sampler.get("alpha")
+    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
+    if int(cfg.data.datamodule.batch_size) < 1:
+        raise ValueError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+    return eval_settings(cfg)
+
+
+def build(cfg: DictConfig, run_dir: Path) -> TrainingRun:
+    """Encoder (+ optional MLM stage) -> fine-tuning mode -> datamodule -> module -> trainer, in that order
+    (the seeded RNG stream depends on it)."""
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+    encoder = make(cfg.model.encoder)
+    pretrain_stats = maybe_pretrain(cfg, encoder)
+    finetune: FinetuneMode = make(cfg.finetune)
+    counts = finetune.apply(encoder)
+    dm = make(
+        cfg.data.datamodule, sampler_factory=make(cfg.sampler, _partial_=True), encoder=encoder, seed=cfg.seed
+    )
+    compute = cfg.compute
+    module = DualEncoderModule(
+        encoder,
+        make(cfg.loss),
+        **cfg.optim,
+        eval_batch_size=cfg.eval.batch_size,
+        eval_precision=cfg.eval.precision,
+        grad_clip=cfg.trainer.get("gradient_clip_val"),
+        length_chunks=int(compute.length_chunks),
+        grad_cache_chunk=int(compute.grad_cache_chunk) if compute.grad_cache else None,
+    )
+    if compute.get("compile"):  # torch.compile the backbone (dynamic shapes: batches vary in length)
+        encoder.model.compile(
+            dynamic=True, backend="inductor" if compute.compile is True else str(compute.compile)
+        )
+    trainer, best, precision = build_trainer(cfg, run_dir)
+    return TrainingRun(encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats)
+
+
+def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
+    """The optional domain-adaptive MLM stage (``pretrain.enabled``), skipped when resuming (the
+    checkpoint already holds its result)."""
+    pretraining = make(cfg.pretrain)
+    if not pretraining.enabled or cfg.get("ckpt_path"):
+        return None
+    use_gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
+    device = "cuda" if use_gpu else "cpu"
+    return pretraining.run(encoder, cfg.paths.data_dir, int(cfg.seed), str(cfg.eval.precision), device)
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path
+) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint, str]:
+    callbacks = checkpoint_callbacks(OmegaConf.to_container(cfg.checkpoint), run_dir / "checkpoints")
+    best = callbacks[0]
+    callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
+    if cfg.get("log_batches"):
+        from mdr.training.callbacks import BatchLog
+
+        callbacks.append(BatchLog(run_dir / "batches.jsonl"))
+    logger = False
+    if cfg.get("logger"):
+        from mdr.cli.wandb_logging import logger_config
+
+        logger = make(
+            OmegaConf.create(logger_config(OmegaConf.to_container(cfg.logger, resolve=True), str(run_dir)))
+        )
+    precision = trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+    extra = (
+        {"gradient_clip_val": None} if cfg.compute.grad_cache else {}
+    )  # GradCache: the module clips itself
+    trainer = make(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        precision=precision,
+        **extra,
+    )
+    return trainer, best, precision
+
+
+def fit(cfg: DictConfig, run: TrainingRun, run_dir: Path) -> float:
+    """Train (unless the fine-tuning mode trains nothing); returns the wall-clock seconds."""
+    n_trainable = run.module.trainable_parameters()
+    log.info("trainable parameters: %d of %d", n_trainable, run.finetune_counts["total"])
+    if run.trainer.logger:
+        run.trainer.logger.log_hyperparams(
+            {**OmegaConf.to_container(cfg, resolve=True), "trainable_params": n_trainable}
+        )
+    ckpt_path = resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")
+    t0 = time.perf_counter()
+    if run.finetune.trains:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
+    else:
+        log.info("finetune=%s: no training, evaluating the model as loaded", run.finetune.mode)
+        run.datamodule.setup("fit")  # the training languages still split the results into seen / unseen
+    return time.perf_counter() - t0
+
+
+def restore_best(cfg: DictConfig, run: TrainingRun) -> None:
+    path = run.best.best_model_path
+    if path and cfg.checkpoint.get("evaluate_best", True):
+        load_module_weights(run.module, path)
+        log.info(
+            "evaluating the best checkpoint %s (%s=%s)",
+            path,
+            cfg.checkpoint.monitor,
+            run.best.best_model_score,
+        )
+
+
+def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float) -> dict:
+    """``metrics.json``'s ``train`` and ``config`` blocks."""
+    losses = run.module.loss_history
+    k = max(1, min(10, len(losses) // 5))
+    score = run.best.best_model_score
+    return {
+        "train": {
+            "steps": run.trainer.global_step,
+            "wall_s": train_s,
+            "loss_first": float(sum(losses[:k]) / k) if losses else None,
+            "loss_last": float(sum(losses[-k:]) / k) if losses else None,
+            "loss_window": k,
+            "trainable_params": run.module.trainable_parameters(),
+            "total_params": run.finetune_counts["total"],
+            "finetune": run.finetune.mode,
+            "best_checkpoint": run.best.best_model_path or None,
+            "best_score": float(score) if score is not None else None,
+            "train_langs": run.datamodule.train_corpus.langs,
+            "precision": run.precision,
+            "pretrain": run.pretrain_stats,
+        },
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def evaluate_and_export(
+    cfg: DictConfig, run: TrainingRun, run_dir: Path, settings: EvalSettings, extra: dict
+) -> dict:
+    encoder = run.module.encoder
+    encoder.to(run.module.device)
+    report = run_eval(
+        encoder,
+        settings,
+        cfg.paths.data_dir,
+        run_dir,
+        seen_langs=run.datamodule.train_corpus.langs,
+        extra=extra,
+    )
+    if isinstance(run.trainer.logger, L.pytorch.loggers.WandbLogger):
+        from mdr.cli.wandb_logging import log_final
+
+        log_final(run.trainer.logger, report, run_dir)
+    if cfg.get("export", {}).get("enabled", False):
+        from mdr.modeling.export import export_encoder
+
+        export_encoder(encoder.cpu(), run_dir / "export", metrics=report, config=extra["config"])
+    return report
+
+
+def print_result(cfg: DictConfig, run: TrainingRun, report: dict, run_dir: Path) -> None:
+    print(format_headline(report))
+    t = report["train"]
+    loss = f", loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}" if t["loss_first"] is not None else ""
+    print(
+        f"train ({run.finetune.mode}, {t['trainable_params']} trainable parameters): {t['steps']} steps in "
+        f"{t['wall_s']:.0f} s{loss}; results in {run_dir}"
+    )

@@ -1,0 +1,38 @@
+"""Named data sources -> readers: the evaluation sets (``data.eval_datasets``) and the training corpora
+(``data.train``). Everything above the data layer asks for data by name here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mdr.data.corpus import ParallelCorpus, RetrievalSet
+from mdr.data.jsonl import read_parallel_jsonl
+from mdr.data.lareqa import DATASET_DIRS, parallel_corpus, read_lareqa, retrieval_set
+
+
+def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = None) -> RetrievalSet:
+    """A LAReQA retrieval set (``xquad_r``, ``mlqa_r``) by name."""
+    if name not in DATASET_DIRS:
+        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {sorted(DATASET_DIRS)}")
+    return retrieval_set(read_lareqa(data_dir, name, langs), name)
+
+
+def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, RetrievalSet | None]:
+    """The training corpus and, for LAReQA sets, the matching sentence-pool retrieval set (for dev mAP)."""
+    kind = source.get("kind", "lareqa")
+    langs = list(source["langs"]) if source.get("langs") else None
+    if kind == "lareqa":
+        files = read_lareqa(data_dir, source["name"], langs)
+        return parallel_corpus(files, source["name"]), retrieval_set(files, source["name"])
+    if kind == "jsonl":
+        return read_parallel_jsonl(source["path"], langs), None
+    if kind == "mmarco":
+        from mdr.data.mmarco import read_mmarco
+
+        return read_mmarco(
+            langs or ["en"],
+            source.get("root") or "hf://datasets/unicamp-dl/mmarco",
+            source.get("max_queries"),
+            source.get("negatives_per_query", 1),
+        ), None
+    raise ValueError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")

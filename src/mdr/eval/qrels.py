@@ -1,0 +1,76 @@
+"""Scoring of corpus-style benchmarks (MIRACL / BEIR layout, read by ``mdr.data.qrels``): exact search,
+nDCG@10 and R@100 per query, averaged.
+
+nDCG uses linear gains (gain = relevance, as trec_eval) and a log2 discount (``mdr.eval.metrics.ndcg``);
+the ideal ranking is the qrels' own gains sorted. Queries without a relevant document are skipped and
+counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mdr.data.qrels import QrelsSet
+from mdr.eval.metrics import ndcg
+
+SEARCHES = ("torch", "faiss")
+
+
+def exact_top_k(
+    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str = "torch", chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k: torch matmul in query chunks, or a FAISS ``IndexFlatIP`` (large corpora)."""
+    q = np.ascontiguousarray(query_emb, dtype=np.float32)
+    d = np.ascontiguousarray(doc_emb, dtype=np.float32)
+    if search == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatIP(d.shape[1])
+        index.add(d)
+        scores, idx = index.search(q, k)
+        return idx, scores
+    if search != "torch":
+        raise ValueError(f"eval.search={search!r}; choose one of {SEARCHES}")
+    dt = torch.from_numpy(d)
+    idx = np.empty((len(q), k), dtype=np.int64)
+    scores = np.empty((len(q), k), dtype=np.float32)
+    for a in range(0, len(q), chunk):
+        top = (torch.from_numpy(q[a : a + chunk]) @ dt.T).topk(k, dim=1)
+        idx[a : a + chunk], scores[a : a + chunk] = top.indices.numpy(), top.values.numpy()
+    return idx, scores
+
+
+def evaluate_qrels(
+    qs: QrelsSet, query_emb: np.ndarray, doc_emb: np.ndarray, depth: int = 100, search: str = "torch"
+) -> dict:
+    """Exact search over the corpus; per-query nDCG@10 and R@100 means, the top-``depth`` run."""
+    if query_emb.shape[0] != len(qs.query_ids) or doc_emb.shape[0] != len(qs.doc_ids):
+        raise ValueError(
+            f"{qs.name}: embeddings ({query_emb.shape[0]}, {doc_emb.shape[0]}) do not match "
+            f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents"
+        )
+    k = min(max(depth, 100), len(qs.doc_ids))
+    top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search)
+    run: dict[str, dict[str, float]] = {}
+    ndcgs, recall, skipped = [], [], 0
+    for a in range(0, len(qs.query_ids), 256):
+        for r, qid in enumerate(qs.query_ids[a : a + 256], start=a):
+            docs = [qs.doc_ids[j] for j in top_idx[r].tolist()]
+            run[qid] = dict(zip(docs[:depth], top_scores[r][:depth].tolist()))
+            judged = qs.qrels.get(qid, {})
+            relevant = {doc for doc, rel in judged.items() if rel > 0}
+            if not relevant:
+                skipped += 1
+                continue
+            ndcgs.append(ndcg([judged.get(doc, 0) for doc in docs], list(judged.values()), k=10))
+            recall.append(len(relevant & set(docs[:100])) / len(relevant))
+    return {
+        "dataset": qs.name,
+        "n_queries": len(ndcgs),
+        "n_skipped": skipped,
+        "n_docs": len(qs.doc_ids),
+        "ndcg@10": float(np.mean(ndcgs)) if ndcgs else None,
+        "r@100": float(np.mean(recall)) if recall else None,
+        "run": run,
+    }

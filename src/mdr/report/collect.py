@@ -1,0 +1,165 @@
+"""Collect a sweep's run folders into a paper-style results table.
+
+A run folder is any folder with ``.hydra/config.yaml``. A complete run has ``metrics.json`` (written
+last and atomically); a run with ``FAILED`` is listed with its reason; a run with neither (killed, still
+running) is listed as incomplete. Failed and incomplete runs are never read into the table.
+
+Rows = sampler x model x finetune (seeds pooled), plus one column per other swept override that takes
+more than one value in the collection (``sampler.alpha``, ``data``, ``pretrain.enabled``: read from each
+run's ``.hydra/overrides.yaml``). Per LAReQA dataset the columns are mono / cross / multi mAP, P@1 and MRR@5
+of the cross-lingual settings, and the rank distance; cells are mean +- the half-width of a 95%
+t-interval over seeds. The best mean of each column is marked (lowest for rank distance) where a column
+has two or more rows.
+
+``subset="unseen"`` (or ``"seen"``) reads the summaries restricted to languages unseen (seen) in training.
+Datasets evaluated on perturbed queries (``xquad_r~char_noise@0.1``, from ``eval.perturb``) are kept out
+of the main table and reported as mAP drops against their clean dataset (``robustness``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mdr.data.perturb import PERTURBED
+from mdr.report.stats import Cell, mean_ci
+
+SAMPLERS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
+
+# (column label, path into a dataset's summary, higher is better)
+COLUMNS = [
+    ("mono mAP", ("mono", "map"), True),
+    ("cross mAP", ("cross", "map"), True),
+    ("multi mAP", ("multi", "map"), True),
+    ("P@1 (X->Y)", ("cross", "p@1"), True),
+    ("MRR@5 (X->Y)", ("cross", "mrr@5"), True),
+    ("rank dist", ("multi", "rank_distance"), False),
+]
+
+BASE_KEYS = ["sampler", "model", "finetune"]
+
+NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt"}
+
+
+@dataclass
+class RunValues:
+    """One complete run: its row key and its metric values (``dataset|label`` -> value)."""
+
+    path: Path
+    key: tuple[str, ...]
+    config: dict
+    values: dict[str, float]
+
+
+@dataclass
+class Report:
+    rows: dict[tuple[str, ...], dict[str, Cell]] = field(default_factory=dict)
+    key_names: list[str] = field(default_factory=lambda: list(BASE_KEYS))
+    columns: list[tuple[str, str, bool]] = field(default_factory=list)  # (dataset, label, higher is better)
+    best: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    complete: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    incomplete: list[Path] = field(default_factory=list)
+    runs: list[RunValues] = field(default_factory=list)
+    subset: str | None = None
+
+
+def sampler_name(config: dict, label_alpha: bool = True) -> str:
+    sampler = config.get("sampler", {}).get("_target_", "?").rsplit(".", 1)[-1]
+    sampler = SAMPLERS.get(sampler, sampler)
+    alpha = config.get("sampler", {}).get("alpha")
+    if label_alpha and sampler == "hybrid" and alpha is not None and float(alpha) != 0.5:
+        sampler = f"hybrid a={alpha}"
+    return sampler
+
+
+def row_key(config: dict, label_alpha: bool = True) -> tuple[str, str, str]:
+    return (
+        sampler_name(config, label_alpha),
+        str(config.get("model", {}).get("name", "?")),
+        str(config.get("finetune", {}).get("mode", "?")),
+    )
+
+
+def read_overrides(run: Path) -> dict[str, str]:
+    """The command-line overrides of a run (``key=value``), as Hydra recorded them."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    out = {}
+    for item in yaml.safe_load(path.read_text()) or []:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith("hydra"):
+            out[key] = value
+    return out
+
+
+def summary_values(metrics: dict, subset: str | None) -> dict[str, float]:
+    """``dataset|label`` -> value for every LAReQA dataset of a run (``subset``: seen / unseen only)."""
+    out = {}
+    for ds, d in sorted(metrics.get("datasets", {}).items()):
+        summary = d.get("summary")
+        if summary is None:
+            continue
+        if subset:
+            summary = summary.get(subset) or {}
+        for label, (kind, metric), _ in COLUMNS:
+            v = (summary.get(kind) or {}).get(metric)
+            if v is not None:
+                out[f"{ds}|{label}"] = float(v)
+    return out
+
+
+def collect(root: str | Path, subset: str | None = None) -> Report:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: pass a multirun/<date>/<time> folder or outputs/")
+    if subset not in (None, "seen", "unseen"):
+        raise ValueError(f"subset={subset!r}: choose seen or unseen (or none for all languages)")
+    report = Report(subset=subset)
+    runs = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml"))
+    if not runs:
+        raise FileNotFoundError(f"no run folders (with .hydra/config.yaml) under {root}")
+    found = []
+    for run in runs:
+        if (run / "FAILED").exists():
+            report.failed.append((run, (run / "FAILED").read_text().strip()))
+            continue
+        if not (run / "metrics.json").exists():
+            report.incomplete.append(run)
+            continue
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = metrics.get("config") or yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config = config.get("trained_with") or config  # eval.py of a training run's checkpoint
+        found.append((run, config, read_overrides(run), summary_values(metrics, subset)))
+        report.complete.append(run)
+    swept: dict[str, set[str]] = {}
+    for _, _, overrides, _ in found:
+        for k, v in overrides.items():
+            if k not in NOT_A_ROW_KEY:
+                swept.setdefault(k, set()).add(v)
+    extra = sorted(k for k, vs in swept.items() if len(vs) > 1 or any(k not in o for _, _, o, _ in found))
+    report.key_names = BASE_KEYS + extra
+    for run, config, overrides, values in found:
+        key = row_key(config, label_alpha="sampler.alpha" not in extra)
+        key += tuple(overrides.get(k, "default") for k in extra)
+        report.runs.append(RunValues(run, key, config, values))
+    pooled: dict[tuple, dict[str, list[float]]] = {}
+    for rv in report.runs:
+        for col, v in rv.values.items():
+            pooled.setdefault(rv.key, {}).setdefault(col, []).append(v)
+    datasets = sorted({col.split("|")[0] for cols in pooled.values() for col in cols} - set())
+    clean = [ds for ds in datasets if PERTURBED not in ds]
+    report.columns = [(ds, label, higher) for ds in clean for label, _, higher in COLUMNS]
+    for key in sorted(pooled):
+        report.rows[key] = {col: mean_ci(v) for col, v in pooled[key].items()}
+    for ds, label, higher in report.columns:
+        col = f"{ds}|{label}"
+        cands = [(cells[col].mean, key) for key, cells in report.rows.items() if col in cells]
+        if len(cands) > 1:  # a column with one row (e.g. a dataset only one setting evaluates) has no best
+            report.best[(ds, label)] = (max if higher else min)(cands)[1]
+    return report

@@ -1,0 +1,148 @@
+"""A collected ``Report`` as Markdown, LaTeX and CSV tables (and the alpha-curve / robustness tables)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mdr.data.perturb import PERTURBED
+from mdr.report.collect import Report
+from mdr.report.stats import Cell
+
+
+def _cell(c: Cell | None, digits: int) -> str:
+    if c is None:
+        return "-"
+    s = f"{c.mean:.{digits}f}"
+    return s if c.half_width is None else f"{s} ± {c.half_width:.{digits}f}"
+
+
+def _digits(label: str) -> int:
+    return 1 if label == "rank dist" else 4
+
+
+def _ds_label(r: Report, ds: str) -> str:
+    return f"{ds} ({r.subset})" if r.subset else ds
+
+
+def to_markdown(r: Report) -> str:
+    head = [*r.key_names, "seeds"] + [f"{_ds_label(r, ds)} {label}" for ds, label, _ in r.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, cells in r.rows.items():
+        n = max((c.n for c in cells.values()), default=0)
+        out = []
+        for ds, label, _ in r.columns:
+            text = _cell(cells.get(f"{ds}|{label}"), _digits(label))
+            out.append(f"**{text}**" if r.best.get((ds, label)) == key else text)
+        lines.append("| " + " | ".join([*key, str(n), *out]) + " |")
+    lines += [
+        "",
+        "Mean ± half-width of the 95% t-interval over seeds; **bold**: best mean in the column "
+        "(lowest rank distance)."
+        + (f" Queries and pools restricted to languages {r.subset} in training." if r.subset else ""),
+        f"Complete runs: {len(r.complete)}.",
+    ]
+    if r.failed:
+        lines += ["", f"Failed runs ({len(r.failed)}), not in the table:"]
+        lines += [f"- `{p}`: {reason}" for p, reason in r.failed]
+    if r.incomplete:
+        lines += [
+            "",
+            f"Incomplete runs ({len(r.incomplete)}: no metrics.json, killed or still running), not in the table:",
+        ]
+        lines += [f"- `{p}`" for p in r.incomplete]
+    return "\n".join(lines) + "\n"
+
+
+def alpha_markdown(curves: dict) -> str:
+    lines = []
+    for group, by_alpha in curves.items():
+        present = {c for cells in by_alpha.values() for c in cells}
+        datasets = sorted({c.split("|")[0] for c in present if PERTURBED not in c})
+        cols = [f"{ds}|{label}" for ds in datasets for label in CURVE_LABELS if f"{ds}|{label}" in present]
+        lines += [f"Alpha curve ({', '.join(group)}): share of X-X batches", ""]
+        lines += ["| alpha | seeds | " + " | ".join(c.replace("|", " ") for c in cols) + " |"]
+        lines += ["|" + "---|" * (2 + len(cols))]
+        for a, cells in by_alpha.items():
+            n = max(c.n for c in cells.values())
+            row = [_cell(cells.get(c), _digits(c.split("|")[1])) for c in cols]
+            lines.append(f"| {a:g} | {n} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+CURVE_LABELS = ("mono mAP", "cross mAP", "multi mAP", "rank dist")
+
+
+def robustness_markdown(r: Report, drops: dict) -> str:
+    variants = sorted({ds for d in drops.values() for ds in d})
+    head = [*r.key_names, *(v.split(PERTURBED, 1)[1] for v in variants)]
+    lines = [
+        "mAP drop under query perturbations (clean minus perturbed; mono / cross / multi; mean over seeds)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for key, d in drops.items():
+        cells = []
+        for v in variants:
+            c = d.get(v, {})
+            cells.append(
+                " / ".join(
+                    f"{c[m].mean:+.3f}" if m in c else "-" for m in ("mono mAP", "cross mAP", "multi mAP")
+                )
+            )
+        lines.append("| " + " | ".join([*key, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(r: Report) -> str:
+    cols = "l" * len(r.key_names) + "c" * (1 + len(r.columns))
+    head = [*r.key_names, "seeds"] + [f"{_ds_label(r, ds)} {label}" for ds, label, _ in r.columns]
+    esc = lambda s: s.replace("_", r"\_").replace("->", r"$\to$").replace("#", r"\#")  # noqa: E731
+    lines = [
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(esc(h) for h in head) + r" \\",
+        r"\midrule",
+    ]
+    for key, cells in r.rows.items():
+        n = max((c.n for c in cells.values()), default=0)
+        out = []
+        for ds, label, _ in r.columns:
+            text = _cell(cells.get(f"{ds}|{label}"), _digits(label)).replace("±", r"$\pm$")
+            out.append(rf"\textbf{{{text}}}" if r.best.get((ds, label)) == key else text)
+        lines.append(" & ".join([*(esc(k) for k in key), str(n), *out]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(r: Report, path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                *r.key_names,
+                "dataset",
+                "metric",
+                "mean",
+                "ci95_half_width",
+                "n_seeds",
+                "best",
+            ]
+        )
+        for key, cells in r.rows.items():
+            for ds, label, _ in r.columns:
+                c = cells.get(f"{ds}|{label}")
+                if c is not None:
+                    w.writerow(
+                        [
+                            *key,
+                            ds,
+                            label,
+                            c.mean,
+                            "" if c.half_width is None else c.half_width,
+                            c.n,
+                            int(r.best.get((ds, label)) == key),
+                        ]
+                    )

@@ -1,0 +1,34 @@
+"""Everything ``report.py`` writes for a sweep folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mdr.report.collect import Report, collect
+from mdr.report.derived import alpha_curve, robustness
+from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness
+from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
+
+
+def write_report(root: str | Path, out_dir: str | Path | None = None, subset: str | None = None) -> Report:
+    """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
+    runs hold an alpha sweep or perturbed evaluations. ``subset`` names the files ``results_unseen.*``."""
+    r = collect(root, subset)
+    out = Path(out_dir) if out_dir else Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"results_{subset}" if subset else "results"
+    (out / f"{stem}.md").write_text(to_markdown(r))
+    (out / f"{stem}.tex").write_text(to_latex(r))
+    write_csv(r, out / f"{stem}.csv")
+    if r.rows and r.columns:
+        plot_bars(r, out / f"{stem}_bars.png")
+        plot_bias(r, out / ("bias_" + subset + ".png" if subset else "bias.png"))
+    curves = alpha_curve(r)
+    if curves:
+        (out / "alpha_curve.md").write_text(alpha_markdown(curves))
+        plot_alpha_curve(curves, out / "alpha_curve.png")
+    drops = robustness(r)
+    if drops:
+        (out / "robustness.md").write_text(robustness_markdown(r, drops))
+        plot_robustness(r, drops, out / "robustness.png")
+    return r

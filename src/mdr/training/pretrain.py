@@ -1,0 +1,201 @@
+"""Domain-adaptive pretraining: a masked-language-model pass over the target set's unlabeled passages.
+
+Runs before contrastive training (``pretrain.enabled=true``), in place on the encoder's backbone. Only
+passages are read (no questions, no labels). The MLM head comes from the checkpoint when it has one
+(XLM-R, mBERT) and is freshly initialised otherwise (the offline multilingual-e5-small ships no head); its
+logits are computed at the masked positions only, which keeps a 250k-word vocabulary affordable on a CPU.
+A fresh head sends noise into the encoder until it has learned something: ``head_warmup_steps`` first
+trains the head alone (the encoder runs without gradients), the usual remedy when a new head is put on a
+pretrained body.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from mdr.data.sources import load_eval_set
+from mdr.runtime.precision import autocast_dtype
+
+log = logging.getLogger(__name__)
+
+HEADS = ("cls", "lm_head")  # BERT-style and RoBERTa / XLM-R-style MLM heads
+
+
+def passages_of(datasets: list[str], data_dir: str) -> list[str]:
+    """Unique paragraphs of the named evaluation sets, in a fixed order."""
+    seen: dict[str, None] = {}
+    for name in datasets:
+        for text in load_eval_set(name, data_dir).cand_contexts:
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def mlm_head(encoder) -> torch.nn.Module:
+    """The MLM head for the encoder's architecture, its output layer tied to the encoder's word embeddings."""
+    from transformers import AutoModelForMaskedLM
+
+    model_type = encoder.model.config.model_type
+    try:
+        mlm = AutoModelForMaskedLM.from_pretrained(encoder.path)
+    except ValueError as e:
+        raise ValueError(
+            f"pretrain: no masked-language-model head for model type {model_type!r} ({e}); "
+            "domain-adaptive pretraining needs an MLM encoder (bert, xlm-roberta, roberta): set pretrain.enabled=false"
+        ) from None
+    head = next((getattr(mlm, h) for h in HEADS if hasattr(mlm, h)), None)
+    if head is None:
+        raise ValueError(f"pretrain: cannot find the MLM head of {type(mlm).__name__} (looked for {HEADS})")
+    out = mlm.get_output_embeddings()
+    out.weight = (
+        encoder.model.get_input_embeddings().weight
+    )  # tie to the encoder's (possibly frozen) embeddings
+    return head
+
+
+@dataclass
+class MLMPretraining:
+    """The ``pretrain:`` config: MLM on the passages of ``datasets`` before contrastive training."""
+
+    enabled: bool = False
+    datasets: list[str] = field(default_factory=list)
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 5e-5
+    mask_prob: float = 0.15
+    max_length: int = 128
+    head_warmup_steps: int = 0
+
+    def run(self, encoder, data_dir: str, seed: int, precision: str, device: str) -> dict:
+        """Pretrain ``encoder`` in place on ``device`` (it is moved back to the CPU); returns statistics."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("enabled", "datasets")}
+        encoder.to(device)
+        stats = mlm_pretrain(
+            encoder, passages_of(list(self.datasets), data_dir), seed=seed, precision=precision, **settings
+        )
+        encoder.to("cpu")
+        return {**stats, "datasets": list(self.datasets)}
+
+
+def check_settings(texts: list[str], steps: int, batch_size: int, head_warmup_steps: int) -> None:
+    if not texts:
+        raise ValueError("pretrain: no passages to pretrain on; check pretrain.datasets")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"pretrain.steps={steps} and pretrain.batch_size={batch_size} must be >= 1")
+    if not 0 <= head_warmup_steps <= steps:
+        raise ValueError(
+            f"pretrain.head_warmup_steps={head_warmup_steps} must be in [0, pretrain.steps={steps}]: "
+            "only the steps after it adapt the encoder (equal to pretrain.steps: the head alone is trained)"
+        )
+
+
+class MaskedBatches:
+    """Seeded MLM batches: passages in a random order (reshuffled when used up), masked by the HF collator."""
+
+    def __init__(
+        self, tokenizer, texts: list[str], batch_size: int, mask_prob: float, max_length: int, seed: int
+    ):
+        from transformers import DataCollatorForLanguageModeling
+
+        self.collator = DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=mask_prob, return_tensors="pt"
+        )
+        self.tokenized = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        self.batch_size = batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order, self.cursor = self._shuffle(), 0
+
+    def _shuffle(self) -> list[int]:
+        return torch.randperm(len(self.tokenized), generator=self.gen).tolist()
+
+    def next(self) -> dict[str, torch.Tensor]:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order, self.cursor = self._shuffle(), 0
+        idx = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        torch.manual_seed(
+            int(torch.randint(2**31 - 1, (1,), generator=self.gen))
+        )  # the collator masks with torch's RNG
+        return self.collator([{"input_ids": self.tokenized[i]} for i in idx])
+
+
+def mlm_pretrain(
+    encoder,
+    texts: list[str],
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 5e-5,
+    mask_prob: float = 0.15,
+    max_length: int = 128,
+    seed: int = 0,
+    precision: str = "auto",
+    show_progress: bool = True,
+    head_warmup_steps: int = 0,
+) -> dict:
+    """Train ``encoder.model`` with MLM on ``texts`` for ``steps`` batches (the first
+    ``head_warmup_steps`` of them train the MLM head only); returns loss statistics."""
+    check_settings(texts, steps, batch_size, head_warmup_steps)
+    with torch.random.fork_rng(devices=[]):  # seeded on its own; the caller's RNG stream is left as it was
+        torch.manual_seed(seed)
+        head = mlm_head(encoder)
+        device = next(encoder.parameters()).device
+        head.to(device)
+        batches = MaskedBatches(encoder.tokenizer, texts, batch_size, mask_prob, max_length, seed)
+        params = [p for p in list(encoder.model.parameters()) + list(head.parameters()) if p.requires_grad]
+        params = list({id(p): p for p in params}.values())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        dtype = autocast_dtype(precision, device)
+        was_training = encoder.training
+        encoder.model.train()
+        losses = []
+        for step in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
+            batch = {k: v.to(device) for k, v in batches.next().items()}
+            loss = _mlm_loss(encoder, head, batch, dtype, train_encoder=step >= head_warmup_steps)
+            if loss is None:
+                continue
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretrain: MLM loss is {loss.item()}; lower pretrain.lr (now {lr})")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        encoder.train(was_training)
+    return _stats(losses, head_warmup_steps, len(texts))
+
+
+def _mlm_loss(encoder, head, batch: dict, dtype, train_encoder: bool) -> torch.Tensor | None:
+    """Cross-entropy at the masked positions only (None when the batch has none); during the head warm-up
+    the encoder runs without gradients."""
+    labels = batch.pop("labels")
+    masked = labels != -100
+    if not masked.any():
+        return None
+    device = labels.device
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.set_grad_enabled(train_encoder):
+            hidden = encoder.model(**batch).last_hidden_state
+        logits = head(hidden[masked])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[masked])
+
+
+def _stats(losses: list[float], head_warmup_steps: int, passages: int) -> dict:
+    k = max(1, min(10, len(losses) // 5))
+    stats = {
+        "steps": len(losses),
+        "head_warmup_steps": head_warmup_steps,
+        "passages": passages,
+        "loss_first": sum(losses[:k]) / k,
+        "loss_last": sum(losses[-k:]) / k,
+    }
+    log.info(
+        "MLM pretraining: %d steps on %d passages, loss %.3f -> %.3f",
+        stats["steps"],
+        passages,
+        stats["loss_first"],
+        stats["loss_last"],
+    )
+    return stats
