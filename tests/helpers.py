@@ -1,12 +1,14 @@
 """Helpers the test modules share: subprocess runs of train.py / eval.py with tiny-model overrides, and the
 small Lightning pieces (a 3-language MLQA-R datamodule, a quiet CPU Trainer) the DDP tests build."""
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +31,27 @@ def run(script, *overrides, cwd=ROOT, check=True, env_extra=None, env_drop=()):
             f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         )
     return proc
+
+
+def run_piped(script, *overrides, cwd=ROOT):
+    """Run like ``nohup python train.py ... > log``: stdout piped, stderr into it. Returns the exit code and
+    each output line with whether the process was still running when the line was read."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = [(line, proc.poll() is None) for line in proc.stdout]
+    return proc.wait(timeout=900), lines
+
+
+# The shared tiny run (conftest ``tiny_run``) also prints what the progress test reads: a progress line every
+# 5 steps (by count only, so their number is known).
+SHARED_RUN_EXTRAS = ("progress.every_n_steps=5", "progress.every_s=1000")
 
 
 def tiny_model_overrides(model_dir, data_dir):
@@ -125,3 +148,41 @@ def cpu_trainer(max_steps, callbacks, devices=1, **kwargs):
         callbacks=callbacks,
         **kwargs,
     )
+
+
+# ---- in-process runs of the entry points (bad input: a clear error costs no subprocess start-up) ----
+def compose_cfg(name, overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+def in_process(overrides):
+    """Subprocess overrides for a composed config: the run folder is ``paths.output_dir`` (no Hydra runtime)."""
+    return [o.replace("hydra.run.dir=", "paths.output_dir=", 1) for o in overrides]
+
+
+def results_snapshot(run_dir: Path) -> dict:
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")
+    }
+
+
+def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
+    """``train``/``eval`` in-process must raise ``exc`` matching ``message``, write or change no result, and
+    leave a FAILED marker that names the reason."""
+    from mdr.cli.evaluate import evaluate
+    from mdr.cli.train import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    before = results_snapshot(run_dir)
+    cfg = compose_cfg(cfg_name, overrides)
+    with pytest.raises(exc, match=message):
+        (train if entry == "train" else evaluate)(cfg)
+    assert results_snapshot(run_dir) == before, "a failed run wrote or changed results"
+    assert not (run_dir / "metrics.json").exists() or "metrics.json" in before
+    assert not list(run_dir.glob("checkpoints/*.ckpt")) or any(k.endswith(".ckpt") for k in before)
+    assert (run_dir / "FAILED").read_text().strip(), "the FAILED marker names the reason"

@@ -4,7 +4,6 @@ Runs the real entry points (`mdr.cli.train.train`, `mdr.cli.evaluate.evaluate`) 
 configs, so each case costs well under a second unless it has to load a model.
 """
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,23 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model_overrides
-from hydra import compose, initialize_config_dir
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def results_snapshot(run_dir: Path) -> dict:
-    return {
-        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in run_dir.rglob("*")
-        if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")
-    }
-
-
-def compose_cfg(name, overrides):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
+from helpers import expect_failure, tiny_model_overrides
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +61,6 @@ def train_overrides(run_dir, tiny_model_dir, data_dir, *extra):
         "eval.datasets=[mlqa_r]",
         *extra,
     ]
-
-
-def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
-    from mdr.cli.evaluate import evaluate
-    from mdr.cli.train import train
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    before = results_snapshot(run_dir)
-    cfg = compose_cfg(cfg_name, overrides)
-    with pytest.raises(exc, match=message):
-        (train if entry == "train" else evaluate)(cfg)
-    assert results_snapshot(run_dir) == before, "a failed run wrote or changed results"
-    assert not (run_dir / "metrics.json").exists() or "metrics.json" in before
-    assert (run_dir / "FAILED").read_text().strip(), "the FAILED marker names the reason"
 
 
 TRAIN_CASES = [

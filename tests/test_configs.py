@@ -148,3 +148,23 @@ def test_each_finetune_mode_has_its_own_target(mode):
     node = cfg(f"finetune={mode}").finetune
     assert node._target_.rsplit(".", 1)[-1].lower() == mode
     assert instantiate(node).mode == mode
+
+
+def test_fp32_on_a_cpu_caps_the_default_run():
+    from mdr.cli.train import fp32_step_cap
+
+    default = cfg()
+    assert fp32_step_cap(default, "32-true") == {
+        "max_steps": 80,
+        "val_check_interval": 40,
+        "check_val_every_n_epoch": None,
+    }
+    assert fp32_step_cap(default, "bf16-mixed") == {}  # bf16 trains the full trainer.max_epochs
+    assert (
+        fp32_step_cap(cfg("trainer=cpu_short"), "32-true") == {}
+    )  # a run that sets max_steps is never capped
+    assert fp32_step_cap(cfg("compute.cpu_fp32_max_steps=null"), "32-true") == {}
+    assert fp32_step_cap(cfg("trainer=gpu"), "32-true") == {}
+    short = cfg("data.datamodule.steps_per_epoch=20", "trainer.max_epochs=2")  # 40 steps: within the cap
+    assert fp32_step_cap(short, "32-true") == {}
+    assert fp32_step_cap(cfg("data.datamodule.steps_per_epoch=50"), "32-true")["max_steps"] == 80

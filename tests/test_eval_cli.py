@@ -6,17 +6,14 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import run
+from helpers import compose_cfg, expect_failure, in_process, run
 from helpers import tiny_eval_overrides as eval_overrides
 
 from mdr.eval.qrels import exact_top_k
 
 
-def assert_fails(proc, out, message):
-    assert proc.returncode != 0
-    assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-3000:]
-    assert not (out / "metrics.json").exists()
-    assert (out / "FAILED").exists()
+def fails_in_process(out, overrides, message, exc=Exception):
+    expect_failure("eval", "eval", in_process(overrides), out, exc, message)
 
 
 @pytest.mark.parametrize(
@@ -31,27 +28,42 @@ def assert_fails(proc, out, message):
 )
 def test_bad_inputs(tmp_path, tiny_model_dir, data_dir, extra, message):
     out = tmp_path / "eval"
+    fails_in_process(out, eval_overrides(out, tiny_model_dir, data_dir, *extra), message)
+
+
+@pytest.mark.slow
+def test_bad_input_message_reaches_the_user(tmp_path, tiny_model_dir, data_dir):
+    """Through eval.py itself: the error names the fix, no metrics, a FAILED marker."""
+    out = tmp_path / "eval"
+    extra = ["eval.datasets=[squad]"]
     proc = run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, *extra), check=False)
-    assert_fails(proc, out, message)
+    assert proc.returncode != 0
+    assert re.search("unknown evaluation dataset 'squad'", proc.stdout + proc.stderr), (
+        proc.stdout + proc.stderr
+    )[-3000:]
+    assert not (out / "metrics.json").exists()
+    assert (out / "FAILED").exists()
 
 
 def test_checkpoint_of_another_model(tmp_path, tiny_model_dir, data_dir):
     ckpt = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(10, 48)}}, ckpt)
     out = tmp_path / "eval"
-    proc = run(
-        "eval.py", *eval_overrides(out, tiny_model_dir, data_dir, f"ckpt={ckpt}", "data=mlqa_r"), check=False
+    fails_in_process(
+        out,
+        eval_overrides(out, tiny_model_dir, data_dir, f"ckpt={ckpt}", "data=mlqa_r"),
+        "does not match model config",
     )
-    assert_fails(proc, out, "does not match model config")
 
 
 def test_empty_data_dir(tmp_path, tiny_model_dir):
     (tmp_path / "data" / "xquad-r").mkdir(parents=True)
     out = tmp_path / "eval"
-    proc = run(
-        "eval.py", *eval_overrides(out, tiny_model_dir, tmp_path / "data", "data=xquad_r"), check=False
+    fails_in_process(
+        out,
+        eval_overrides(out, tiny_model_dir, tmp_path / "data", "data=xquad_r"),
+        "holds no <lang>.json files",
     )
-    assert_fails(proc, out, "holds no <lang>.json files")
 
 
 def test_embeddings_of_wrong_shape(tmp_path, tiny_model_dir, data_dir):
@@ -64,34 +76,31 @@ def test_embeddings_of_wrong_shape(tmp_path, tiny_model_dir, data_dir):
         cand_uids=np.arange(7).astype(str),
     )
     out = tmp_path / "eval"
-    proc = run(
-        "eval.py",
-        *eval_overrides(out, tiny_model_dir, data_dir, f"embeddings={emb}", "data=mlqa_r"),
-        check=False,
+    fails_in_process(
+        out,
+        eval_overrides(out, tiny_model_dir, data_dir, f"embeddings={emb}", "data=mlqa_r"),
+        "do not match mlqa_r",
     )
-    assert_fails(proc, out, "do not match mlqa_r")
 
 
-def test_saved_embeddings_rescore_identically(tmp_path, tiny_model_dir, data_dir):
-    first = tmp_path / "first"
-    run(
-        "eval.py",
-        *eval_overrides(
-            first, tiny_model_dir, data_dir, "data=mlqa_r", "eval.save_embeddings=true", "eval.run_files=none"
-        ),
-    )
+@pytest.mark.slow
+def test_saved_embeddings_rescore_identically(tiny_reeval, tmp_path, tiny_model_dir, data_dir):
+    """The shared eval.py run of the tiny checkpoint saved its embeddings; scoring them again, without a
+    model, gives the same numbers for every setting."""
+    from mdr.cli.evaluate import evaluate
+
+    first = tiny_reeval
     again = tmp_path / "again"
-    run(
-        "eval.py",
-        *eval_overrides(
-            again,
-            tiny_model_dir,
-            data_dir,
-            "data=mlqa_r",
-            "eval.run_files=none",
-            f"embeddings={first / 'embeddings.npz'}",
-        ),
+    overrides = eval_overrides(
+        again,
+        tiny_model_dir,
+        data_dir,
+        "data=mlqa_r",
+        "eval.run_files=none",
+        f"embeddings={first / 'embeddings.npz'}",
+        "seen_langs=[de,en,es]",  # as the checkpoint told the first run
     )
+    evaluate(compose_cfg("eval", in_process(overrides)))
     a = json.loads((first / "metrics.json").read_text())["datasets"]["mlqa_r"]
     b = json.loads((again / "metrics.json").read_text())["datasets"]["mlqa_r"]
     assert a["pairs"] == b["pairs"] and a["summary"] == b["summary"]
@@ -106,6 +115,7 @@ def test_faiss_search_equals_torch():
     np.testing.assert_allclose(s_t, s_f, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
     d = data_dir / "miracl"
     qrels = [line.split() for line in (d / "qrels.miracl-v1.0-sw-dev.tsv").read_text().splitlines() if line]
@@ -132,6 +142,7 @@ def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
     assert (out / "eval" / "miracl-sw" / "run.trec.gz").exists()
 
 
+@pytest.mark.slow
 def test_evaluation_only_encoder_through_eval_py(tmp_path, data_dir):
     """A non-torch baseline (hashed character n-grams) is scored like any model: lexical overlap wins
     monolingually and collapses across languages."""

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, run, tiny_overrides
+from helpers import ROOT, expect_failure, in_process, run, tiny_overrides
 
 
 def overrides(model_dir, run_dir, data_dir):
@@ -87,5 +87,5 @@ def test_sigkill_mid_epoch_then_resume(uninterrupted, tmp_path, tiny_model_dir, 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "nothing"
-    proc = run("train.py", *overrides(tiny_model_dir, run_dir, data_dir), "ckpt_path=last", check=False)
-    assert proc.returncode != 0 and "no checkpoint to resume" in proc.stderr
+    resume = in_process([*overrides(tiny_model_dir, run_dir, data_dir), "ckpt_path=last"])
+    expect_failure("train", "train", resume, run_dir, FileNotFoundError, "no checkpoint to resume")

@@ -4,19 +4,12 @@ import json
 import math
 
 import pytest
-from helpers import reeval_overrides, run, tiny_overrides
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_model_dir, data_dir):
-    run_dir = tmp_path_factory.mktemp("run")
-    proc = run("train.py", *tiny_overrides(tiny_model_dir, run_dir, data_dir))
-    return run_dir, proc
+from helpers import expect_failure, in_process, run, tiny_overrides
 
 
 @pytest.mark.slow
-def test_training_lowers_loss_and_writes_the_run_folder(trained_run):
-    run_dir, proc = trained_run
+def test_training_lowers_loss_and_writes_the_run_folder(tiny_run):
+    run_dir = tiny_run.dir
     m = json.loads((run_dir / "metrics.json").read_text())
     t = m["train"]
     assert t["steps"] == 40
@@ -36,7 +29,7 @@ def test_training_lowers_loss_and_writes_the_run_folder(trained_run):
     assert (run_dir / "export" / "modules.json").exists() and (run_dir / "export" / "README.md").exists()
     assert (run_dir / "eval" / "mlqa_r" / "heatmap.png").stat().st_size > 1000
     assert len(list((run_dir / "eval" / "mlqa_r" / "runs").glob("*.trec.gz"))) == 7  # eval.run_files=multi
-    assert "mono mAP" in proc.stdout and "mlqa_r" in proc.stdout
+    assert "mono mAP" in tiny_run.output and "mlqa_r" in tiny_run.output
     assert not (run_dir / "FAILED").exists()
     log = (run_dir / "csv" / "metrics.csv").read_text()
     assert "val/map" in log and "train/loss" in log
@@ -54,29 +47,21 @@ def assert_close_tree(got, ref, path="metrics"):
 
 
 @pytest.mark.slow
-def test_tiny_run_matches_the_reference_recorded_before_the_redesign(trained_run):
+def test_tiny_run_matches_the_reference_recorded_before_the_redesign(tiny_run):
     """Behaviour is unchanged by refactoring: the same tiny run gives the metrics recorded at 9eecdd5 (equal
     to the last bit on the machine that recorded them; the tolerance allows other CPUs' float kernels)."""
     from pathlib import Path
 
     ref = json.loads((Path(__file__).parent / "data" / "reference_tiny_run.json").read_text())
-    m = json.loads((trained_run[0] / "metrics.json").read_text())
+    m = json.loads((tiny_run.dir / "metrics.json").read_text())
     assert_close_tree(m["train"], ref["train"], "train")
     assert_close_tree(m["headline"], ref["headline"], "headline")
     assert_close_tree(m["datasets"]["mlqa_r"]["summary"], ref["summary"], "summary")
 
 
 @pytest.mark.slow
-def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, tiny_model_dir, data_dir):
-    run_dir, _ = trained_run
-    best = run_dir / "checkpoints" / "best.ckpt"
-    out = tmp_path / "eval"
-    run(
-        "eval.py",
-        *reeval_overrides(out, tiny_model_dir, data_dir),
-        f"ckpt={best}",
-        "eval.save_embeddings=true",
-    )
+def test_eval_py_scores_the_checkpoint_like_training_did(tiny_run, tiny_reeval):
+    run_dir, out = tiny_run.dir, tiny_reeval
     trained = json.loads((run_dir / "metrics.json").read_text())["headline"]["mlqa_r"]
     again = json.loads((out / "metrics.json").read_text())
     assert again["datasets"]["mlqa_r"]["seen_languages"] == ["de", "en", "es"]  # read from the checkpoint
@@ -89,25 +74,39 @@ def test_eval_py_scores_the_checkpoint_like_training_did(trained_run, tmp_path, 
     assert emb["cand_uids"][0].count(":") == 2
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["sampler.alpha=1.5"], r"sampler.alpha=1.5 must be in \[0, 1\]"),
-        (["data.datamodule.batch_size=300"], "larger than the .* ids available"),
-        (["sampler=xy", "data.train.langs=[en]"], "at least two training languages"),
-        (["data.train.langs=[en,xx]"], r"unknown language\(s\) \['xx'\]"),
-        (["paths.data_dir=/nonexistent/data"], "does not exist"),
-        (["model=xlmr"], "model.encoder.name=DIR"),
-    ],
-)
-def test_bad_configs_fail_clearly(tmp_path, tiny_model_dir, data_dir, overrides, message):
-    import re
+BAD_CONFIGS = [
+    (["sampler.alpha=1.5"], r"sampler.alpha=1.5 must be in \[0, 1\]"),
+    (["data.datamodule.batch_size=300"], "larger than the .* ids available"),
+    (["sampler=xy", "data.train.langs=[en]"], "at least two training languages"),
+    (["data.train.langs=[en,xx]"], r"unknown language\(s\) \['xx'\]"),
+    (["paths.data_dir=/nonexistent/data"], "does not exist"),
+    (["model=xlmr"], "model.encoder.name=DIR"),
+]
 
-    run_dir = tmp_path / "run"
-    base = [o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir)]
+
+def bad_config_overrides(tiny_model_dir, run_dir, data_dir, overrides):
+    base = tiny_overrides(tiny_model_dir, run_dir, data_dir)
     if "model=xlmr" in overrides:
         base = [o for o in base if not o.startswith("model.encoder.")]
-    proc = run("train.py", *base, *overrides, check=False)
+    return [*base, *overrides]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_CONFIGS)
+def test_bad_configs_fail_clearly(tmp_path, tiny_model_dir, data_dir, overrides, message):
+    """In-process (the same ``train`` that train.py runs): no metrics, no checkpoint, a FAILED marker."""
+    run_dir = tmp_path / "run"
+    all_overrides = in_process(bad_config_overrides(tiny_model_dir, run_dir, data_dir, overrides))
+    expect_failure("train", "train", all_overrides, run_dir, Exception, message)
+
+
+@pytest.mark.slow
+def test_bad_config_message_reaches_the_user(tmp_path, tiny_model_dir, data_dir):
+    """Through train.py itself: the error that names the fix is what the user reads."""
+    import re
+
+    overrides, message = BAD_CONFIGS[0]
+    run_dir = tmp_path / "run"
+    proc = run("train.py", *bad_config_overrides(tiny_model_dir, run_dir, data_dir, overrides), check=False)
     assert proc.returncode != 0
     assert re.search(message, proc.stderr + proc.stdout), (proc.stderr + proc.stdout)[-3000:]
     assert not (run_dir / "metrics.json").exists()

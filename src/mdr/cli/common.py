@@ -4,6 +4,7 @@ error, the run folder's ``FAILED`` marker, and the checks that fail a run before
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 
 from mdr.data.sources import load_eval_set
 from mdr.eval.suite import EvalSettings
+from mdr.runtime import progress
 from mdr.runtime.files import atomic_write_text
 
 
@@ -38,6 +40,19 @@ def failure_marker(run_dir: Path) -> Iterator[None]:
     except BaseException as e:
         atomic_write_text(run_dir / "FAILED", f"{type(e).__name__}: {e}\n")
         raise
+
+
+def configure_progress(cfg: DictConfig) -> None:
+    """``progress.*``: a bar on a terminal, plain lines in logs (see ``mdr.runtime.progress``). Also lets
+    Lightning's messages reach the run's log handlers (console and train.log) once, not twice."""
+    node = cfg.get("progress") or {}
+    progress.configure(str(node.get("mode", "auto")), float(node.get("every_s", 60)))
+    if logging.getLogger().handlers:  # Hydra configured logging: Lightning's own stderr handlers duplicate it
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 def eval_settings(cfg: DictConfig) -> EvalSettings:

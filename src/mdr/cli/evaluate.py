@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import eval_settings, failure_marker, make
+from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
 from mdr.data.sources import load_eval_set
 from mdr.eval.outputs import load_embeddings
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
@@ -24,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model."""
     run_dir = Path(cfg.paths.output_dir)
     with failure_marker(run_dir):
+        configure_progress(cfg)
         settings = eval_settings(cfg)  # fails on bad data before loading a model
         trained_with = training_config(cfg.get("ckpt"))
         seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None

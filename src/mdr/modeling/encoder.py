@@ -8,19 +8,18 @@ or as (sentence, paragraph) text pairs, LAReQA's ``sentence_context`` candidates
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mdr.modeling.backbones import resolve_model_dir
 from mdr.modeling.dense_head import load_dense_head
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.precision import autocast_dtype
+from mdr.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +198,10 @@ class DualEncoder(nn.Module, TextEncoder):
         self.eval()
         device = next(self.parameters()).device
         dtype = autocast_dtype(precision, device)
-        for a in tqdm(
-            range(0, len(uniq), batch_size),
-            desc=desc or f"encode {kind}s",
-            disable=not show_progress,
-            unit="batch",
-            mininterval=0.1 if sys.stderr.isatty() else 30,
+        batches = range(0, len(uniq), batch_size)
+        desc = desc or f"encode {kind}s"
+        for a in progress(
+            batches, len(uniq), desc, unit="texts", scale=batch_size, disable=not show_progress
         ):
             idx = order[a : a + batch_size]
             batch = self.tokenizer.pad([features[i] for i in idx], return_tensors="pt")

@@ -44,16 +44,23 @@ def export_encoder(
     return out
 
 
+class ExportError(RuntimeError):
+    """An export folder lacks weights its model needs (loading it would silently use random ones)."""
+
+
 def load_export(path: str | Path, device: str = "cpu"):
-    """Load an export as a ``SentenceTransformer``, attaching bottleneck adapters when it has them."""
+    """Load an export as a ``SentenceTransformer`` (attaching bottleneck adapters when it has them), after
+    checking that its weight file holds every weight the model uses."""
     from sentence_transformers import SentenceTransformer
 
     from mdr.modeling.bottleneck import load_adapters
 
     path = Path(path)
-    if not (path / "adapter").is_dir():
+    base = path / "base" if (path / "adapter").is_dir() else path
+    check_export_weights(base)
+    if base == path:
         return SentenceTransformer(str(path), device=device)
-    st = SentenceTransformer(str(path / "base"), device=device)
+    st = SentenceTransformer(str(base), device=device)
     load_adapters(st[0].auto_model, path / "adapter")
     return st
 
@@ -66,7 +73,8 @@ def write_sentence_transformer(encoder, model, out: Path) -> None:
     hf_dir = out / "_hf"
     model.save_pretrained(hf_dir)
     encoder.tokenizer.save_pretrained(hf_dir)
-    transformer = Transformer(str(hf_dir))
+    load_kwargs = backbone_load_kwargs(model)
+    transformer = Transformer(str(hf_dir), **{transformer_kwargs_name(Transformer): load_kwargs})
     transformer.max_seq_length = encoder.passage_max_length
     modules = [transformer, Pooling(model.config.hidden_size, pooling_mode=encoder.pooling)]
     if getattr(encoder, "dense", None) is not None:  # e.g. LaBSE's head
@@ -86,6 +94,65 @@ def write_sentence_transformer(encoder, model, out: Path) -> None:
     import shutil
 
     shutil.rmtree(hf_dir)
+    if load_kwargs:  # every later SentenceTransformer(out) loads the backbone the same way, without a pooler
+        config_path = out / "sentence_bert_config.json"
+        config = json.loads(config_path.read_text())
+        config["model_args"] = load_kwargs  # the key every sentence-transformers version >= 3 reads
+        config_path.write_text(json.dumps(config, indent=2))
+    check_export_weights(out)
+
+
+def backbone_load_kwargs(model) -> dict:
+    """Load-time arguments that leave out a pooler the encoder never uses: BERT-style models build one by
+    default, and loading weights saved without it would report its weights as missing (a false alarm)."""
+    import inspect
+
+    takes = "add_pooling_layer" in inspect.signature(type(model).__init__).parameters
+    return {"add_pooling_layer": False} if takes else {}
+
+
+def transformer_kwargs_name(transformer_cls) -> str:
+    """sentence-transformers renamed ``model_args`` to ``model_kwargs`` (v5)."""
+    import inspect
+
+    return (
+        "model_kwargs"
+        if "model_kwargs" in inspect.signature(transformer_cls.__init__).parameters
+        else "model_args"
+    )
+
+
+def check_export_weights(folder: Path) -> None:
+    """Raise ``ExportError`` when the folder's weight file lacks a weight its model class needs."""
+    import torch
+    import transformers
+    from safetensors import safe_open
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ExportError(
+            f"{folder} has no *.safetensors weight file: the export is incomplete; export the run again"
+        )
+    saved: set[str] = set()
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            saved.update(fh.keys())
+    sentence_config = folder / "sentence_bert_config.json"
+    kwargs = json.loads(sentence_config.read_text()).get("model_args", {}) if sentence_config.exists() else {}
+    arch = getattr(transformers, (config.architectures or ["AutoModel"])[0], None)
+    with torch.device("meta"):
+        skeleton = (
+            arch(config, **kwargs)
+            if arch is not None
+            else transformers.AutoModel.from_config(config, **kwargs)
+        )
+    missing = sorted(set(skeleton.state_dict()) - saved)
+    if missing:
+        raise ExportError(
+            f"{folder} lacks {len(missing)} weights its {type(skeleton).__name__} needs (e.g. {missing[:3]}): "
+            "loading it would use random values for them; export the run again"
+        )
 
 
 def model_card(encoder, metrics: dict | None, config: dict | None, adapters: dict | None = None) -> str:

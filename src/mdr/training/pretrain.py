@@ -15,10 +15,10 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from mdr.data.sources import load_eval_set
 from mdr.runtime.precision import autocast_dtype
+from mdr.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def mlm_pretrain(
         was_training = encoder.training
         encoder.model.train()
         losses = []
-        for step in tqdm(range(steps), desc="MLM pretraining", disable=not show_progress):
+        for step in progress(range(steps), steps, "MLM pretraining", unit="steps", disable=not show_progress):
             batch = {k: v.to(device) for k, v in batches.next().items()}
             loss = _mlm_loss(encoder, head, batch, dtype, train_encoder=step >= head_warmup_steps)
             if loss is None:
