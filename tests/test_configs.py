@@ -120,7 +120,9 @@ def test_both_entry_points_share_one_eval_group():
     assert train_eval._target_ == eval_eval._target_ == "mdr.eval.suite.EvalSettings"
     shared = set(train_eval) & set(eval_eval)
     assert shared == set(train_eval) == set(eval_eval)  # the same keys: no block of its own in either
-    assert all(train_eval[k] == eval_eval[k] for k in shared if k not in ("datasets", "qrels_sets"))
+    # one documented difference: training runs score Tatoeba on 68 languages (conf/eval/after_training.yaml)
+    differ = {k for k in shared if k not in ("datasets", "qrels_sets") and train_eval[k] != eval_eval[k]}
+    assert differ == {"tatoeba_langs"}
     fields = set(EvalSettings.__dataclass_fields__)
     assert set(train_eval) - {"_target_", "_convert_"} <= fields  # every configured key is a setting
 

@@ -61,5 +61,5 @@ def eval_settings(cfg: DictConfig) -> EvalSettings:
     settings: EvalSettings = make(cfg.eval)
     settings.check()
     for name in settings.datasets:
-        load_eval_set(name, cfg.paths.data_dir)
+        load_eval_set(name, cfg.paths.data_dir, tatoeba_langs=settings.tatoeba_langs)
     return settings

@@ -75,7 +75,7 @@ def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
 
 def saved_embeddings(cfg: DictConfig, settings: EvalSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``embeddings=...``: one LAReQA dataset's saved embeddings, checked against the set."""
-    if len(settings.datasets) != 1 or settings.qrels_sets:
+    if len(settings.datasets) != 1 or settings.qrels_sets or settings.datasets[0] == "tatoeba":
         raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
     path = Path(cfg.embeddings)
     if not path.is_file():

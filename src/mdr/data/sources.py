@@ -8,12 +8,20 @@ from pathlib import Path
 from mdr.data.corpus import ParallelCorpus, RetrievalSet
 from mdr.data.jsonl import read_parallel_jsonl
 from mdr.data.lareqa import DATASET_DIRS, parallel_corpus, read_lareqa, retrieval_set
+from mdr.data.tatoeba import TatoebaSet, read_tatoeba
+
+EVAL_SETS = (*sorted(DATASET_DIRS), "tatoeba")
 
 
-def load_eval_set(name: str, data_dir: str | Path, langs: list[str] | None = None) -> RetrievalSet:
-    """A LAReQA retrieval set (``xquad_r``, ``mlqa_r``) by name."""
+def load_eval_set(
+    name: str, data_dir: str | Path, langs: list[str] | None = None, tatoeba_langs: str | list[str] = "all"
+) -> RetrievalSet | TatoebaSet:
+    """An evaluation set by name: a LAReQA retrieval set (``xquad_r``, ``mlqa_r``) or Tatoeba bitext
+    (``tatoeba``, languages chosen by ``tatoeba_langs``: all | xtreme36 | xtreme36+low_resource | codes)."""
+    if name == "tatoeba":
+        return read_tatoeba(data_dir, tatoeba_langs)
     if name not in DATASET_DIRS:
-        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {sorted(DATASET_DIRS)}")
+        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {list(EVAL_SETS)}")
     return retrieval_set(read_lareqa(data_dir, name, langs), name)
 
 

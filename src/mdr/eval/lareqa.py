@@ -33,6 +33,9 @@ class LareqaResult:
     summary: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     seen_langs: list[str] | None = None
+    # per setting: the scored queries' rows in rs.query_* and their relevant ranks (Q, R), 0 = padding
+    query_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -167,7 +170,10 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
         keep = np.flatnonzero(rel >= 0)
         skipped[name] = int(len(ids) - len(keep))
         s = scores_all[keep, pools.columns(y)]
-        result.pairs[name], _ = _score(kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name])
+        result.pairs[name], ranks = _score(
+            kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name]
+        )
+        _keep_ranks(result, name, qi[keep], ranks)
         if run_writer is not None and kind in run_kinds and len(keep):
             q_uids = [uids[k] for k in keep]
             c_uids = [rs.cand_uids[g] for g in pools.idx[y]]
@@ -180,6 +186,7 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
     s = scores_all[keep]
     row, ranks = _score("multi", x, "all", s, torch.from_numpy(rel[keep]), skipped[name])
     row["rank_distance"] = float(rank_distance(ranks).mean()) if len(keep) else None
+    _keep_ranks(result, name, qi[keep], ranks)
     top = s.topk(min(10, s.shape[1]), dim=1).indices.numpy()
     row["top10_lang_share"] = (
         {y: float(np.mean(pools.lang_of_all[top] == y)) for y in pools.langs} if len(keep) else {}
@@ -189,6 +196,14 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
         q_uids = [uids[k] for k in keep]
         c_uids = [rs.cand_uids[g] for g in pools.all_idx]
         _write_run(run_writer, name, q_uids, c_uids, s, rel[keep], run_depth)
+
+
+def _keep_ranks(result: LareqaResult, name: str, rows: np.ndarray, ranks: torch.Tensor | None) -> None:
+    """Per-query ranks for paired significance tests (``per_query.npz``); integers, 0 for padding."""
+    if ranks is None:
+        return
+    result.query_rows[name] = rows.astype(np.int32)
+    result.ranks[name] = torch.nan_to_num(ranks, posinf=0.0).to(torch.int32).numpy()
 
 
 def _score(

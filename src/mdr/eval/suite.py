@@ -20,9 +20,14 @@ from mdr.data.corpus import RetrievalSet
 from mdr.data.perturb import check_perturbations, perturb_set
 from mdr.data.qrels import QrelsSet, load_qrels_spec
 from mdr.data.sources import load_eval_set
+from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.outputs import SCHEMA_VERSION, TrecWriter, headline, save_embeddings, write_dataset_reports
+from mdr.eval.per_query import PER_QUERY_FILE, save_lareqa_per_query
 from mdr.eval.qrels import SEARCHES, evaluate_qrels
+from mdr.eval.tatoeba import evaluate_tatoeba
+from mdr.eval.tatoeba import headline as tatoeba_headline
+from mdr.eval.tatoeba_outputs import write_tatoeba_reports
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.files import atomic_write_json
 from mdr.runtime.precision import autocast_dtype
@@ -52,6 +57,7 @@ class EvalSettings:
     qrels_sets: list[dict] = field(default_factory=list)
     search: str = "torch"
     show_progress: bool = True
+    tatoeba_langs: str | list[str] = "all"  # all | xtreme36 | xtreme36+low_resource | ISO 639-3 codes
 
     def check(self) -> list[tuple[str, float]]:
         """Fail on settings that cannot work; returns the perturbations as (kind, rate)."""
@@ -121,6 +127,7 @@ class EvalRun:
         )
         t2 = time.perf_counter()
         write_dataset_reports(result, ds_dir)
+        save_lareqa_per_query(result, rs, ds_dir / PER_QUERY_FILE)
         if self.settings.save_embeddings:
             many = len(self.settings.datasets) > 1
             save_embeddings(
@@ -150,6 +157,24 @@ class EvalRun:
         log.info(
             "%s: %d of %d queries unchanged by the perturbation", prs.name, unchanged, len(prs.query_texts)
         )
+
+    def tatoeba(self, ts: TatoebaSet) -> None:
+        """Bitext retrieval: every sentence of every selected language encoded once (both sides with the
+        query prefix: a symmetric task), then nearest neighbours within each file pair."""
+        t0 = time.perf_counter()
+        texts = [t for lang in ts.languages.values() for t in (*lang.texts, *lang.english)]
+        emb = self.encode(texts, "query", f"{ts.name}: sentences ({len(ts.langs)} languages)")
+        embeddings, at = {}, 0
+        for code, lang in ts.languages.items():
+            n = len(lang.texts)
+            embeddings[code] = (emb[at : at + n], emb[at + n : at + 2 * n])
+            at += 2 * n
+        t1 = time.perf_counter()
+        result = evaluate_tatoeba(ts, embeddings, self.seen_langs)
+        write_tatoeba_reports(result, self.out_dir / "eval" / ts.name)
+        if self.settings.save_embeddings:
+            log.info("tatoeba: embeddings are not saved (eval.save_embeddings covers LAReQA sets)")
+        self.record(ts.name, result.to_dict(), tatoeba_headline(result), t1 - t0, time.perf_counter() - t1)
 
     def qrels(self, qs: QrelsSet) -> None:
         """Score one corpus-style set (exact search), write its TREC run and qrels."""
@@ -184,9 +209,17 @@ def run_eval(
         raise ValueError(
             "eval.perturb needs a model to encode the perturbed queries; it cannot rescore embeddings="
         )
-    sets = [load_eval_set(name, data_dir) for name in settings.datasets]  # fail on bad data before encoding
+    # fail on bad data before encoding
+    sets = [load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets]
+    if encoder is None and any(isinstance(s, TatoebaSet) for s in sets):
+        raise ValueError(
+            "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
+        )
     run = EvalRun(encoder, settings, Path(out_dir), seen_langs)
     for rs in sets:
+        if isinstance(rs, TatoebaSet):
+            run.tatoeba(rs)
+            continue
         cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
         for kind, rate in variants:
             run.perturbed(rs, cand_emb, kind, rate)
@@ -210,7 +243,12 @@ def write_qrels_outputs(result: dict, qs: QrelsSet, out: Path) -> None:
 def format_headline(report: dict) -> str:
     lines = ["dataset      mono mAP  cross mAP  multi mAP  rank dist"]
     for name, h in report["headline"].items():
-        if "mono_map" in h:
+        if "accuracy" in h:
+            lines.append(
+                f"{name:<12} accuracy {h['accuracy']:.4f} (XTREME-36 {h.get('accuracy_xtreme36', float('nan')):.4f}, "
+                f"low-resource {h.get('accuracy_low_resource', float('nan')):.4f})"
+            )
+        elif "mono_map" in h:
             lines.append(
                 f"{name:<12} {h['mono_map']:.4f}    {h['cross_map']:.4f}     {h['multi_map']:.4f}     "
                 f"{h['rank_distance']:.1f}"

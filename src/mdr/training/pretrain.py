@@ -29,6 +29,9 @@ def passages_of(datasets: list[str], data_dir: str) -> list[str]:
     """Unique paragraphs of the named evaluation sets, in a fixed order."""
     seen: dict[str, None] = {}
     for name in datasets:
+        if name == "tatoeba":
+            log.info("pretrain: tatoeba has no passages to adapt to; MLM reads the other evaluation sets")
+            continue
         for text in load_eval_set(name, data_dir).cand_contexts:
             seen.setdefault(text, None)
     return list(seen)
