@@ -4,6 +4,8 @@ Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best 
 results_bars.png and bias.png, alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
 evaluated on perturbed queries, and lists failed and incomplete runs instead of reading them.
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).
+`--baseline sampler=xx` marks cells that differ significantly from that row (paired randomization test
+over queries, Holm-corrected; p-values in results.csv).
 """
 
 import argparse
@@ -19,8 +21,14 @@ if __name__ == "__main__":
     ap.add_argument(
         "--subset", choices=["seen", "unseen"], default=None, help="languages seen / unseen in training"
     )
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="a row selector such as sampler=xx: test every other row against it (paired, over queries)",
+    )
+    ap.add_argument("--permutations", type=int, default=10_000, help="random sign flips per paired test")
     args = ap.parse_args()
-    report = write_report(args.root, args.out, args.subset)
+    report = write_report(args.root, args.out, args.subset, args.baseline, args.permutations)
     print(to_markdown(report))
     out = Path(args.out or args.root)
     for extra in ("alpha_curve.md", "robustness.md"):

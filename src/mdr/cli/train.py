@@ -9,13 +9,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
+from mdr.cli.results_archive import archive_run, archived_cell
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
 from mdr.runtime import progress
+from mdr.runtime.files import atomic_write_text
 from mdr.runtime.precision import trainer_precision
 from mdr.training.callbacks import BatchLog, ProgressLog
 from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
@@ -40,9 +43,16 @@ class TrainingRun:
     pretrain_stats: dict | None
 
 
-def train(cfg: DictConfig) -> dict:
-    """``python train.py``: check, build, fit, restore the best checkpoint, evaluate, export."""
+def train(cfg: DictConfig) -> dict | None:
+    """``python train.py``: check, build, fit, restore the best checkpoint, evaluate, export (and archive the
+    small results when ``results_dir`` is set; None when that archive already holds this cell)."""
     run_dir = Path(cfg.paths.output_dir)
+    overrides = recorded_overrides(run_dir)
+    done = archived_cell(cfg.get("results_dir"), overrides)
+    if done is not None:
+        atomic_write_text(run_dir / "SKIPPED", f"this cell's results are already in {done}\n")
+        log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
+        return None
     with failure_marker(run_dir):
         configure_progress(cfg)
         settings = check_config(cfg)
@@ -52,8 +62,16 @@ def train(cfg: DictConfig) -> dict:
         if not run.trainer.is_global_zero:
             return {}
         report = evaluate_and_export(cfg, run, run_dir, settings, train_summary(cfg, run, train_s))
+        if cfg.get("results_dir"):
+            archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
         return report
+
+
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for this run (none when composed without Hydra's runtime)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
 
 
 def check_config(cfg: DictConfig) -> EvalSettings:

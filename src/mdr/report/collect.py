@@ -29,7 +29,7 @@ from mdr.report.stats import Cell, mean_ci
 
 SAMPLERS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
 
-# (column label, path into a dataset's summary, higher is better)
+# (column label, path into a dataset's summary, higher is better): LAReQA sets ...
 COLUMNS = [
     ("mono mAP", ("mono", "map"), True),
     ("cross mAP", ("cross", "map"), True),
@@ -38,6 +38,22 @@ COLUMNS = [
     ("MRR@5 (X->Y)", ("cross", "mrr@5"), True),
     ("rank dist", ("multi", "rank_distance"), False),
 ]
+# ... and bitext sets (Tatoeba): accuracy averaged over both directions, per language group
+BITEXT_COLUMNS = [
+    ("acc", ("all", "accuracy"), True),
+    ("acc XTREME-36", ("xtreme36", "accuracy"), True),
+    ("acc low-res", ("low_resource", "accuracy"), True),
+]
+
+
+def columns_for(entry: dict) -> list[tuple[str, tuple[str, str], bool]]:
+    return BITEXT_COLUMNS if entry.get("kind") == "bitext" else COLUMNS
+
+
+def column_path(entry: dict, label: str) -> tuple[str, str]:
+    """Where a table column's value sits in a dataset's summary (also: what its per-query units measure)."""
+    return next(path for lab, path, _ in columns_for(entry) if lab == label)
+
 
 BASE_KEYS = ["sampler", "model", "finetune"]
 
@@ -52,6 +68,8 @@ class RunValues:
     key: tuple[str, ...]
     config: dict
     values: dict[str, float]
+    seed: int | None = None
+    datasets: dict = field(default_factory=dict)  # metrics.json's datasets (for per-query tests)
 
 
 @dataclass
@@ -63,8 +81,11 @@ class Report:
     complete: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     incomplete: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # results_dir already held their cell
     runs: list[RunValues] = field(default_factory=list)
     subset: str | None = None
+    baseline: tuple[str, ...] | None = None  # report.py --baseline: the row others are tested against
+    comparisons: dict = field(default_factory=dict)  # row key -> column -> significance.Comparison
 
 
 def sampler_name(config: dict, label_alpha: bool = True) -> str:
@@ -107,7 +128,7 @@ def summary_values(metrics: dict, subset: str | None) -> dict[str, float]:
             continue
         if subset:
             summary = summary.get(subset) or {}
-        for label, (kind, metric), _ in COLUMNS:
+        for label, (kind, metric), _ in columns_for(d):
             v = (summary.get(kind) or {}).get(metric)
             if v is not None:
                 out[f"{ds}|{label}"] = float(v)
@@ -129,32 +150,39 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
         if (run / "FAILED").exists():
             report.failed.append((run, (run / "FAILED").read_text().strip()))
             continue
+        if (run / "SKIPPED").exists():
+            report.skipped.append((run, (run / "SKIPPED").read_text().strip()))
+            continue
         if not (run / "metrics.json").exists():
             report.incomplete.append(run)
             continue
         metrics = json.loads((run / "metrics.json").read_text())
         config = metrics.get("config") or yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
         config = config.get("trained_with") or config  # eval.py of a training run's checkpoint
-        found.append((run, config, read_overrides(run), summary_values(metrics, subset)))
+        found.append((run, config, read_overrides(run), summary_values(metrics, subset), metrics["datasets"]))
         report.complete.append(run)
     swept: dict[str, set[str]] = {}
-    for _, _, overrides, _ in found:
+    for _, _, overrides, _, _ in found:
         for k, v in overrides.items():
             if k not in NOT_A_ROW_KEY:
                 swept.setdefault(k, set()).add(v)
-    extra = sorted(k for k, vs in swept.items() if len(vs) > 1 or any(k not in o for _, _, o, _ in found))
+    extra = sorted(k for k, vs in swept.items() if len(vs) > 1 or any(k not in o for _, _, o, _, _ in found))
     report.key_names = BASE_KEYS + extra
-    for run, config, overrides, values in found:
+    kinds: dict[str, dict] = {}
+    for run, config, overrides, values, datasets in found:
         key = row_key(config, label_alpha="sampler.alpha" not in extra)
         key += tuple(overrides.get(k, "default") for k in extra)
-        report.runs.append(RunValues(run, key, config, values))
+        report.runs.append(RunValues(run, key, config, values, config.get("seed"), datasets))
+        kinds.update({ds: entry for ds, entry in datasets.items() if ds not in kinds})
     pooled: dict[tuple, dict[str, list[float]]] = {}
     for rv in report.runs:
         for col, v in rv.values.items():
             pooled.setdefault(rv.key, {}).setdefault(col, []).append(v)
     datasets = sorted({col.split("|")[0] for cols in pooled.values() for col in cols} - set())
     clean = [ds for ds in datasets if PERTURBED not in ds]
-    report.columns = [(ds, label, higher) for ds in clean for label, _, higher in COLUMNS]
+    report.columns = [
+        (ds, label, higher) for ds in clean for label, _, higher in columns_for(kinds.get(ds, {}))
+    ]
     for key in sorted(pooled):
         report.rows[key] = {col: mean_ci(v) for col, v in pooled[key].items()}
     for ds, label, higher in report.columns:

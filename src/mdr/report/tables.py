@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mdr.data.perturb import PERTURBED
 from mdr.report.collect import Report
+from mdr.report.significance import SIGNIFICANCE_LEVEL
 from mdr.report.stats import Cell
 
 
@@ -21,6 +22,23 @@ def _digits(label: str) -> int:
     return 1 if label == "rank dist" else 4
 
 
+def _mark(r: Report, key: tuple, col: str) -> str:
+    """A dagger where the cell differs significantly from the baseline row's (Holm-corrected)."""
+    c = r.comparisons.get(key, {}).get(col)
+    return "†" if c is not None and c.p_holm < SIGNIFICANCE_LEVEL else ""
+
+
+def significance_note(r: Report) -> str:
+    if r.baseline is None:
+        return ""
+    n = sum(len(cols) for cols in r.comparisons.values())
+    return (
+        f" †: differs from the baseline row ({', '.join(r.baseline)}) at p < {SIGNIFICANCE_LEVEL}, paired "
+        f"randomization test over queries (per-query scores averaged over the shared seeds), Holm-corrected "
+        f"over the table's {n} comparisons; p-values in the CSV."
+    )
+
+
 def _ds_label(r: Report, ds: str) -> str:
     return f"{ds} ({r.subset})" if r.subset else ds
 
@@ -32,19 +50,23 @@ def to_markdown(r: Report) -> str:
         n = max((c.n for c in cells.values()), default=0)
         out = []
         for ds, label, _ in r.columns:
-            text = _cell(cells.get(f"{ds}|{label}"), _digits(label))
+            text = _cell(cells.get(f"{ds}|{label}"), _digits(label)) + _mark(r, key, f"{ds}|{label}")
             out.append(f"**{text}**" if r.best.get((ds, label)) == key else text)
         lines.append("| " + " | ".join([*key, str(n), *out]) + " |")
     lines += [
         "",
         "Mean ± half-width of the 95% t-interval over seeds; **bold**: best mean in the column "
         "(lowest rank distance)."
-        + (f" Queries and pools restricted to languages {r.subset} in training." if r.subset else ""),
+        + (f" Queries and pools restricted to languages {r.subset} in training." if r.subset else "")
+        + significance_note(r),
         f"Complete runs: {len(r.complete)}.",
     ]
     if r.failed:
         lines += ["", f"Failed runs ({len(r.failed)}), not in the table:"]
         lines += [f"- `{p}`: {reason}" for p, reason in r.failed]
+    if r.skipped:
+        lines += ["", f"Skipped runs ({len(r.skipped)}), their cells already archived:"]
+        lines += [f"- `{p}`: {reason}" for p, reason in r.skipped]
     if r.incomplete:
         lines += [
             "",
@@ -111,6 +133,7 @@ def to_latex(r: Report) -> str:
         out = []
         for ds, label, _ in r.columns:
             text = _cell(cells.get(f"{ds}|{label}"), _digits(label)).replace("±", r"$\pm$")
+            text += r"$^\dagger$" if _mark(r, key, f"{ds}|{label}") else ""
             out.append(rf"\textbf{{{text}}}" if r.best.get((ds, label)) == key else text)
         lines.append(" & ".join([*(esc(k) for k in key), str(n), *out]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -129,12 +152,18 @@ def write_csv(r: Report, path: Path) -> None:
                 "ci95_half_width",
                 "n_seeds",
                 "best",
+                "diff_vs_baseline",
+                "p_value",
+                "p_holm",
+                "paired_units",
             ]
         )
         for key, cells in r.rows.items():
             for ds, label, _ in r.columns:
                 c = cells.get(f"{ds}|{label}")
                 if c is not None:
+                    cmp = r.comparisons.get(key, {}).get(f"{ds}|{label}")
+                    tested = [cmp.diff, cmp.p, cmp.p_holm, cmp.n_units] if cmp else ["", "", "", ""]
                     w.writerow(
                         [
                             *key,
@@ -144,5 +173,6 @@ def write_csv(r: Report, path: Path) -> None:
                             "" if c.half_width is None else c.half_width,
                             c.n,
                             int(r.best.get((ds, label)) == key),
+                            *tested,
                         ]
                     )

@@ -7,13 +7,24 @@ from pathlib import Path
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness
+from mdr.report.significance import baseline_key, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
 
 
-def write_report(root: str | Path, out_dir: str | Path | None = None, subset: str | None = None) -> Report:
+def write_report(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    subset: str | None = None,
+    baseline: str | None = None,
+    permutations: int = 10_000,
+) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
-    runs hold an alpha sweep or perturbed evaluations. ``subset`` names the files ``results_unseen.*``."""
+    runs hold an alpha sweep or perturbed evaluations. ``subset`` names the files ``results_unseen.*``;
+    ``baseline`` (``sampler=xx``) tests every other row against that row, per cell (``significance``)."""
     r = collect(root, subset)
+    if baseline:
+        r.baseline = baseline_key(list(r.rows), r.key_names, baseline)
+        r.comparisons = compare_to_baseline(r, baseline, permutations)
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_{subset}" if subset else "results"

@@ -1,0 +1,63 @@
+"""Keep a sweep's small results in git, so a long sweep outlives the machine it runs on.
+
+With ``results_dir=results/<experiment>``, every finished run copies what the report needs — metrics.json,
+the resolved config and overrides, per-query ranks, Tatoeba's per-language table; never checkpoints or
+TREC runs — to ``<results_dir>/<cell>/``, where the cell is the run's overrides (``sampler=xx,seed=0``).
+A run whose cell is already there is skipped, so re-launching the same multirun continues it.
+``python report.py <results_dir>`` rebuilds the tables from these folders alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KEPT = (
+    "metrics.json",
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    "eval/*/per_query.npz",
+    "eval/*/per_language.csv",
+    "eval/*/summary.md",
+)
+NOT_A_CELL_KEY = ("results_dir", "paths.", "hydra.", "trainer.devices", "progress.")
+
+
+def cell_name(overrides: list[str]) -> str:
+    """The run's identity within a sweep: its overrides, sorted, without paths and logging knobs."""
+    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_A_CELL_KEY))
+    if not kept:
+        return "default"
+    return re.sub(r"[^A-Za-z0-9=,._+\-\[\]]", "_", ",".join(kept))
+
+
+def archived_cell(results_dir: str | Path | None, overrides: list[str]) -> Path | None:
+    """The cell's folder when it already holds a complete run (metrics.json), else None."""
+    if not results_dir:
+        return None
+    cell = Path(results_dir) / cell_name(overrides)
+    return cell if (cell / "metrics.json").exists() else None
+
+
+def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) -> Path:
+    """Copy the run's small results into its cell (metrics.json last: its presence marks a complete cell)."""
+    cell = Path(results_dir) / cell_name(overrides)
+    tmp = cell.with_name(f".{cell.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for pattern in KEPT:
+        for src in run_dir.glob(pattern):
+            dest = tmp / src.relative_to(run_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    if not (tmp / "metrics.json").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FileNotFoundError(f"{run_dir} has no metrics.json: only complete runs are archived")
+    shutil.rmtree(cell, ignore_errors=True)
+    tmp.rename(cell)
+    size = sum(p.stat().st_size for p in cell.rglob("*") if p.is_file())
+    log.info("results archived to %s (%.1f MB): commit it to keep this cell", cell, size / 1e6)
+    return cell

@@ -1,0 +1,178 @@
+"""Paired significance tests: the randomization test, Holm's correction, per-query units and report.py --baseline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from mdr.eval.per_query import lareqa_units
+from mdr.eval.suite import EvalSettings, run_eval
+from mdr.modeling.baselines import HashingEncoder
+from mdr.report.collect import COLUMNS, collect
+from mdr.report.significance import holm, paired_randomization_test
+from mdr.report.write import write_report
+
+
+def test_tiny_case_matches_a_hand_enumeration():
+    # differences 1, 2, -0.5: of the 8 sign patterns, |sum| >= 2.5 for (+,+,-), (+,+,+), (-,-,-), (-,-,+)
+    a, b = np.array([1.0, 2.0, 0.0]), np.array([0.0, 0.0, 0.5])
+    assert paired_randomization_test(a, b, permutations=1000) == 0.5
+    from scipy import stats
+
+    exact = stats.permutation_test(
+        (a, b), lambda x, y: np.sum(x - y), permutation_type="samples", n_resamples=np.inf
+    )
+    assert exact.pvalue == 0.5
+
+
+def test_identical_systems_give_p_one_and_a_shift_is_found():
+    rng = np.random.default_rng(1)
+    a = rng.random(2000)
+    assert paired_randomization_test(a, a.copy()) == 1.0
+    shifted = a + 0.02 + rng.normal(0, 0.1, len(a))
+    p = paired_randomization_test(shifted, a, permutations=2000)
+    assert p == pytest.approx(1 / 2001)  # no flip reaches the observed sum
+    assert p == paired_randomization_test(shifted, a, permutations=2000)  # seeded: same p every time
+
+
+def test_random_flips_agree_with_scipy_and_ranx():
+    from ranx.statistical_tests import fisher_randomization_test
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    a = rng.random(40)
+    b = a + rng.normal(0.03, 0.1, 40)  # a weak shift: p well inside (0, 1)
+    ours = paired_randomization_test(a, b, permutations=20_000)
+    ref = stats.permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=20_000,
+        random_state=0,
+    ).pvalue
+    ranx_p, _ = fisher_randomization_test(a, b, 20_000, 0.05, 0)
+    assert 0.01 < ours < 0.5
+    assert ours == pytest.approx(ref, abs=0.015) and ours == pytest.approx(ranx_p, abs=0.015)
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02 .03 .06 .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+# ---- real per-query files: hashed n-grams of two sizes on XQuAD-R and Tatoeba ----
+SETTINGS = dict(datasets=["xquad_r", "tatoeba"], tatoeba_langs=["afr", "deu", "jav", "nld"], run_files="none")
+
+
+def _run(root, name, sampler, seed, dim, data_dir, seen=("de", "en", "es")):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    config = {
+        "sampler": {"_target_": f"mdr.training.samplers.{sampler}"},
+        "model": {"name": f"hashing{dim}"},
+        "finetune": {"mode": "full"},
+        "seed": seed,
+    }
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    encoder = HashingEncoder(dim=dim)
+    return run_eval(
+        encoder, EvalSettings(**SETTINGS, show_progress=False), data_dir, run, list(seen), {"config": config}
+    )
+
+
+def _copy(root, src, name, sampler, seed):
+    """Another run folder with the same per-query results (the hashing model has no seed to vary)."""
+    shutil.copytree(root / src, root / name)
+    for path in (root / name / ".hydra" / "config.yaml", root / name / "metrics.json"):
+        text = path.read_text().replace("seed: 0", f"seed: {seed}").replace('"seed": 0', f'"seed": {seed}')
+        path.write_text(text.replace(".XXSampler", f".{sampler}"))
+
+
+@pytest.fixture(scope="module")
+def two_systems(tmp_path_factory, data_dir):
+    """xx and mixed: the same 2048-d model (identical per-query scores); hybrid: 96-d, hash collisions hurt.
+    Two seeds each (copies: the per-query pairing and seed averaging are what is tested)."""
+    root = tmp_path_factory.mktemp("sweep")
+    metrics = {
+        ("xx", 0): _run(root, "xx0", "XXSampler", 0, 2048, data_dir),
+        ("hybrid", 0): _run(root, "hy0", "XXSampler", 0, 96, data_dir),
+    }
+    for name, src, sampler, seed in [
+        ("xx1", "xx0", "XXSampler", 1),
+        ("mixed0", "xx0", "MixedSampler", 0),
+        ("mixed1", "xx0", "MixedSampler", 1),
+        ("hy0b", "hy0", "HybridSampler", 0),
+        ("hy1", "hy0", "HybridSampler", 1),
+    ]:
+        _copy(root, src, name, sampler, seed)
+    shutil.rmtree(root / "hy0")
+    return root, metrics
+
+
+@pytest.mark.slow
+def test_per_query_units_sum_to_the_headline_cells(two_systems):
+    root, metrics = two_systems
+    m = metrics[("xx", 0)]
+    data = np.load(root / "xx0" / "eval" / "xquad_r" / "per_query.npz")
+    summary = m["datasets"]["xquad_r"]["summary"]
+    for _, (kind, metric), _ in COLUMNS:
+        keys, contrib = lareqa_units(data, kind, metric)
+        assert contrib.sum() == pytest.approx(summary[kind][metric], abs=1e-9)
+        assert len(keys) == 11 * 1190  # every XQuAD-R query is one unit
+        for subset in ("seen", "unseen"):
+            _, part = lareqa_units(data, kind, metric, subset, ["de", "en", "es"])
+            assert part.sum() == pytest.approx(summary[subset][kind][metric], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_report_marks_a_real_difference_and_not_an_identical_system(two_systems, tmp_path):
+    root, _ = two_systems
+    r = write_report(root, tmp_path, baseline="sampler=xx", permutations=2000)
+    assert r.baseline == ("xx", "hashing2048", "full")
+    mixed = r.comparisons[("mixed", "hashing2048", "full")]
+    hybrid = r.comparisons[("hybrid", "hashing96", "full")]
+    assert set(mixed) == set(hybrid) == {f"{ds}|{label}" for ds, label, _ in r.columns}
+    assert all(c.p == 1.0 and c.diff == 0.0 for c in mixed.values())
+    for col in ("xquad_r|mono mAP", "tatoeba|acc", "tatoeba|acc XTREME-36"):
+        assert hybrid[col].p_holm < 0.05 and hybrid[col].diff < 0, col
+        cells = (
+            r.rows[("hybrid", "hashing96", "full")][col].mean
+            - r.rows[("xx", "hashing2048", "full")][col].mean
+        )
+        assert hybrid[col].diff == pytest.approx(cells)  # the tested difference is the table's difference
+        assert hybrid[col].seeds == [0, 1] and hybrid[col].p_holm >= hybrid[col].p
+    md = (tmp_path / "results.md").read_text()
+    assert "†" in md and "Holm-corrected" in md and "tatoeba acc low-res" in md
+    hybrid_line = next(line for line in md.splitlines() if line.startswith("| hybrid"))
+    mixed_line = next(line for line in md.splitlines() if line.startswith("| mixed"))
+    assert "†" in hybrid_line and "†" not in mixed_line
+    csv_rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert csv_rows[0].endswith("diff_vs_baseline,p_value,p_holm,paired_units")
+    assert any(row.startswith("mixed,") and ",1.0,1.0," in row for row in csv_rows)
+
+
+@pytest.mark.slow
+def test_baseline_selector_must_name_one_row(two_systems):
+    root, _ = two_systems
+    with pytest.raises(ValueError, match="matches 0 rows"):
+        write_report(root, root / "out", baseline="sampler=xy")
+    with pytest.raises(ValueError, match="key=value with keys from"):
+        write_report(root, root / "out", baseline="optimizer=adam")
+    assert collect(root).baseline is None
+
+
+@pytest.mark.slow
+def test_runs_without_per_query_files_say_how_to_get_them(two_systems, tmp_path):
+    root, _ = two_systems
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (copy / "hy1" / "eval" / "tatoeba" / "per_query.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="re-evaluate it with eval.py"):
+        write_report(copy, tmp_path / "out", baseline="sampler=xx", permutations=100)
+    json.loads((copy / "hy1" / "metrics.json").read_text())  # the run itself is intact
