@@ -3,6 +3,7 @@
 import json
 
 import lightning as L
+import pytest
 from helpers import cpu_trainer, tiny_datamodule
 
 from mdr.modeling.encoder import DualEncoder
@@ -27,6 +28,7 @@ class RecordBatches(L.Callback):
             fh.write(json.dumps(row) + "\n")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_model_dir, data_dir):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
     dm = tiny_datamodule(data_dir, enc, steps_per_epoch=8, seed=3)
@@ -60,6 +62,7 @@ def _fit(tmp_path, tiny_model_dir, data_dir, max_steps, tag, ckpt_path=None):
     return [json.loads(line) for line in (out / "rank0.jsonl").read_text().splitlines()], out
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_the_same_stream(tmp_path, tiny_model_dir, data_dir):
     full, _ = _fit(tmp_path, tiny_model_dir, data_dir, 14, "full")
     first, out = _fit(tmp_path, tiny_model_dir, data_dir, 6, "first")

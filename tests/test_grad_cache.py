@@ -151,6 +151,7 @@ def _gc_rank_main(rank, world, port, out):
     os._exit(0)
 
 
+@pytest.mark.slow
 def test_grad_cache_on_two_gloo_ranks_equals_one_process(tmp_path):
     import torch.multiprocessing as mp
     from test_loss import _free_port
@@ -185,6 +186,7 @@ class SaveWeights(L.Callback):
         )
 
 
+@pytest.mark.slow
 def test_lightning_ddp_with_grad_cache_keeps_ranks_identical(tmp_path, tiny_model_dir, data_dir):
     from helpers import cpu_trainer, tiny_datamodule
 

@@ -104,6 +104,7 @@ def test_bad_perturbation_specs():
         check_perturbations([{"kind": "word_drop", "rate": 1.5}])
 
 
+@pytest.mark.slow
 def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path, tiny_model_dir, data_dir):
     import json
 

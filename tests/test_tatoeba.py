@@ -178,6 +178,13 @@ def test_eval_cli_scores_tatoeba_with_seen_and_unseen_groups(tmp_path, data_dir)
     keys, contrib = tatoeba_units(data, ["jav", "tel"], "accuracy")
     assert contrib.sum() == pytest.approx(t["summary"]["unseen"]["all"]["accuracy"])
     assert (out / "eval" / "tatoeba" / "accuracy.png").stat().st_size > 1000
+    (tmp_path / "plain.txt").write_text("x")  # atomic writes get the permissions of any other new file
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert (
+        mode(out / "eval" / "tatoeba" / "summary.md")
+        == mode(out / "metrics.json")
+        == mode(tmp_path / "plain.txt")
+    )
 
 
 def test_training_runs_score_68_languages_and_eval_py_all(data_dir):
@@ -186,5 +193,8 @@ def test_training_runs_score_68_languages_and_eval_py_all(data_dir):
     assert train_cfg.eval.tatoeba_langs == "xtreme36+low_resource" and eval_cfg.eval.tatoeba_langs == "all"
     assert len(select_langs(data_dir, train_cfg.eval.tatoeba_langs)) == 68
     decisive = compose_cfg("train", ["experiment=decisive"])
-    assert decisive.eval.tatoeba_langs == "all" and list(decisive.data.eval_datasets) == ["xquad_r", "tatoeba"]
+    assert decisive.eval.tatoeba_langs == "all" and list(decisive.data.eval_datasets) == [
+        "xquad_r",
+        "tatoeba",
+    ]
     assert decisive.compute.cpu_fp32_max_steps is None and decisive.results_dir.endswith("results/decisive")

@@ -99,6 +99,7 @@ class RetrievalSet:
     cand_contexts: list[str]
     answer_of: dict[tuple[str, str], int]
     langs: list[str] = field(default_factory=list)
+    answer_text: dict[tuple[str, str], str] = field(default_factory=dict)  # (lang, id) -> gold answer span
 
     def __post_init__(self) -> None:
         if not self.langs:
@@ -127,6 +128,7 @@ class RetrievalSet:
             cand_texts=[self.cand_texts[i] for i in c_idx],
             cand_contexts=[self.cand_contexts[i] for i in c_idx],
             answer_of={k: remap[v] for k, v in self.answer_of.items() if k[1] in keep},
+            answer_text={k: v for k, v in self.answer_text.items() if k[1] in keep},
         )
 
 

@@ -33,6 +33,7 @@ class LareqaQuestion:
     article: int
     paragraph: int
     answer_sentence: int
+    answer_text: str = ""
 
 
 @dataclass
@@ -121,7 +122,8 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
                         f"{where}: answer start {start} of question {qid!r} lies in {len(holding)} sentences "
                         "(must be exactly one); the file is corrupt"
                     )
-                questions.append(LareqaQuestion(qid, lang, question, a, p, holding[0]))
+                text = str(qa["answers"][0].get("text", ""))
+                questions.append(LareqaQuestion(qid, lang, question, a, p, holding[0], text))
     if not questions:
         raise DataFormatError(f"{path}: no questions; a language with no data cannot be used")
     return LareqaLanguage(lang, sentences, contexts, paragraph_article, questions)
@@ -146,15 +148,26 @@ def retrieval_set(files: dict[str, LareqaLanguage], name: str) -> RetrievalSet:
             c_langs.append(lang)
             texts.append(text)
             contexts.append(f.contexts[p])
-    q_ids, q_langs, q_texts, answer_of = [], [], [], {}
+    q_ids, q_langs, q_texts, answer_of, answer_text = [], [], [], {}, {}
     for lang, f in files.items():
         for q in f.questions:
             q_ids.append(q.id)
             q_langs.append(lang)
             q_texts.append(q.question)
             answer_of[(lang, q.id)] = index[(lang, q.paragraph, q.answer_sentence)]
+            answer_text[(lang, q.id)] = q.answer_text
     return RetrievalSet(
-        name, q_ids, q_langs, q_texts, uids, c_langs, texts, contexts, answer_of, langs=list(files)
+        name,
+        q_ids,
+        q_langs,
+        q_texts,
+        uids,
+        c_langs,
+        texts,
+        contexts,
+        answer_of,
+        langs=list(files),
+        answer_text=answer_text,
     )
 
 

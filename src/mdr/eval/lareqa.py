@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from mdr.data.corpus import RetrievalSet
+from mdr.eval.answer_em import EM_KS, AnswerMatcher
 from mdr.eval.metrics import PAD, metrics_from_ranks, rank_distance, relevant_ranks
 
 METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10")
+EM_METRICS = tuple(f"em@{k}" for k in EM_KS)  # answer text in the top k (sets with answer texts only)
 
 # called per setting with (setting, query uids, pool candidate uids, top indices (Q, k), top scores (Q, k), relevant (Q, R) pool indices)
 RunWriter = Callable[[str, list[str], list[str], np.ndarray, np.ndarray, np.ndarray], None]
@@ -62,6 +64,7 @@ def _summarise(pairs: dict[str, dict], keep: Callable[[dict], bool]) -> dict:
     for kind in ("mono", "cross", "multi"):
         rows = [p for p in pairs.values() if p["type"] == kind and keep(p) and p["n_queries"] > 0]
         out[kind] = {m: _mean([p[m] for p in rows]) for m in METRICS}
+        out[kind].update({m: _mean([p[m] for p in rows]) for m in EM_METRICS if rows and m in rows[0]})
         out[kind]["n_settings"] = len(rows)
         if kind == "multi":
             out[kind]["rank_distance"] = _mean([p["rank_distance"] for p in rows])
@@ -85,6 +88,8 @@ class Pools:
         ]  # multilingual order, once
         sizes = [len(self.idx[y]) for y in self.langs[:-1]]
         self.offsets = dict(zip(self.langs, np.cumsum([0] + sizes).tolist()))
+        # answer EM@k needs the gold answer texts (LAReQA files have them; sets built from a corpus do not)
+        self.matcher = AnswerMatcher(rs.cand_texts, rs.cand_langs, rs.answer_text) if rs.answer_text else None
 
     def columns(self, y: str) -> slice:
         """Language ``y``'s columns in scores against the multilingual pool."""
@@ -174,6 +179,9 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
             kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name]
         )
         _keep_ranks(result, name, qi[keep], ranks)
+        if pools.matcher is not None:
+            top = s.topk(min(max(EM_KS), s.shape[1]), dim=1).indices.numpy()
+            result.pairs[name].update(pools.matcher.row([ids[k] for k in keep], pools.idx[y][top]))
         if run_writer is not None and kind in run_kinds and len(keep):
             q_uids = [uids[k] for k in keep]
             c_uids = [rs.cand_uids[g] for g in pools.idx[y]]
@@ -188,6 +196,8 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
     row["rank_distance"] = float(rank_distance(ranks).mean()) if len(keep) else None
     _keep_ranks(result, name, qi[keep], ranks)
     top = s.topk(min(10, s.shape[1]), dim=1).indices.numpy()
+    if pools.matcher is not None:
+        row.update(pools.matcher.row([ids[k] for k in keep], pools.all_idx[top]))
     row["top10_lang_share"] = (
         {y: float(np.mean(pools.lang_of_all[top] == y)) for y in pools.langs} if len(keep) else {}
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdr.eval.lareqa import METRICS, LareqaResult
+from mdr.eval.lareqa import EM_METRICS, METRICS, LareqaResult
 from mdr.runtime.files import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -63,6 +63,7 @@ def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
         "pool_size",
         *METRICS,
         "rank_distance",
+        *EM_METRICS,
     ]
     with (out_dir / "pairs.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
