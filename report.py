@@ -2,7 +2,8 @@
 
 Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best cells marked), the plots
 results_bars.png and bias.png, alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
-evaluated on perturbed queries, and lists failed and incomplete runs instead of reading them.
+evaluated on perturbed queries, adversarial.{md,csv,png} for runs evaluated with eval.attack
+(experiment=adversarial), and lists failed and incomplete runs instead of reading them.
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).
 `--baseline sampler=xx` marks cells that differ significantly from that row (paired randomization test
 over queries, Holm-corrected; p-values in results.csv).
@@ -31,6 +32,7 @@ if __name__ == "__main__":
     report = write_report(args.root, args.out, args.subset, args.baseline, args.permutations)
     print(to_markdown(report))
     out = Path(args.out or args.root)
-    for extra in ("alpha_curve.md", "robustness.md"):
+    adversarial = f"adversarial_{args.subset}.md" if args.subset else "adversarial.md"
+    for extra in ("alpha_curve.md", "robustness.md", adversarial):
         if (out / extra).exists():
             print((out / extra).read_text())

@@ -10,19 +10,29 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
+from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides, recorded_overrides
 from mdr.data.sources import load_eval_set
 from mdr.eval.outputs import load_embeddings
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.files import atomic_write_text
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model."""
+    """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model.
+    With ``results_dir`` the small results are archived like a training sweep's (and a cell already there is
+    skipped)."""
     run_dir = Path(cfg.paths.output_dir)
+    overrides = eval_cell_overrides(recorded_overrides(run_dir), cfg.get("ckpt"))
+    done = archived_cell(cfg.get("results_dir"), overrides)
+    if done is not None:
+        atomic_write_text(run_dir / "SKIPPED", f"this cell's results are already in {done}\n")
+        log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
+        return {}
     with failure_marker(run_dir):
         configure_progress(cfg)
         settings = eval_settings(cfg)  # fails on bad data before loading a model
@@ -43,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
             extra=run_record(cfg, trained_with),
             embeddings=embeddings,
         )
+        if cfg.get("results_dir"):
+            archive_run(run_dir, cfg.results_dir, overrides)
         print(format_headline(report))
         print(f"results in {run_dir}")
         return report

@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+import yaml
+
 log = logging.getLogger(__name__)
 
 KEPT = (
@@ -23,8 +25,31 @@ KEPT = (
     "eval/*/per_query.npz",
     "eval/*/per_language.csv",
     "eval/*/summary.md",
+    "eval/*/adversarial_queries.jsonl",
 )
 NOT_A_CELL_KEY = ("results_dir", "paths.", "hydra.", "trainer.devices", "progress.")
+
+
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for this run (none when composed without Hydra's runtime)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
+
+
+def eval_cell_overrides(overrides: list[str], ckpt: str | None) -> list[str]:
+    """An ``eval.py`` run's identity: its overrides, with ``ckpt=<path>`` replaced by the overrides of the
+    training run that wrote the checkpoint (``ckpt.sampler=xx``, ``ckpt.seed=1``): paths differ between
+    machines, the training cell does not."""
+    if not ckpt:
+        return overrides
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt=")]
+    trained = recorded_overrides(Path(ckpt).parent.parent)
+    if not trained:
+        return [*kept, f"ckpt={Path(ckpt).parent.parent.name}"]
+    return [
+        *kept,
+        *(f"ckpt.{o.lstrip('+~')}" for o in trained if not o.lstrip("+~").startswith(NOT_A_CELL_KEY)),
+    ]
 
 
 def cell_name(overrides: list[str]) -> str:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
-from mdr.cli.results_archive import archive_run, archived_cell
+from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
@@ -66,12 +65,6 @@ def train(cfg: DictConfig) -> dict | None:
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
         return report
-
-
-def recorded_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides Hydra recorded for this run (none when composed without Hydra's runtime)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
 
 
 def check_config(cfg: DictConfig) -> EvalSettings:

@@ -30,7 +30,9 @@ ARTICLES = {
     "ar": r"\sال^|ال",
 }
 CHARACTER_TOKEN_LANGS = ("zh", "th")
-SUFFIXING_LANGS = ("tr",)  # case suffixes attach to the answer ("Steelers" -> "Steelers'ı"): match token starts
+SUFFIXING_LANGS = (
+    "tr",
+)  # case suffixes attach to the answer ("Steelers" -> "Steelers'ı"): match token starts
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,11 @@ from mdr.data.perturb import check_perturbations, perturb_set
 from mdr.data.qrels import QrelsSet, load_qrels_spec
 from mdr.data.sources import load_eval_set
 from mdr.data.tatoeba import TatoebaSet
+from mdr.eval.attack import ATTACKED, AttackSettings, run_attack, sample_queries
+from mdr.eval.attack_outputs import entry as attack_entry
+from mdr.eval.attack_outputs import headline as attack_headline
+from mdr.eval.attack_outputs import summarise as summarise_attack
+from mdr.eval.attack_outputs import write_attack_outputs
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.outputs import SCHEMA_VERSION, TrecWriter, headline, save_embeddings, write_dataset_reports
 from mdr.eval.per_query import PER_QUERY_FILE, save_lareqa_per_query
@@ -58,9 +63,12 @@ class EvalSettings:
     search: str = "torch"
     show_progress: bool = True
     tatoeba_langs: str | list[str] = "all"  # all | xtreme36 | xtreme36+low_resource | ISO 639-3 codes
+    attack: dict | None = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
 
     def check(self) -> list[tuple[str, float]]:
         """Fail on settings that cannot work; returns the perturbations as (kind, rate)."""
+        if self.attack:
+            AttackSettings.from_config(dict(self.attack))
         if self.run_files not in RUN_KINDS:
             raise ValueError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
         if self.search not in SEARCHES:
@@ -105,8 +113,10 @@ class EvalRun:
         self.report["headline"][name] = head
         self.report["timing_s"][name] = {"encode": encode_s, "score_and_runs": score_s}
 
-    def lareqa(self, rs: RetrievalSet, embeddings: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Score one LAReQA set (from ``embeddings`` when given); returns its candidate embeddings."""
+    def lareqa(
+        self, rs: RetrievalSet, embeddings: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score one LAReQA set (from ``embeddings`` when given); returns its query and candidate embeddings."""
         t0 = time.perf_counter()
         if embeddings is None:
             q = self.encode(rs.query_texts, "query", f"{rs.name}: queries")
@@ -140,7 +150,32 @@ class EvalRun:
                 rs.name,
                 result.skipped["total"],
             )
-        return c
+        return q, c
+
+    def attack(self, rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray) -> None:
+        """The budgeted query attack (``eval.attack``) on sampled queries of ``rs`` (dataset ``<name>~attack``)."""
+        settings = AttackSettings.from_config(dict(self.settings.attack or {}))
+        t0 = time.perf_counter()
+        result = run_attack(
+            rs,
+            query_emb,
+            cand_emb,
+            settings,
+            lambda texts, desc: self.encode(texts, "query", desc),
+            seen_langs=self.seen_langs,
+            progress=log.info,
+        )
+        summary = summarise_attack(result)
+        write_attack_outputs(result, summary, rs.query_texts, self.out_dir / "eval" / f"{rs.name}{ATTACKED}")
+        elapsed = time.perf_counter() - t0
+        self.record(
+            f"{rs.name}{ATTACKED}",
+            attack_entry(result, summary),
+            attack_headline(summary, settings.budgets),
+            elapsed,
+            0.0,
+        )
+        log.info("%s%s: %d texts encoded in %.0fs", rs.name, ATTACKED, result.encoded, elapsed)
 
     def perturbed(self, rs: RetrievalSet, cand_emb: np.ndarray, kind: str, rate: float) -> None:
         """Score ``rs`` with perturbed queries against its clean candidates (dataset ``<name>~<kind>@<rate>``)."""
@@ -205,9 +240,9 @@ def run_eval(
     the resolved config).
     """
     variants = settings.check()
-    if variants and encoder is None:
+    if (variants or settings.attack) and encoder is None:
         raise ValueError(
-            "eval.perturb needs a model to encode the perturbed queries; it cannot rescore embeddings="
+            "eval.perturb and eval.attack need a model to encode the edited queries; they cannot rescore embeddings="
         )
     # fail on bad data before encoding
     sets = [load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets]
@@ -215,14 +250,21 @@ def run_eval(
         raise ValueError(
             "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
         )
+    if settings.attack:  # a sample larger than a language's queries fails here, before any encoding
+        attack = AttackSettings.from_config(dict(settings.attack))
+        for rs in sets:
+            if isinstance(rs, RetrievalSet):
+                sample_queries(rs, attack)
     run = EvalRun(encoder, settings, Path(out_dir), seen_langs)
     for rs in sets:
         if isinstance(rs, TatoebaSet):
             run.tatoeba(rs)
             continue
-        cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
+        query_emb, cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
         for kind, rate in variants:
             run.perturbed(rs, cand_emb, kind, rate)
+        if settings.attack:
+            run.attack(rs, query_emb, cand_emb)
     for spec in settings.qrels_sets or []:
         run.qrels(load_qrels_spec(dict(spec)))
     run.report.update(extra or {})
@@ -247,6 +289,15 @@ def format_headline(report: dict) -> str:
             lines.append(
                 f"{name:<12} accuracy {h['accuracy']:.4f} (XTREME-36 {h.get('accuracy_xtreme36', float('nan')):.4f}, "
                 f"low-resource {h.get('accuracy_low_resource', float('nan')):.4f})"
+            )
+        elif any("_success@" in k for k in h):
+            by_setting: dict[str, list[str]] = {}
+            for key, v in h.items():
+                setting, k = key.split("_success@")
+                by_setting.setdefault(setting, []).append(f"k={k} {'-' if v is None else f'{v:.3f}'}")
+            lines.append(
+                f"{name:<12} greedy attack success rate: "
+                + "; ".join(f"{s} {', '.join(v)}" for s, v in by_setting.items())
             )
         elif "mono_map" in h:
             lines.append(

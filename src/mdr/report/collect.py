@@ -89,6 +89,8 @@ class Report:
 
 
 def sampler_name(config: dict, label_alpha: bool = True) -> str:
+    if "sampler" not in config and not config.get("ckpt"):
+        return "untrained"  # eval.py of a backbone as it is (no training checkpoint)
     sampler = config.get("sampler", {}).get("_target_", "?").rsplit(".", 1)[-1]
     sampler = SAMPLERS.get(sampler, sampler)
     alpha = config.get("sampler", {}).get("alpha")

@@ -24,7 +24,7 @@ def _plt():
     return plt
 
 
-def _row_label(r: Report, key: tuple) -> str:
+def row_label(r: Report, key: tuple) -> str:
     """The parts of a row key that differ between rows (the whole key when there is one row)."""
     varying = [i for i in range(len(key)) if len({k[i] for k in r.rows}) > 1] or list(range(len(key)))
     return "\n".join(str(key[i]) for i in varying)
@@ -53,7 +53,7 @@ def plot_bars(r: Report, path: Path) -> None:
             cells = [r.rows[k].get(f"{ds}|{kind}") for k in keys]
             means = [c.mean if c else np.nan for c in cells]
             ax.bar(x + (i - 1) * width, means, width, yerr=[_err(c) for c in cells], capsize=3, label=kind)
-        ax.set_xticks(x, [_row_label(r, k) for k in keys], fontsize=8)
+        ax.set_xticks(x, [row_label(r, k) for k in keys], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("mAP")
         ax.set_title(f"{ds} ({r.subset})" if r.subset else ds, fontsize=10)
@@ -86,7 +86,7 @@ def plot_bias(r: Report, path: Path) -> None:
                 capsize=3,
                 color=color,
             )
-            ax.set_xticks(x, [_row_label(r, k) for k in keys], fontsize=8)
+            ax.set_xticks(x, [row_label(r, k) for k in keys], fontsize=8)
             ax.set_ylabel("rank distance (lower: less bias)" if label == "rank dist" else "multilingual mAP")
         axes[0][j].set_title(f"{ds}: language bias", fontsize=10)
     fig.tight_layout()
@@ -148,7 +148,7 @@ def plot_robustness(r: Report, drops: dict, path: Path) -> None:
                 yerr=[p[2] for p in points],
                 marker="o",
                 capsize=3,
-                label=_row_label(r, key).replace("\n", " "),
+                label=row_label(r, key).replace("\n", " "),
             )
         ax.set_xlabel("perturbation rate")
         ax.set_ylabel("multilingual mAP drop")

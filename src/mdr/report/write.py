@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
-from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness
+from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
 from mdr.report.significance import baseline_key, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
 
@@ -19,12 +21,12 @@ def write_report(
     permutations: int = 10_000,
 ) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
-    runs hold an alpha sweep or perturbed evaluations. ``subset`` names the files ``results_unseen.*``;
+    runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, per cell (``significance``)."""
     r = collect(root, subset)
     if baseline:
-        r.baseline = baseline_key(list(r.rows), r.key_names, baseline)
-        r.comparisons = compare_to_baseline(r, baseline, permutations)
+        r.baseline = baseline_key(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
+        r.comparisons = compare_to_baseline(r, baseline, permutations) if r.rows else {}
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_{subset}" if subset else "results"
@@ -42,4 +44,16 @@ def write_report(
     if drops:
         (out / "robustness.md").write_text(robustness_markdown(r, drops))
         plot_robustness(r, drops, out / "robustness.png")
+    attacked = adversarial(r, r.baseline, permutations)
+    if attacked:
+        stem = f"adversarial_{subset}" if subset else "adversarial"
+        (out / f"{stem}.md").write_text(adversarial_markdown(attacked, r.key_names, r.baseline))
+        with (out / f"{stem}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(
+                [*r.key_names, "dataset", "setting", "column", "mean", "ci95_half_width", "n_seeds"]
+                + ["diff_vs_baseline", "p_value", "p_holm"]
+            )
+            w.writerows(adversarial_csv_rows(attacked))
+        plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
     return r
