@@ -326,6 +326,7 @@ def test_eval_multirun_adversarial_to_report(tmp_path, tiny_run, tiny_model_dir,
         "eval.precision=fp32",
         "eval.attack.queries_per_lang=2",
         "eval.attack.budgets=[1,2]",
+        f"results_dir={tmp_path / 'results'}",
     )
     assert "greedy attack success rate: mono k=1" in proc.stdout
     for job in ("0", "1"):
@@ -334,6 +335,12 @@ def test_eval_multirun_adversarial_to_report(tmp_path, tiny_run, tiny_model_dir,
         assert attack["n_sampled_queries"] == 2 * 11 and attack["n_targets"] == 3 * 2 * 11
         lines = (sweep / job / "eval" / "xquad_r~attack" / ADVERSARIAL_FILE).read_text().splitlines()
         assert len(lines) == attack["n_targets"]
+    cells = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert (
+        len(cells) == 2 and "ckpt=null,eval.attack.budgets=[1,2]" in cells[-1]
+    )  # the checkpoint's cell: its training overrides
+    assert cells[0].startswith("ckpt.data.datamodule.batch_size=16,") and len(cells[0]) <= 160
+    assert (tmp_path / "results" / cells[0] / "eval" / "xquad_r~attack" / ADVERSARIAL_FILE).exists()
     report = run("report.py", str(sweep), "--baseline", "sampler=untrained", "--permutations", "1000")
     assert "Greedy query attack" in report.stdout
     table = (sweep / "adversarial.md").read_text()

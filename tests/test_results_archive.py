@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers import ROOT, compose_cfg, in_process
 
-from mdr.cli.results_archive import archive_run, archived_cell, cell_name
+from mdr.cli.results_archive import archive_run, archived_cell, cell_name, eval_cell_overrides
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 from mdr.report.collect import collect
@@ -22,6 +22,25 @@ def test_cell_name_is_the_sorted_overrides_without_paths():
     assert a == cell_name(["experiment=decisive", "seed=1", "sampler=xx", "results_dir=/elsewhere"])
     assert cell_name([]) == "default"
     assert "/" not in cell_name(["data.train.path=/data/x.jsonl"])
+    long = [f"model.encoder.option_{i}=value_{i}" for i in range(20)]
+    assert len(cell_name(long)) == 160 and cell_name(long) != cell_name(
+        long[:-1]
+    )  # a file name, still unique
+    assert cell_name(long).startswith("model.encoder.option_0=value_0,")
+
+
+def test_eval_cell_is_named_by_the_checkpoints_training_cell(tmp_path):
+    run = tmp_path / "train" / "3"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["sampler=xx", "seed=1", "hydra.run.dir=/x"])
+    )
+    ckpt = str(run / "checkpoints" / "best.ckpt")
+    overrides = eval_cell_overrides([f"ckpt={ckpt}", "experiment=adversarial"], ckpt)
+    assert cell_name(overrides) == "ckpt.sampler=xx,ckpt.seed=1,experiment=adversarial"
+    assert cell_name(eval_cell_overrides(["ckpt=null", "experiment=adversarial"], None)) == (
+        "ckpt=null,experiment=adversarial"
+    )
 
 
 def _eval_run(run, data_dir, sampler, seed):
@@ -90,15 +109,22 @@ def test_a_finished_cell_is_skipped_without_training(tmp_path, data_dir):
 
 def test_docs_tables_rebuild_from_the_tracked_results(tmp_path):
     """Every tracked results folder has its table in docs/experiments.md, and that table is what report.py
-    prints from the folder today (marker: ``<!-- report: python report.py results/X [--baseline k=v] -->``)."""
+    prints from the folder today (marker: ``<!-- report: python report.py results/X [--baseline k=v] -->``,
+    or ``... -> adversarial.md -->`` for a table of another file report.py writes)."""
     from mdr.report.write import write_report
 
     docs = (ROOT / "docs" / "experiments.md").read_text()
     quoted = re.findall(
-        r"<!-- report: python report.py (results/\S+)(?: --baseline (\S+))? -->\n(.*?)\n\n", docs, re.S
+        r"<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: -> (\S+\.md))? -->\n(.*?)\n\n",
+        docs,
+        re.S,
     )
     folders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results").glob("*") if p.is_dir())
-    assert sorted({f for f, _, _ in quoted}) == folders, "each results/ folder needs its table in the docs"
-    for folder, baseline, table in quoted:
-        r = write_report(ROOT / folder, tmp_path / folder, baseline=baseline or None, permutations=10_000)
-        assert table.strip() in to_markdown(r), f"docs/experiments.md's table for {folder} is stale"
+    assert sorted({f for f, _, _, _ in quoted}) == folders, "each results/ folder needs its table in the docs"
+    for i, (folder, baseline, written, table) in enumerate(quoted):
+        out = tmp_path / str(i)
+        r = write_report(ROOT / folder, out, baseline=baseline or None, permutations=10_000)
+        printed = (out / written).read_text() if written else to_markdown(r)
+        assert table.strip() in printed, (
+            f"docs/experiments.md's table for {folder} ({written or 'results'}) is stale"
+        )

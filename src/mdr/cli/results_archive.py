@@ -9,6 +9,7 @@ A run whose cell is already there is skipped, so re-launching the same multirun 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -27,6 +28,7 @@ KEPT = (
     "eval/*/summary.md",
     "eval/*/adversarial_queries.jsonl",
 )
+MAX_CELL_NAME = 160
 NOT_A_CELL_KEY = ("results_dir", "paths.", "hydra.", "trainer.devices", "progress.")
 
 
@@ -57,7 +59,10 @@ def cell_name(overrides: list[str]) -> str:
     kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_A_CELL_KEY))
     if not kept:
         return "default"
-    return re.sub(r"[^A-Za-z0-9=,._+\-\[\]]", "_", ",".join(kept))
+    name = re.sub(r"[^A-Za-z0-9=,._+\-\[\]]", "_", ",".join(kept))
+    if len(name) > MAX_CELL_NAME:  # file systems stop at 255 bytes: keep a readable head and a hash of all
+        name = f"{name[: MAX_CELL_NAME - 17]}...{hashlib.sha1(name.encode()).hexdigest()[:14]}"
+    return name
 
 
 def archived_cell(results_dir: str | Path | None, overrides: list[str]) -> Path | None:
