@@ -232,7 +232,7 @@ def write_tokenizer_files(directory: str | os.PathLike) -> None:
 def convert(out_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Write (once) an HF model directory; later calls return the cached one."""
     out = Path(out_dir) if out_dir else default_cache_dir()
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists() and not force:
+    if _complete(out) and not force:
         return out
     from safetensors.numpy import save_file
 
@@ -266,7 +266,21 @@ def convert(out_dir: str | os.PathLike | None = None, force: bool = False) -> Pa
         {k: np.ascontiguousarray(v) for k, v in hf_state_dict(packed).items()}, str(tmp / "model.safetensors")
     )
     write_tokenizer_files(tmp)
+    # Several processes may build at once (pytest-xdist workers, a parallel sweep launcher on a fresh
+    # machine): the first rename wins and the others keep its copy, never deleting one in use.
+    if _complete(out) and not force:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
     if out.exists():
         shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _complete(out):
+            raise
     return out
+
+
+def _complete(out: Path) -> bool:
+    return (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
