@@ -74,6 +74,7 @@ def _columns(row: dict) -> dict[str, float | None]:
             if method == "greedy":
                 out[f"success k={k}"] = cell["success_rate"]
                 out[f"mAP k={k}"] = cell["map"]
+                out[f"MRR@5 k={k}"] = cell["mrr@5"]
                 out[f"edits k={k}"] = cell.get("mean_edits_to_success")
             else:
                 out[f"random success k={k}"] = cell["success_rate"]
@@ -160,6 +161,7 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: tuple |
         *(f"success k={k}" for k in ks),
         f"edits to success (k={kmax})",
         f"mAP k={kmax}",
+        f"MRR@5 k={kmax}",
     ]
     group = t.subset or "all languages"
     lines = [
@@ -194,6 +196,7 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: tuple |
                             *(_fmt(cells.get(f"success k={k}")) for k in ks),
                             _fmt(cells.get(f"edits k={kmax}"), 2),
                             _fmt(cells.get(f"mAP k={kmax}")),
+                            _fmt(cells.get(f"MRR@5 k={kmax}")),
                         ]
                     )
                     + " |"
