@@ -4,9 +4,10 @@ Per row (sampler x model x finetune, seeds pooled) and setting: clean P@1 of the
 the greedy attack and under random edits at each budget, the greedy success rate, mean edits to success
 and mAP at the largest budget. With ``--baseline``, each row's per-query P@1 under the greedy attack at
 each budget is tested against the baseline row's on the same (query, setting) targets: the attacked sample
-is drawn from the seed, not the model, so every model is attacked on the same queries. The test is the
-paired randomization test of ``significance`` (seeds both rows have, averaged per target), Holm-corrected
-over all rows, settings and budgets of the table.
+is drawn from the attack's seed, not the model, so every model is attacked on the same queries. Each row's
+per-target values are averaged over its own runs (training seeds; the untrained backbone has one run), and
+the test is the paired randomization test of ``significance`` over targets, Holm-corrected over all rows,
+settings and budgets of the table.
 """
 
 from __future__ import annotations
@@ -120,15 +121,10 @@ def _tests(r: Report, baseline: tuple, table: AttackTable, permutations: int) ->
         for ds, by_setting in by_ds.items():
             if ds not in table.rows.get(baseline, {}):
                 continue
-            seeds = sorted(
-                {rv.seed for rv in r.runs if rv.key == key and ds in rv.datasets}
-                & {rv.seed for rv in r.runs if rv.key == baseline and ds in rv.datasets},
-                key=str,
-            )
-            if not seeds:
-                continue
+            seeds_a = sorted({rv.seed for rv in r.runs if rv.key == key and ds in rv.datasets}, key=str)
+            seeds_b = sorted({rv.seed for rv in r.runs if rv.key == baseline and ds in rv.datasets}, key=str)
             for k in table.budgets:
-                a, b = _seed_mean(r, key, ds, k, seeds), _seed_mean(r, baseline, ds, k, seeds)
+                a, b = _seed_mean(r, key, ds, k, seeds_a), _seed_mean(r, baseline, ds, k, seeds_b)
                 for setting in by_setting:
                     units = sorted(u for u in a.keys() & b.keys() if u[1] == setting)
                     if not units:
