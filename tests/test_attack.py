@@ -345,3 +345,24 @@ def test_eval_multirun_adversarial_to_report(tmp_path, tiny_run, tiny_model_dir,
     assert "Greedy query attack" in report.stdout
     table = (sweep / "adversarial.md").read_text()
     assert "| untrained |" in table and "| hybrid |" in table
+
+
+def test_attack_on_a_checkpoint_without_training_languages_names_the_fix(tmp_path, tiny_model_dir, data_dir):
+    from helpers import compose_cfg, expect_failure, in_process, tiny_eval_overrides
+
+    from mdr.cli.common import make
+
+    cfg = compose_cfg("eval", in_process(tiny_eval_overrides(tmp_path / "x", tiny_model_dir, data_dir)))
+    encoder = make(cfg.model.encoder)
+    ckpt = tmp_path / "foreign.ckpt"  # encoder weights, but no record of the training languages
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in encoder.state_dict().items()}}, ckpt)
+    out = tmp_path / "eval"
+    overrides = tiny_eval_overrides(out, tiny_model_dir, data_dir, "experiment=adversarial", f"ckpt={ckpt}")
+    expect_failure(
+        "eval",
+        "eval",
+        in_process([*overrides, "results_dir=null"]),
+        out,
+        ValueError,
+        "pass seen_langs=\\[...\\]",
+    )

@@ -44,6 +44,11 @@ def evaluate(cfg: DictConfig) -> dict:
         else:
             encoder, ckpt_langs = load_encoder(cfg, trained_with)
             seen = seen or ckpt_langs
+            if settings.attack and cfg.get("ckpt") and not seen:
+                raise ValueError(
+                    f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
+                    "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"
+                )
         report = run_eval(
             encoder,
             settings,
