@@ -57,7 +57,7 @@ def column_path(entry: dict, label: str) -> tuple[str, str]:
 
 BASE_KEYS = ["sampler", "model", "finetune"]
 
-NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt"}
+NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt", "results_dir"}
 
 
 @dataclass
