@@ -125,11 +125,3 @@ def xquad_corpus(xquad_files):
     from mdr.data.lareqa import parallel_corpus
 
     return parallel_corpus(xquad_files, "xquad_r")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``), the tests that read the shared tiny run go to one worker,
-    so the run is trained once rather than once per worker."""
-    for item in items:
-        if {"tiny_run", "tiny_reeval"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
