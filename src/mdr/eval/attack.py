@@ -145,9 +145,6 @@ class AttackPath:
     edits: list[Edit] = field(default_factory=list)
     stop: str = ""  # success | clean_miss | budget | no_gain | no_candidate
 
-    def after(self, k: int) -> Query:
-        return self.queries[min(k, len(self.edits))]
-
     @property
     def success_edits(self) -> int | None:
         """Edits to success (None: not a success)."""

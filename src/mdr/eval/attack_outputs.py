@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mdr.eval.attack import ATTACK_METRICS, SETTINGS, AttackResult
+from mdr.eval.per_query import save_npz
 from mdr.runtime.files import atomic_write_text
 
 ADVERSARIAL_FILE = "adversarial_queries.jsonl"
@@ -145,9 +146,7 @@ def write_attack_outputs(result: AttackResult, summary: dict, query_texts: list[
     for (method, k), values in result.metrics.items():
         for m, v in values.items():
             arrays[f"{method}/k{k}/{m}"] = v
-    tmp = out / f".{ATTACK_PER_QUERY_FILE}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out / ATTACK_PER_QUERY_FILE)
+    save_npz(out / ATTACK_PER_QUERY_FILE, arrays)
     atomic_write_text(out / "summary.md", summary_markdown(summary, result.settings.budgets))
 
 

@@ -27,14 +27,15 @@ def save_lareqa_per_query(result, rs, path: Path) -> None:
     for name, rows in result.query_rows.items():
         arrays[f"rows/{name}"] = rows
         arrays[f"ranks/{name}"] = result.ranks[name]
-    _save(path, arrays)
+    save_npz(path, arrays)
 
 
 def save_tatoeba_per_query(result, path: Path) -> None:
-    _save(path, {f"ranks/{k}": v for k, v in result.ranks.items()})
+    save_npz(path, {f"ranks/{k}": v for k, v in result.ranks.items()})
 
 
-def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Compressed and atomic: a reader never sees half a per-query file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
