@@ -96,15 +96,14 @@ def test_dropout_masks_are_replayed(tiny_model_dir):
 def test_train_py_with_grad_cache(tmp_path, tiny_model_dir, data_dir):
     import json
 
-    from helpers import run, tiny_overrides
+    from helpers import quick_tiny_overrides, run
 
     run_dir = tmp_path / "gc"
     run(
         "train.py",
-        *tiny_overrides(tiny_model_dir, run_dir, data_dir),
-        "compute.grad_cache=true",
-        "compute.grad_cache_chunk=5",
-        "export.enabled=false",
+        *quick_tiny_overrides(
+            tiny_model_dir, run_dir, data_dir, "compute.grad_cache=true", "compute.grad_cache_chunk=5"
+        ),
     )
     t = json.loads((run_dir / "metrics.json").read_text())["train"]
     assert t["steps"] == 40 and t["loss_last"] < t["loss_first"] - 0.1

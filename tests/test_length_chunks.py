@@ -85,21 +85,15 @@ def test_train_py_with_compiled_chunked_backbone_checkpoints_plain_weights(
 ):
     import json
 
-    from helpers import run, tiny_overrides
+    from helpers import quick_tiny_overrides, run
 
     run_dir = tmp_path / "compiled"
     overrides = [
-        o for o in tiny_overrides(tiny_model_dir, run_dir, data_dir) if not o.startswith("trainer.max_epochs")
+        o
+        for o in quick_tiny_overrides(tiny_model_dir, run_dir, data_dir)
+        if not o.startswith("trainer.max_epochs")
     ]
-    run(
-        "train.py",
-        *overrides,
-        "compute.compile=eager",
-        "compute.length_chunks=3",
-        "trainer.max_steps=4",
-        "export.enabled=false",
-        "eval.run_files=none",
-    )
+    run("train.py", *overrides, "compute.compile=eager", "compute.length_chunks=3", "trainer.max_steps=4")
     m = json.loads((run_dir / "metrics.json").read_text())
     compute = m["config"]["compute"]
     assert m["train"]["steps"] == 4 and (compute["length_chunks"], compute["compile"]) == (3, "eager")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import run, tiny_overrides
+from helpers import quick_tiny_overrides, run
 
 from mdr.modeling.encoder import DualEncoder
 from mdr.training.pretrain import mlm_pretrain, passages_of
@@ -92,12 +92,15 @@ def test_train_py_with_pretrain_stage(tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "dapt"
     run(
         "train.py",
-        *tiny_overrides(tiny_model_dir, run_dir, data_dir),
-        "pretrain.enabled=true",
-        "pretrain.steps=6",
-        "pretrain.batch_size=4",
-        "pretrain.max_length=32",
-        "export.enabled=false",
+        *quick_tiny_overrides(
+            tiny_model_dir,
+            run_dir,
+            data_dir,
+            "pretrain.enabled=true",
+            "pretrain.steps=6",
+            "pretrain.batch_size=4",
+            "pretrain.max_length=32",
+        ),
     )
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["train"]["pretrain"]["steps"] == 6 and m["train"]["pretrain"]["datasets"] == [

@@ -121,12 +121,12 @@ def test_empty_or_missing_folder(tmp_path):
 
 @pytest.mark.slow
 def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
-    from helpers import run, tiny_overrides
+    from helpers import quick_tiny_overrides, run
 
     sweep_dir = tmp_path / "sweep"
     overrides = [
         o
-        for o in tiny_overrides(tiny_model_dir, tmp_path / "unused", data_dir)
+        for o in quick_tiny_overrides(tiny_model_dir, tmp_path / "unused", data_dir)
         if not o.startswith("hydra.run")
     ]
     overrides = [
@@ -140,7 +140,6 @@ def test_two_cell_multirun_to_table(tmp_path, tiny_model_dir, data_dir):
         *overrides,
         "data.datamodule.steps_per_epoch=6",
         "trainer.max_epochs=1",
-        "export.enabled=false",
     )
     assert (sweep_dir / "0" / "metrics.json").exists() and (sweep_dir / "1" / "metrics.json").exists()
     r = run("report.py", str(sweep_dir))

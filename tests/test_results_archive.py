@@ -128,3 +128,23 @@ def test_docs_tables_rebuild_from_the_tracked_results(tmp_path):
         assert table.strip() in printed, (
             f"docs/experiments.md's table for {folder} ({written or 'results'}) is stale"
         )
+
+
+def test_docs_tables_refresh_rewrites_only_the_quoted_tables(tmp_path):
+    """``python -m mdr.report.docs_tables`` replaces a stale quoted table by report.py's and leaves the prose."""
+    from mdr.report.docs_tables import first_table, refresh
+    from mdr.report.write import write_report
+
+    doc = tmp_path / "doc.md"
+    marker = (
+        "<!-- report: python report.py results/adversarial_chars --baseline sampler=xx -> adversarial.md -->"
+    )
+    doc.write_text(f"# Title\nprose before\n\n{marker}\n| stale | table |\n|---|---|\n\nprose after\n")
+    assert refresh(doc, ROOT, permutations=500) == ["results/adversarial_chars (adversarial.md)"]
+    write_report(
+        ROOT / "results" / "adversarial_chars", tmp_path / "r", baseline="sampler=xx", permutations=500
+    )
+    expected = first_table((tmp_path / "r" / "adversarial.md").read_text())
+    assert expected.startswith("| sampler |") and "| hybrid |" in expected
+    assert doc.read_text() == f"# Title\nprose before\n\n{marker}\n{expected}\n\nprose after\n"
+    assert refresh(doc, ROOT, permutations=500) == []  # a fresh table is left alone

@@ -11,7 +11,8 @@ The p-values of all (row, column) comparisons in one table are corrected togethe
 The test is written out here (a matrix of signs times the differences) because the library versions
 are too slow at Tatoeba's 90k-180k units (ranx's ``fisher_randomization_test``: ~8 s per 10,000
 permutations of 13k units; scipy's ``permutation_test``: ~22 s per 1,000 of 90k, against ~1 s here);
-tests check it against both and against a hand enumeration.
+tests check it against both and against a hand enumeration. Random signs come from random bytes
+(8 flips each) and the flipped sums from one BLAS product per block: ~4x faster than int8 signs.
 """
 
 from __future__ import annotations
@@ -50,11 +51,17 @@ def paired_randomization_test(
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
         return float(np.mean(np.abs(signs @ d) >= observed - tol))
     rng = np.random.default_rng(seed)
-    rows = max(1, int(2e7 // n))
+    # A flipped sum is 2 * (d over the kept units) - sum(d): random bits (8 per drawn byte) times d, one
+    # float64 matrix product per block of permutations small enough to stay in cache (~4M entries).
+    rows = max(1, int(4e6 // n))
+    n_bytes = (n + 7) // 8
+    total = d.sum()
     hits = 0
     for start in range(0, permutations, rows):
-        signs = rng.integers(0, 2, size=(min(rows, permutations - start), n), dtype=np.int8) * 2 - 1
-        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
+        m = min(rows, permutations - start)
+        drawn = np.frombuffer(rng.bytes(m * n_bytes), dtype=np.uint8).reshape(m, n_bytes)
+        kept = np.unpackbits(drawn, axis=1, count=n).astype(np.float64)
+        hits += int(np.sum(np.abs(2.0 * (kept @ d) - total) >= observed - tol))
     return (1 + hits) / (1 + permutations)
 
 
