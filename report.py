@@ -7,6 +7,7 @@ evaluated on perturbed queries, adversarial.{md,csv,png} for runs evaluated with
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).
 `--baseline sampler=xx` marks cells that differ significantly from that row (paired randomization test
 over queries, Holm-corrected; p-values in results.csv).
+`--claims conf/claims/hybrid_2408.10536.yaml` judges a paper's claims one by one (claims.{md,csv}).
 """
 
 import argparse
@@ -28,11 +29,16 @@ if __name__ == "__main__":
         help="a row selector such as sampler=xx: test every other row against it (paired, over queries)",
     )
     ap.add_argument("--permutations", type=int, default=10_000, help="random sign flips per paired test")
+    ap.add_argument(
+        "--claims",
+        default=None,
+        help="a YAML list of claims (e.g. conf/claims/hybrid_2408.10536.yaml): claims.{md,csv}, one verdict each",
+    )
     args = ap.parse_args()
-    report = write_report(args.root, args.out, args.subset, args.baseline, args.permutations)
+    report = write_report(args.root, args.out, args.subset, args.baseline, args.permutations, args.claims)
     print(to_markdown(report))
     out = Path(args.out or args.root)
     adversarial = f"adversarial_{args.subset}.md" if args.subset else "adversarial.md"
-    for extra in ("alpha_curve.md", "robustness.md", adversarial):
+    for extra in ("alpha_curve.md", "robustness.md", adversarial, *(["claims.md"] if args.claims else [])):
         if (out / extra).exists():
             print((out / extra).read_text())

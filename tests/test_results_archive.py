@@ -110,20 +110,31 @@ def test_a_finished_cell_is_skipped_without_training(tmp_path, data_dir):
 def test_docs_tables_rebuild_from_the_tracked_results(tmp_path):
     """Every tracked results folder has its table in docs/experiments.md, and that table is what report.py
     prints from the folder today (marker: ``<!-- report: python report.py results/X [--baseline k=v] -->``,
-    or ``... -> adversarial.md -->`` for a table of another file report.py writes)."""
+    or ``... -> adversarial.md -->`` for a table of another file report.py writes, ``--claims FILE -> claims.md``
+    for claim-by-claim verdicts)."""
     from mdr.report.write import write_report
 
     docs = (ROOT / "docs" / "experiments.md").read_text()
     quoted = re.findall(
-        r"<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: -> (\S+\.md))? -->\n(.*?)\n\n",
+        r"<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: -> (\S+\.md))? -->"
+        r"\n(.*?)\n\n",
         docs,
         re.S,
     )
     folders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results").glob("*") if p.is_dir())
-    assert sorted({f for f, _, _, _ in quoted}) == folders, "each results/ folder needs its table in the docs"
-    for i, (folder, baseline, written, table) in enumerate(quoted):
-        out = tmp_path / str(i)
-        r = write_report(ROOT / folder, out, baseline=baseline or None, permutations=10_000)
+    assert sorted({f for f, *_ in quoted}) == folders, "each results/ folder needs its table in the docs"
+    claims_of = {(folder, baseline): claims for folder, baseline, claims, *_ in quoted if claims}
+    reports = {}  # report.py once per (folder, baseline): its results table and claims.md share it
+    for folder, baseline, _, written, table in quoted:
+        if (folder, baseline) not in reports:
+            out = tmp_path / str(len(reports))
+            claims = claims_of.get((folder, baseline))
+            claims = ROOT / claims if claims else None
+            r = write_report(
+                ROOT / folder, out, baseline=baseline or None, permutations=10_000, claims=claims
+            )
+            reports[(folder, baseline)] = (out, r)
+        out, r = reports[(folder, baseline)]
         printed = (out / written).read_text() if written else to_markdown(r)
         assert table.strip() in printed, (
             f"docs/experiments.md's table for {folder} ({written or 'results'}) is stale"

@@ -176,3 +176,125 @@ def test_runs_without_per_query_files_say_how_to_get_them(two_systems, tmp_path)
     with pytest.raises(FileNotFoundError, match="re-evaluate it with eval.py"):
         write_report(copy, tmp_path / "out", baseline="sampler=xx", permutations=100)
     json.loads((copy / "hy1" / "metrics.json").read_text())  # the run itself is intact
+
+
+# ---- claims (report.py --claims): verdicts recomputed from the per-query files ----
+def _untrained_copy(root, src, dst):
+    """An eval.py-style run of a backbone: no sampler, no seed (collect names its row 'untrained')."""
+    shutil.copytree(root / src, dst / "untrained")
+    path = dst / "untrained" / ".hydra" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["sampler"], config["seed"]
+    path.write_text(yaml.safe_dump(config))
+    metrics = json.loads((dst / "untrained" / "metrics.json").read_text())
+    metrics["config"] = config
+    (dst / "untrained" / "metrics.json").write_text(json.dumps(metrics))
+
+
+CLAIMS = [
+    # xx (2048-d) beats hybrid (96-d): "hybrid >= xx" fails, "xx > hybrid" holds, "hybrid > xx" is reversed
+    dict(claim="hybrid >= X-X mono", a="sampler=hybrid", b="sampler=xx", dataset="xquad_r", kind="mono",
+         metric="map", expect=">="),
+    dict(claim="X-X > hybrid Tatoeba", a="sampler=xx", b="sampler=hybrid", dataset="tatoeba", group="all",
+         metric="accuracy", expect=">"),
+    dict(claim="hybrid > X-X unseen multi", a="sampler=hybrid", b="sampler=xx", dataset="xquad_r",
+         kind="multi", metric="p@1", subset="unseen", expect=">"),
+    # mixed is xx's copy: no difference at all
+    dict(claim="mixed >= X-X", a="sampler=mixed", b="sampler=xx", dataset="xquad_r", kind="cross",
+         metric="mrr@5", expect=">="),
+    dict(claim="mixed > X-X", a="sampler=mixed", b="sampler=xx", dataset="tatoeba", group="xtreme36",
+         metric="mrr@5", expect=">"),
+    # the untrained row (hybrid's 96-d model, no seed) against both seeds of xx
+    dict(claim="X-X keeps Tatoeba", a="sampler=xx", b="sampler=untrained", dataset="tatoeba", group="all",
+         metric="accuracy", expect=">="),
+    dict(claim="X-Y exists", a="sampler=xy", b="sampler=xx", dataset="xquad_r", kind="mono", metric="map",
+         expect=">="),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_path):
+    from mdr.eval.per_query import tatoeba_units
+    from mdr.report.claims import load_claims
+
+    root, _ = two_systems
+    sweep = tmp_path / "sweep"
+    shutil.copytree(root, sweep)
+    _untrained_copy(sweep, "hy1", sweep)
+    claims_file = tmp_path / "claims.yaml"
+    claims_file.write_text(yaml.safe_dump(CLAIMS))
+    r = write_report(sweep, tmp_path / "out", baseline="sampler=xx", claims=claims_file, permutations=2000)
+    with (tmp_path / "out" / "claims.csv").open() as fh:
+        import csv
+
+        rows = {r["claim"]: r for r in csv.DictReader(fh)}
+    outcome = {k: r["outcome"] for k, r in rows.items()}
+    assert outcome == {
+        "hybrid >= X-X mono": "does not hold (significantly worse)",
+        "X-X > hybrid Tatoeba": "holds",
+        "hybrid > X-X unseen multi": "reversed (significant the other way)",
+        "mixed >= X-X": "holds (no significant difference)",
+        "mixed > X-X": "not shown (difference not significant)",
+        "X-X keeps Tatoeba": "holds (significantly better)",
+        "X-Y exists": "not run (no runs for sampler=xy)",
+    }
+
+    def units(run, claim):
+        data = np.load(sweep / run / "eval" / claim.dataset / "per_query.npz")
+        if claim.dataset == "tatoeba":  # groups all and xtreme36: the four languages are XTREME-36 ones
+            langs = SETTINGS["tatoeba_langs"]
+            return tatoeba_units(data, langs, claim.metric)[1]
+        return lareqa_units(data, claim.kind, claim.metric, claim.subset, ["de", "en", "es"])[1]
+
+    runs = {
+        "xx": ["xx0", "xx1"],
+        "hybrid": ["hy0b", "hy1"],
+        "mixed": ["mixed0", "mixed1"],
+        "untrained": ["untrained"],
+    }
+    tested = []
+    for claim in load_claims(claims_file)[:-1]:
+        a_name, b_name = claim.a.split("=")[1], claim.b.split("=")[1]
+        a = np.mean([units(r, claim) for r in runs[a_name]], axis=0)
+        b = np.mean([units(r, claim) for r in runs[b_name]], axis=0)
+        row = rows[claim.claim]
+        assert float(row["diff"]) == pytest.approx(a.sum() - b.sum(), abs=1e-12)
+        assert float(row["a_value"]) == pytest.approx(a.sum()) and float(row["b_value"]) == pytest.approx(
+            b.sum()
+        )
+        assert float(row["ci_low"]) <= float(row["diff"]) <= float(row["ci_high"])
+        assert float(row["p"]) == pytest.approx(paired_randomization_test(a, b, 2000))
+        tested.append(float(row["p"]))
+    assert [float(rows[c["claim"]]["p_holm"]) for c in CLAIMS[:-1]] == pytest.approx(holm(tested))
+    assert rows["mixed >= X-X"]["p"] == "1.0" and rows["mixed >= X-X"]["ci_low"] == "0.0"
+    # the results table pairs the unseeded row with xx's mean over both seeds, as the claims do
+    untrained = r.comparisons[("untrained", "hashing96", "full")]["tatoeba|acc"]
+    assert untrained.diff == pytest.approx(-float(rows["X-X keeps Tatoeba"]["diff"])) and untrained.seeds == [
+        None
+    ]
+    assert (
+        rows["X-X keeps Tatoeba"]["seeds_b"] == "[None]" and rows["X-X keeps Tatoeba"]["seeds_a"] == "[0, 1]"
+    )
+    md = (tmp_path / "out" / "claims.md").read_text()
+    assert "| X-Y exists |" in md and "**not run (no runs for sampler=xy)**" in md and "seed-to-seed" in md
+
+
+def test_claims_file_errors_name_the_claim(tmp_path):
+    from mdr.report.claims import load_claims
+
+    bad = [
+        (dict(CLAIMS[0], expect="better"), "expect='better'"),
+        (dict(CLAIMS[0], kind=None), "LAReQA claims name a kind"),
+        (dict(CLAIMS[1], kind="mono"), "Tatoeba claims name a group"),
+        (dict(CLAIMS[0], subset="rare"), "subset='rare'"),
+        (dict(CLAIMS[0], colour="red"), r"unknown field\(s\) \['colour'\]"),
+        ({k: v for k, v in CLAIMS[0].items() if k != "metric"}, "hybrid >= X-X mono.*metric"),
+    ]
+    for i, (claim, message) in enumerate(bad):
+        path = tmp_path / f"{i}.yaml"
+        path.write_text(yaml.safe_dump([claim]))
+        with pytest.raises(ValueError, match=message):
+            load_claims(path)
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ValueError, match="non-empty YAML list"):
+        load_claims(tmp_path / "empty.yaml")

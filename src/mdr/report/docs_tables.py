@@ -1,6 +1,7 @@
 """Refresh the results tables quoted in the docs from the tracked results folders.
 
-A quoted table follows a marker ``<!-- report: python report.py results/X [--baseline k=v] [-> file.md] -->``
+A quoted table follows a marker
+``<!-- report: python report.py results/X [--baseline k=v] [--claims FILE] [-> file.md] -->``
 and ends at the first blank line; it is replaced by the first table of what report.py writes for that
 folder today (results.md, or the named file such as adversarial.md). A test checks that the docs hold
 exactly these tables, so after new cells land in results/: ``python -m mdr.report.docs_tables``.
@@ -17,7 +18,8 @@ from mdr.report.tables import to_markdown
 from mdr.report.write import write_report
 
 MARKER = re.compile(
-    r"(<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: -> (\S+\.md))? -->\n)(.*?)(\n\n)",
+    r"(<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: -> (\S+\.md))? -->\n)"
+    r"(.*?)(\n\n)",
     re.S,
 )
 
@@ -32,28 +34,35 @@ def first_table(markdown: str) -> str:
     return "\n".join(lines[start:end])
 
 
-def rendered_table(
-    root: Path, folder: str, baseline: str | None, written: str | None, permutations: int
-) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        report = write_report(root / folder, tmp, baseline=baseline or None, permutations=permutations)
-        text = (Path(tmp) / written).read_text() if written else to_markdown(report)
-    return first_table(text)
-
-
 def refresh(doc: Path, root: Path, permutations: int = 10_000) -> list[str]:
-    """Rewrite every quoted table of ``doc``; returns the folders whose table changed."""
+    """Rewrite every quoted table of ``doc``; returns the folders whose table changed. report.py runs once
+    per (folder, baseline): its results table and the files it writes beside it (claims.md, ...) share it."""
     text = doc.read_text()
+    claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
     changed: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        reports: dict = {}
 
-    def replace(m: re.Match) -> str:
-        marker, folder, baseline, written, old, gap = m.groups()
-        new = rendered_table(root, folder, baseline, written, permutations)
-        if new != old:
-            changed.append(folder + (f" ({written})" if written else ""))
-        return marker + new + gap
+        def replace(m: re.Match) -> str:
+            marker, folder, baseline, _, written, old, gap = m.groups()
+            if (folder, baseline) not in reports:
+                out = Path(tmp) / str(len(reports))
+                claims = claims_of.get((folder, baseline))
+                report = write_report(
+                    root / folder,
+                    out,
+                    baseline=baseline or None,
+                    permutations=permutations,
+                    claims=root / claims if claims else None,
+                )
+                reports[(folder, baseline)] = (out, report)
+            out, report = reports[(folder, baseline)]
+            new = first_table((out / written).read_text() if written else to_markdown(report))
+            if new != old:
+                changed.append(folder + (f" ({written})" if written else ""))
+            return marker + new + gap
 
-    doc.write_text(MARKER.sub(replace, text))
+        doc.write_text(MARKER.sub(replace, text))
     return changed
 
 

@@ -3,7 +3,8 @@
 What is paired: for a table cell (dataset, column) each run's ``per_query.npz`` gives one number per unit
 (a LAReQA query = its language and id; a Tatoeba pair = language and line) whose sum over units is
 exactly the cell's macro average (``mdr.eval.per_query``). For the seeds both rows have, the units'
-numbers are averaged over seeds, per row; the test is Fisher's paired randomization test on the
+numbers are averaged over seeds, per row (a row without a training seed, such as the untrained backbone,
+is paired with the other row's mean over all its seeds); the test is Fisher's paired randomization test on the
 per-unit differences (random sign flips of whole units; all 2^n flips when that is fewer than the
 permutations asked), two-sided, p = (1 + #{|flipped sum| >= |observed sum|}) / (1 + permutations).
 The p-values of all (row, column) comparisons in one table are corrected together by Holm-Bonferroni.
@@ -140,6 +141,17 @@ def seed_mean(runs: list, seeds: list, ds: str, path, units: UnitScores) -> tupl
     return keys, total / len(seeds)
 
 
+def paired_seeds(runs_a: list, runs_b: list) -> tuple[list, list]:
+    """Which seeds each row averages before pairing: the seeds both rows have; but a row without a training
+    seed (the untrained backbone, evaluated once by eval.py) does not vary with it, so it is paired with
+    the mean over every seed of the other row."""
+    a, b = {r.seed for r in runs_a}, {r.seed for r in runs_b}
+    if None in a or None in b:
+        return sorted(a, key=str), sorted(b, key=str)
+    shared = sorted(a & b)
+    return shared, shared
+
+
 def compare_to_baseline(
     report, selector: str, permutations: int = 10_000
 ) -> dict[tuple, dict[str, Comparison]]:
@@ -155,7 +167,7 @@ def compare_to_baseline(
     for key in report.rows:
         if key == base:
             continue
-        seeds = sorted({r.seed for r in runs_of[key]} & {r.seed for r in runs_of[base]})
+        seeds, base_seeds = paired_seeds(runs_of[key], runs_of[base])
         if not seeds:
             continue
         for ds, label, _ in report.columns:
@@ -164,7 +176,7 @@ def compare_to_baseline(
                 continue
             path = column_path(runs_of[key][0].datasets[ds], label)
             k_row, row = seed_mean(runs_of[key], seeds, ds, path, units)
-            k_base, baseline = seed_mean(runs_of[base], seeds, ds, path, units)
+            k_base, baseline = seed_mean(runs_of[base], base_seeds, ds, path, units)
             if not np.array_equal(k_row, k_base):
                 raise ValueError(f"{ds} {label}: {key} and the baseline scored different queries")
             p = paired_randomization_test(row, baseline, permutations)

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
+from mdr.report.claims import write_claims
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
@@ -19,6 +20,7 @@ def write_report(
     subset: str | None = None,
     baseline: str | None = None,
     permutations: int = 10_000,
+    claims: str | Path | None = None,
 ) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
@@ -56,4 +58,6 @@ def write_report(
             )
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
+    if claims:
+        write_claims(r, claims, out, permutations)
     return r
