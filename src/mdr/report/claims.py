@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mdr.data.tatoeba import language_groups
-from mdr.eval.per_query import lareqa_units, load_per_query, tatoeba_units
 from mdr.report.significance import (
     SIGNIFICANCE_LEVEL,
+    UnitScores,
     holm,
     paired_randomization_test,
     paired_seeds,
     parse_selector,
+    seed_values,
 )
 
 EXPECTATIONS = (">", ">=", "<")
@@ -119,33 +119,12 @@ def _runs_of(report, selector: str) -> list:
     return [rv for rv in report.runs if matches and rv.key == matches[0]]
 
 
-def _units(run, claim: Claim, cache: dict) -> tuple[np.ndarray, np.ndarray]:
-    if (run.path, claim.dataset) not in cache:
-        cache[(run.path, claim.dataset)] = load_per_query(run.path, claim.dataset)
-    data = cache[(run.path, claim.dataset)]
-    entry = run.datasets[claim.dataset]
-    if claim.dataset == "tatoeba":
-        low = {x for x, row in entry.get("per_language", {}).items() if row.get("low_resource")}
-        groups = language_groups(entry["languages"], low, entry.get("seen_languages"))
-        if claim.subset and claim.subset not in groups:
-            raise ValueError(
-                f"claim {claim.claim!r}: {run.path} records no training languages for {claim.subset}"
-            )
-        langs = [x for x in groups.get(claim.group, []) if not claim.subset or x in groups[claim.subset]]
-        return tatoeba_units(data, langs, claim.metric)
-    return lareqa_units(data, claim.kind, claim.metric, claim.subset, entry.get("seen_languages"))
-
-
-def _seed_values(runs: list, seeds: list, claim: Claim, cache: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Unit keys and a (seeds, units) matrix of per-unit numbers."""
-    by_seed = {r.seed: r for r in runs}
-    pairs = [_units(by_seed[s], claim, cache) for s in seeds]
-    keys = pairs[0][0]
-    if any(not np.array_equal(k, keys) for k, _ in pairs):
-        raise ValueError(
-            f"claim {claim.claim!r}: the seeds of one row scored different units; re-evaluate them"
-        )
-    return keys, np.stack([v for _, v in pairs])
+def _seed_values(runs: list, seeds: list, claim: Claim, units: UnitScores) -> tuple[np.ndarray, np.ndarray]:
+    """Unit keys and a (seeds, units) matrix of per-unit numbers (the results table's own units)."""
+    where = claim.group if claim.dataset == "tatoeba" else claim.kind
+    if claim.subset and any(r.datasets[claim.dataset].get("seen_languages") is None for r in runs):
+        raise ValueError(f"claim {claim.claim!r}: a run records no training languages for {claim.subset}")
+    return seed_values(runs, seeds, claim.dataset, (where, claim.metric), units, claim.subset)
 
 
 def _outcome(expect: str, diff: float, significant: bool) -> str:
@@ -161,7 +140,7 @@ def _outcome(expect: str, diff: float, significant: bool) -> str:
 
 def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdict]:
     """One verdict per claim, in order; p-values Holm-corrected over the claims that could be tested."""
-    cache: dict = {}
+    units = UnitScores(None)
     verdicts: list[Verdict] = []
     for claim in claims:
         runs_a, runs_b = _runs_of(report, claim.a), _runs_of(report, claim.b)
@@ -173,8 +152,8 @@ def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdi
         if not seeds_a:
             verdicts.append(Verdict(claim, "not run (no seed in common)"))
             continue
-        keys_a, per_seed_a = _seed_values(runs_a, seeds_a, claim, cache)
-        keys_b, per_seed_b = _seed_values(runs_b, seeds_b, claim, cache)
+        keys_a, per_seed_a = _seed_values(runs_a, seeds_a, claim, units)
+        keys_b, per_seed_b = _seed_values(runs_b, seeds_b, claim, units)
         if not np.array_equal(keys_a, keys_b):
             raise ValueError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
         a, b = per_seed_a.mean(0), per_seed_b.mean(0)

@@ -106,7 +106,11 @@ class UnitScores:
     def __init__(self, subset: str | None):
         self.subset, self._files, self._metrics = subset, {}, {}
 
-    def __call__(self, run, ds: str, path: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, run, ds: str, path: tuple[str, str], subset: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``subset`` (seen / unseen) overrides the table's own for one call (report.py --claims)."""
+        subset = subset or self.subset
         if (run.path, ds) not in self._files:
             self._files[(run.path, ds)] = load_per_query(run.path, ds)
         data = self._files[(run.path, ds)]
@@ -114,31 +118,34 @@ class UnitScores:
         if entry.get("kind") == "bitext":
             group, metric = path
             groups = language_groups(entry["languages"], _low_resource(entry), entry.get("seen_languages"))
-            if self.subset:
-                langs = [x for x in groups.get(group, []) if x in groups.get(self.subset, [])]
+            if subset:
+                langs = [x for x in groups.get(group, []) if x in groups.get(subset, [])]
             else:
                 langs = groups.get(group, [])
             return tatoeba_units(data, langs, metric)
         kind, metric = path
-        return lareqa_units(data, kind, metric, self.subset, entry.get("seen_languages"))
+        return lareqa_units(data, kind, metric, subset, entry.get("seen_languages"))
 
 
 def _low_resource(entry: dict) -> set[str]:
     return {x for x, row in entry.get("per_language", {}).items() if row.get("low_resource")}
 
 
-def seed_mean(runs: list, seeds: list, ds: str, path, units: UnitScores) -> tuple[np.ndarray, np.ndarray]:
+def seed_values(
+    runs: list, seeds: list, ds: str, path, units: UnitScores, subset: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit keys and a (seeds, units) matrix of one row's per-unit numbers."""
     by_seed = {r.seed: r for r in runs}
-    keys, total = None, None
-    for s in seeds:
-        k, v = units(by_seed[s], ds, path)
-        if keys is None:
-            keys, total = k, v.copy()
-        elif not np.array_equal(k, keys):
-            raise ValueError(f"{ds}: runs of one row scored different queries across seeds; re-evaluate them")
-        else:
-            total += v
-    return keys, total / len(seeds)
+    pairs = [units(by_seed[s], ds, path, subset) for s in seeds]
+    keys = pairs[0][0]
+    if any(not np.array_equal(k, keys) for k, _ in pairs):
+        raise ValueError(f"{ds}: runs of one row scored different queries across seeds; re-evaluate them")
+    return keys, np.stack([v for _, v in pairs])
+
+
+def seed_mean(runs: list, seeds: list, ds: str, path, units: UnitScores) -> tuple[np.ndarray, np.ndarray]:
+    keys, values = seed_values(runs, seeds, ds, path, units)
+    return keys, values.mean(0)
 
 
 def paired_seeds(runs_a: list, runs_b: list) -> tuple[list, list]:
