@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from mdr.eval.per_query import lareqa_units
 from mdr.eval.suite import EvalSettings, run_eval
@@ -21,7 +22,6 @@ def test_tiny_case_matches_a_hand_enumeration():
     # differences 1, 2, -0.5: of the 8 sign patterns, |sum| >= 2.5 for (+,+,-), (+,+,+), (-,-,-), (-,-,+)
     a, b = np.array([1.0, 2.0, 0.0]), np.array([0.0, 0.0, 0.5])
     assert paired_randomization_test(a, b, permutations=1000) == 0.5
-    from scipy import stats
 
     exact = stats.permutation_test(
         (a, b), lambda x, y: np.sum(x - y), permutation_type="samples", n_resamples=np.inf
@@ -41,7 +41,6 @@ def test_identical_systems_give_p_one_and_a_shift_is_found():
 
 def test_random_flips_agree_with_scipy_and_ranx():
     from ranx.statistical_tests import fisher_randomization_test
-    from scipy import stats
 
     rng = np.random.default_rng(2)
     a = rng.random(40)
@@ -252,7 +251,7 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
         "mixed": ["mixed0", "mixed1"],
         "untrained": ["untrained"],
     }
-    tested = []
+    tested, seed_p = [], []
     for claim in load_claims(claims_file)[:-1]:
         a_name, b_name = claim.a.split("=")[1], claim.b.split("=")[1]
         a = np.mean([units(r, claim) for r in runs[a_name]], axis=0)
@@ -265,7 +264,24 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
         assert float(row["ci_low"]) <= float(row["diff"]) <= float(row["ci_high"])
         assert float(row["p"]) == pytest.approx(paired_randomization_test(a, b, 2000))
         tested.append(float(row["p"]))
+        # seed level: a t-test over the per-seed differences (the unseeded row against each seed of the other)
+        b_runs = runs[b_name] * len(runs[a_name]) if b_name == "untrained" else runs[b_name]
+        per_seed = [units(ra, claim).sum() - units(rb, claim).sum() for ra, rb in zip(runs[a_name], b_runs)]
+        assert json.loads(row["diff_per_seed"]) == pytest.approx(per_seed, abs=1e-12)
+        spread = np.std(per_seed, ddof=1)
+        half = stats.t.ppf(0.975, len(per_seed) - 1) * spread / np.sqrt(len(per_seed))
+        assert float(row["seed_ci_low"]) == pytest.approx(np.mean(per_seed) - half, abs=1e-9)
+        assert float(row["seed_ci_high"]) == pytest.approx(np.mean(per_seed) + half, abs=1e-9)
+        if spread > 1e-12:
+            seed_p.append(stats.ttest_1samp(per_seed, 0.0).pvalue)
+        else:  # no seed-to-seed spread: p = 0 for a non-zero difference, 1 for none (scipy gives nan)
+            seed_p.append(0.0 if abs(np.mean(per_seed)) > 1e-12 else 1.0)
+        assert float(row["seed_p"]) == pytest.approx(seed_p[-1], abs=1e-9)
     assert [float(rows[c["claim"]]["p_holm"]) for c in CLAIMS[:-1]] == pytest.approx(holm(tested))
+    assert [float(rows[c["claim"]]["seed_p_holm"]) for c in CLAIMS[:-1]] == pytest.approx(holm(seed_p))
+    # the hashing encoder is deterministic, so each seed gives the same difference: the seed-level test is
+    # as sure as the query test, and agrees with it (test_seed_level_test_matches_scipy covers the spread)
+    assert {k: r["seed_outcome"] for k, r in rows.items()} == dict(outcome, **{"X-Y exists": ""})
     assert rows["mixed >= X-X"]["p"] == "1.0" and rows["mixed >= X-X"]["ci_low"] == "0.0"
     # the results table pairs the unseeded row with xx's mean over both seeds, as the claims do
     untrained = r.comparisons[("untrained", "hashing96", "full")]["tatoeba|acc"]
@@ -277,6 +293,23 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
     )
     md = (tmp_path / "out" / "claims.md").read_text()
     assert "| X-Y exists |" in md and "**not run (no runs for sampler=xy)**" in md and "seed-to-seed" in md
+
+
+def test_seed_level_test_matches_scipy():
+    from mdr.report.claims import seed_level_test
+
+    # the per-seed differences of hybrid - X-X cross-lingual mAP in results/decisive (3 seeds): mixed signs
+    diffs = [0.0133, -0.0048, 0.0007]
+    interval, p = seed_level_test(diffs)
+    ref = stats.ttest_1samp(diffs, 0.0)
+    assert p == pytest.approx(ref.pvalue) and p > 0.05
+    low, high = ref.confidence_interval(0.95)
+    assert interval == pytest.approx((low, high))
+    # a hand case: 1, 2, 3 -> mean 2, sd 1, t = 2 * sqrt(3) with 2 degrees of freedom
+    _, p = seed_level_test([1.0, 2.0, 3.0])
+    assert p == pytest.approx(2 * stats.t.sf(2 * np.sqrt(3), 2))
+    assert seed_level_test([0.5]) == (None, None)  # one seed: no seed-level test
+    assert seed_level_test([0.0, 0.0])[1] == 1.0 and seed_level_test([0.2, 0.2])[1] == 0.0
 
 
 def test_claims_file_errors_name_the_claim(tmp_path):

@@ -15,6 +15,12 @@ each row's seeds (shared seeds; an unseeded row such as the untrained backbone a
 other), Fisher's paired randomization test, Holm-Bonferroni over all claims tested in one file. The
 interval is the difference +- 1.96 standard errors of the per-unit differences' sum (normal approximation
 over thousands of units). A claim whose rows are not in the folder is listed as not run, not dropped.
+
+That test treats the trained models as fixed. A second, seed-level verdict asks whether the difference
+survives retraining: a paired t-test over the per-seed differences (an unseeded row: a one-sample test of
+the other row's seeds against its value), its 95% t-interval, Holm over the claims with two or more seeds,
+judged by the same rules. With few seeds it is weak by design; a claim that holds over queries but not over
+seeds rests on the seeds drawn.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from mdr.report.significance import (
     parse_selector,
     seed_values,
 )
+from mdr.report.stats import mean_ci
 
 EXPECTATIONS = (">", ">=", "<")
 LAREQA_KINDS = ("mono", "cross", "multi")
@@ -86,6 +93,10 @@ class Verdict:
     seeds_a: list | None = None
     seeds_b: list | None = None
     seed_diffs: list[float] | None = None  # a - b per seed: the seed-to-seed spread the query test ignores
+    seed_ci: tuple[float, float] | None = None  # 95% t-interval of the mean per-seed difference
+    seed_p: float | None = None  # paired t-test over seeds (None with one seed)
+    seed_p_holm: float | None = None
+    seed_outcome: str = ""
 
 
 def load_claims(path: str | Path) -> list[Claim]:
@@ -138,6 +149,24 @@ def _outcome(expect: str, diff: float, significant: bool) -> str:
     return "not shown (difference not significant)"
 
 
+def seed_level_test(seed_diffs: list[float]) -> tuple[tuple[float, float] | None, float | None]:
+    """95% t-interval and two-sided t-test p of the mean per-seed difference (None, None with one seed).
+
+    Identical non-zero differences (no seed-to-seed spread) give p = 0; all-zero ones p = 1.
+    """
+    cell = mean_ci(seed_diffs)
+    if cell.half_width is None:
+        return None, None
+    interval = (cell.mean - cell.half_width, cell.mean + cell.half_width)
+    if cell.half_width == 0:
+        return interval, 0.0 if cell.mean != 0 else 1.0
+    from scipy import stats
+
+    sd = np.std(seed_diffs, ddof=1)
+    t = cell.mean / (sd / np.sqrt(cell.n))
+    return interval, float(2 * stats.t.sf(abs(t), cell.n - 1))
+
+
 def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdict]:
     """One verdict per claim, in order; p-values Holm-corrected over the claims that could be tested."""
     units = UnitScores(None)
@@ -182,6 +211,13 @@ def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdi
     for v, p_holm in zip(tested, holm([v.p for v in tested])):
         v.p_holm = p_holm
         v.outcome = _outcome(v.claim.expect, v.diff, p_holm < SIGNIFICANCE_LEVEL)
+    for v in tested:
+        v.seed_ci, v.seed_p = seed_level_test(v.seed_diffs)
+        v.seed_outcome = "one seed" if v.seed_p is None else ""
+    over_seeds = [v for v in tested if v.seed_p is not None]
+    for v, p_holm in zip(over_seeds, holm([v.seed_p for v in over_seeds])):
+        v.seed_p_holm = p_holm
+        v.seed_outcome = _outcome(v.claim.expect, v.diff, p_holm < SIGNIFICANCE_LEVEL)
     return verdicts
 
 
@@ -195,10 +231,10 @@ def _digits(claim: Claim) -> int:
 
 def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
     head = (
-        "| claim | a | b | number | expect | a | b | a - b [95% CI] | p | p (Holm) | seeds | a - b per seed "
-        "| outcome |"
+        "| claim | a | b | number | expect | a | b | a - b [95% CI] | p | p (Holm) | outcome over queries "
+        "| seeds | a - b per seed | seeds: 95% t-CI | seeds: p (Holm) | outcome over seeds |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 16]
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
         interval = "–" if v.ci is None else f"{_num(v.diff, k)} [{_num(v.ci[0], k)}, {_num(v.ci[1], k)}]"
@@ -207,9 +243,12 @@ def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
         p_holm = "–" if v.p_holm is None else f"{v.p_holm:.4f}"
         a_val, b_val = _num(v.a_value, k), _num(v.b_value, k)
         per_seed = "–" if v.seed_diffs is None else ", ".join(f"{x:+.{k}f}" for x in v.seed_diffs)
+        seed_ci = "–" if v.seed_ci is None else f"[{_num(v.seed_ci[0], k)}, {_num(v.seed_ci[1], k)}]"
+        seed_p = "–" if v.seed_p_holm is None else f"{v.seed_p_holm:.4f}"
+        seed_outcome = v.seed_outcome or "–"
         lines.append(
             f"| {c.claim} | {c.a} | {c.b} | {c.column} | a {c.expect} b | {a_val} | {b_val} | {interval} "
-            f"| {p} | {p_holm} | {seeds} | {per_seed} | **{v.outcome}** |"
+            f"| {p} | {p_holm} | **{v.outcome}** | {seeds} | {per_seed} | {seed_ci} | {seed_p} | {seed_outcome} |"
         )
     note = (
         f"\nPaired randomization test over units ({permutations} sign flips; queries for LAReQA sets, "
@@ -217,8 +256,10 @@ def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
         "row, the untrained backbone, is paired with the other row's mean over all its seeds); Holm-"
         "Bonferroni over the claims tested here; 95% interval: normal approximation over units. "
         "`>=` holds unless a is significantly worse. The test and interval treat the queries as the sample "
-        "and the trained models as fixed: they do not include seed-to-seed variation, which the per-seed "
-        "differences show (a claim whose per-seed differences disagree in sign rests on the seeds drawn).\n"
+        "and the trained models as fixed: they do not include seed-to-seed variation. The seed columns do: "
+        "a paired t-test over the per-seed differences (an unseeded row: one-sample, against its value), "
+        "its 95% t-interval and Holm over the claims with two or more seeds, judged by the same rules "
+        "(outcome over seeds). A claim that holds over queries but not over seeds rests on the seeds drawn.\n"
     )
     return "\n".join(lines) + "\n" + note
 
@@ -230,10 +271,12 @@ def write_claims(report, claims_file: str | Path, out_dir: str | Path, permutati
     with (out / "claims.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["claim", "a", "b", "number", "expect", "a_value", "b_value", "diff", "ci_low", "ci_high",
-                    "p", "p_holm", "n_units", "seeds_a", "seeds_b", "diff_per_seed", "outcome"])  # fmt: skip
+                    "p", "p_holm", "n_units", "seeds_a", "seeds_b", "diff_per_seed", "outcome",
+                    "seed_ci_low", "seed_ci_high", "seed_p", "seed_p_holm", "seed_outcome"])  # fmt: skip
         for v in verdicts:
             c = v.claim
-            ci = v.ci or (None, None)
+            ci, seed_ci = v.ci or (None, None), v.seed_ci or (None, None)
             w.writerow([c.claim, c.a, c.b, c.column, c.expect, v.a_value, v.b_value, v.diff, *ci, v.p, v.p_holm,
-                        v.n_units, v.seeds_a, v.seeds_b, v.seed_diffs, v.outcome])  # fmt: skip
+                        v.n_units, v.seeds_a, v.seeds_b, v.seed_diffs, v.outcome,
+                        *seed_ci, v.seed_p, v.seed_p_holm, v.seed_outcome])  # fmt: skip
     return verdicts
