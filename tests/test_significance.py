@@ -295,6 +295,28 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
     assert "| X-Y exists |" in md and "**not run (no runs for sampler=xy)**" in md and "seed-to-seed" in md
 
 
+@pytest.mark.parametrize(
+    "expect, diff, significant, outcome",
+    [
+        (">", 0.1, True, "holds"),
+        (">", -0.1, True, "reversed (significant the other way)"),
+        (">", 0.1, False, "not shown (difference not significant)"),
+        ("<", -3.0, True, "holds"),  # rank distance: lower is better
+        ("<", 3.0, True, "reversed (significant the other way)"),
+        (">=", 0.1, True, "holds (significantly better)"),
+        (">=", -0.1, True, "does not hold (significantly worse)"),
+        (">=", -0.1, False, "holds (no significant difference)"),
+        ("<=", -3.0, True, "holds (significantly better)"),
+        ("<=", 3.0, True, "does not hold (significantly worse)"),
+        ("<=", 3.0, False, "holds (no significant difference)"),
+    ],
+)
+def test_claim_outcomes_follow_the_expected_direction(expect, diff, significant, outcome):
+    from mdr.report.claims import _outcome
+
+    assert _outcome(expect, diff, significant) == outcome
+
+
 def test_seed_level_test_matches_scipy():
     from mdr.report.claims import seed_level_test
 

@@ -7,8 +7,9 @@ number (a LAReQA ``kind`` mono / cross / multi or a Tatoeba ``group`` all / xtre
 
 - ``">"`` (``a`` better; for rank distance write ``"<"``): **holds** when the difference has that sign and
   the Holm-corrected p < 0.05; **reversed** when it is significant the other way; else **not shown**.
-- ``">="`` (``a`` at least as good): **does not hold** only when ``a`` is significantly worse; it holds
-  otherwise, and the outcome says whether ``a`` is significantly better or the difference is n.s.
+- ``">="`` (``a`` at least as good; ``"<="`` where lower is better): **does not hold** only when ``a`` is
+  significantly worse; it holds otherwise, and the outcome says whether ``a`` is significantly better or
+  the difference is n.s.
 
 The test is the same as the results table's (``mdr.report.significance``): per-unit numbers averaged over
 each row's seeds (shared seeds; an unseeded row such as the untrained backbone against all seeds of the
@@ -43,7 +44,7 @@ from mdr.report.significance import (
 )
 from mdr.report.stats import mean_ci
 
-EXPECTATIONS = (">", ">=", "<")
+EXPECTATIONS = (">", ">=", "<", "<=")
 LAREQA_KINDS = ("mono", "cross", "multi")
 TATOEBA_GROUPS = ("all", "xtreme36", "low_resource")
 SUBSETS = (None, "seen", "unseen")
@@ -56,7 +57,7 @@ class Claim:
     b: str
     dataset: str  # xquad_r / mlqa_r (LAReQA) or tatoeba
     metric: str  # map, p@1, mrr@5, rank_distance (LAReQA); accuracy, map, mrr@5 (Tatoeba)
-    expect: str  # ">", ">=" or "<" for a - b
+    expect: str  # ">", ">=", "<" or "<=" for a - b ("<", "<=": lower is better, e.g. rank distance)
     kind: str | None = None  # LAReQA: mono / cross / multi
     group: str | None = None  # Tatoeba: all / xtreme36 / low_resource
     subset: str | None = None  # seen / unseen (languages of the training set)
@@ -140,7 +141,7 @@ def _seed_values(runs: list, seeds: list, claim: Claim, units: UnitScores) -> tu
 
 def _outcome(expect: str, diff: float, significant: bool) -> str:
     better = diff > 0 if expect in (">", ">=") else diff < 0
-    if expect == ">=":
+    if expect in (">=", "<="):
         if significant:
             return "holds (significantly better)" if better else "does not hold (significantly worse)"
         return "holds (no significant difference)"
@@ -255,7 +256,7 @@ def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
         "sentence pairs for Tatoeba), each row averaged over its seeds first (seeds: a / b; an unseeded "
         "row, the untrained backbone, is paired with the other row's mean over all its seeds); Holm-"
         "Bonferroni over the claims tested here; 95% interval: normal approximation over units. "
-        "`>=` holds unless a is significantly worse. The test and interval treat the queries as the sample "
+        "`>=` (`<=` where lower is better) holds unless a is significantly worse. The test and interval treat the queries as the sample "
         "and the trained models as fixed: they do not include seed-to-seed variation. The seed columns do: "
         "a paired t-test over the per-seed differences (an unseeded row: one-sample, against its value), "
         "its 95% t-interval and Holm over the claims with two or more seeds, judged by the same rules "
