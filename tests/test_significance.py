@@ -14,7 +14,7 @@ from mdr.eval.per_query import lareqa_units
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 from mdr.report.collect import COLUMNS, collect
-from mdr.report.significance import holm, paired_randomization_test
+from mdr.report.significance import baseline_rows, holm, paired_randomization_test
 from mdr.report.write import write_report
 
 
@@ -133,7 +133,7 @@ def test_per_query_units_sum_to_the_headline_cells(two_systems):
 def test_report_marks_a_real_difference_and_not_an_identical_system(two_systems, tmp_path):
     root, _ = two_systems
     r = write_report(root, tmp_path, baseline="sampler=xx", permutations=2000)
-    assert r.baseline == ("xx", "hashing2048", "full")
+    assert set(r.baseline.values()) == {("xx", "hashing2048", "full")}
     mixed = r.comparisons[("mixed", "hashing2048", "full")]
     hybrid = r.comparisons[("hybrid", "hashing96", "full")]
     assert set(mixed) == set(hybrid) == {f"{ds}|{label}" for ds, label, _ in r.columns}
@@ -353,3 +353,26 @@ def test_claims_file_errors_name_the_claim(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ValueError, match="non-empty YAML list"):
         load_claims(tmp_path / "empty.yaml")
+
+
+def test_a_baseline_matching_several_rows_is_taken_within_each_group():
+    names = ["sampler", "model", "finetune"]
+    rows = [
+        ("hybrid", "me5", "full"),
+        ("hybrid", "me5", "lora"),
+        ("hybrid", "me5", "frozen"),
+        ("untrained", "me5", "full"),
+        ("xx", "me5", "full"),
+        ("xx", "me5", "lora"),
+    ]
+    grouped = baseline_rows(rows, names, "sampler=xx")
+    assert grouped == {
+        ("hybrid", "me5", "full"): ("xx", "me5", "full"),
+        ("hybrid", "me5", "lora"): ("xx", "me5", "lora"),
+        ("untrained", "me5", "full"): ("xx", "me5", "full"),
+    }  # no X-X frozen row: hybrid frozen is not tested; baseline rows are not tested against each other
+    single = baseline_rows(rows, names, "sampler=xx,finetune=full")
+    assert set(single) == set(rows) - {("xx", "me5", "full")}
+    assert set(single.values()) == {("xx", "me5", "full")}
+    with pytest.raises(ValueError, match="matches 0 rows"):
+        baseline_rows(rows, names, "sampler=xy")

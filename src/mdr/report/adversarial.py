@@ -40,7 +40,8 @@ def attack_entries(datasets: dict) -> dict[str, dict]:
     return {ds: e for ds, e in datasets.items() if e.get("kind") == ATTACK_KIND}
 
 
-def adversarial(r: Report, baseline: tuple | None = None, permutations: int = 10_000) -> AttackTable | None:
+def adversarial(r: Report, baseline: dict | None = None, permutations: int = 10_000) -> AttackTable | None:
+    """``baseline``: row key -> the baseline row it is tested against (``significance.baseline_rows``)."""
     group = r.subset or "all"
     pooled: dict[tuple, dict] = {}
     budgets: set[int] = set()
@@ -113,10 +114,11 @@ def _seed_mean(r: Report, key: tuple, ds: str, k: int, seeds: list) -> dict[tupl
     return {u: float(np.mean(v)) for u, v in sums.items() if len(v) == len(seeds)}
 
 
-def _tests(r: Report, baseline: tuple, table: AttackTable, permutations: int) -> dict:
+def _tests(r: Report, baselines: dict, table: AttackTable, permutations: int) -> dict:
     raw: dict[tuple, tuple[float, float]] = {}
     for key, by_ds in table.rows.items():
-        if key == baseline:
+        baseline = baselines.get(key)
+        if baseline is None:
             continue
         for ds, by_setting in by_ds.items():
             if ds not in table.rows.get(baseline, {}):
@@ -143,7 +145,7 @@ def _fmt(c: Cell | None, digits: int = 3) -> str:
     return "-" if c is None else f"{c.mean:.{digits}f}"
 
 
-def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: tuple | None = None) -> str:
+def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | None = None) -> str:
     ks = t.budgets
     kmax = max(ks)
     head = [
@@ -197,10 +199,11 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: tuple |
                     )
                     + " |"
                 )
-    if baseline is not None and t.tests:
+    if baseline and t.tests:
+        against = " or ".join(" / ".join(b) for b in sorted(set(baseline.values())))
         lines += [
             "",
-            f"† P@1 under the greedy attack differs from the {' / '.join(baseline)} row's on the same attacked "
+            f"† P@1 under the greedy attack differs from the {against} row's on the same attacked "
             f"(query, setting) targets: paired randomization test, Holm-corrected over the {len(t.tests)} "
             f"comparisons of this table, p < {SIGNIFICANCE_LEVEL}.",
         ]

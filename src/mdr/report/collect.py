@@ -84,7 +84,7 @@ class Report:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # results_dir already held their cell
     runs: list[RunValues] = field(default_factory=list)
     subset: str | None = None
-    baseline: tuple[str, ...] | None = None  # report.py --baseline: the row others are tested against
+    baseline: dict | None = None  # report.py --baseline: row key -> the baseline row it is tested against
     comparisons: dict = field(default_factory=dict)  # row key -> column -> significance.Comparison
 
 

@@ -89,15 +89,29 @@ def parse_selector(selector: str, key_names: list[str]) -> dict[str, str]:
     return out
 
 
-def baseline_key(rows: list[tuple], key_names: list[str], selector: str) -> tuple:
+def baseline_rows(rows: list[tuple], key_names: list[str], selector: str) -> dict[tuple, tuple]:
+    """Row -> the baseline row it is tested against.
+
+    One row matches the selector: every other row is tested against it. Several match (``sampler=xx``
+    once X-X ran with full, LoRA and adapter fine-tuning): each row is tested against the match that agrees
+    with it on every column the selector does not name (hybrid + LoRA against X-X + LoRA), as a paper
+    compares samplers within one fine-tuning mode; a row without such a match is not tested (the table note
+    lists it). Baseline rows are not tested against each other."""
     wanted = parse_selector(selector, key_names)
     matches = [k for k in rows if all(k[key_names.index(n)] == v for n, v in wanted.items())]
-    if len(matches) != 1:
+    if not matches:
         raise ValueError(
-            f"--baseline {selector!r} matches {len(matches)} rows ({matches}); name exactly one row of "
-            f"{[dict(zip(key_names, k)) for k in rows]}"
+            f"--baseline {selector!r} matches 0 rows; name a row of {[dict(zip(key_names, k)) for k in rows]}"
         )
-    return matches[0]
+    if len(matches) == 1:
+        return {k: matches[0] for k in rows if k != matches[0]}
+    free = [i for i, name in enumerate(key_names) if name not in wanted]
+    out = {}
+    for key in rows:
+        same = [m for m in matches if key not in matches and all(m[i] == key[i] for i in free)]
+        if same:  # the matches differ only in free columns, so at most one agrees with the row
+            out[key] = same[0]
+    return out
 
 
 class UnitScores:
@@ -162,18 +176,16 @@ def paired_seeds(runs_a: list, runs_b: list) -> tuple[list, list]:
 def compare_to_baseline(
     report, selector: str, permutations: int = 10_000
 ) -> dict[tuple, dict[str, Comparison]]:
-    """Row key -> column (``dataset|label``) -> comparison with the baseline row, Holm-corrected."""
+    """Row key -> column (``dataset|label``) -> comparison with its baseline row, Holm-corrected together."""
     from mdr.report.collect import column_path
 
-    base = baseline_key(list(report.rows), report.key_names, selector)
+    baselines = baseline_rows(list(report.rows), report.key_names, selector)
     runs_of: dict[tuple, list] = {}
     for rv in report.runs:
         runs_of.setdefault(rv.key, []).append(rv)
     units = UnitScores(report.subset)
     raw: list[tuple[tuple, str, float, float, int, list]] = []
-    for key in report.rows:
-        if key == base:
-            continue
+    for key, base in baselines.items():
         seeds, base_seeds = paired_seeds(runs_of[key], runs_of[base])
         if not seeds:
             continue

@@ -32,10 +32,26 @@ def significance_note(r: Report) -> str:
     if r.baseline is None:
         return ""
     n = sum(len(cols) for cols in r.comparisons.values())
+    bases = sorted(set(r.baseline.values()))
+    if not bases:
+        return ""
+    if len(bases) == 1:
+        against = f"the baseline row ({', '.join(bases[0])})"
+    else:  # several rows matched --baseline: each row is tested within its group (significance.baseline_rows)
+        against = (
+            "the baseline row of its group, the one agreeing on the columns --baseline does not name ("
+            + ("; ".join(", ".join(b) for b in bases) + ")")
+        )
+    untested = [k for k in r.rows if k not in r.baseline and k not in bases]
     return (
-        f" †: differs from the baseline row ({', '.join(r.baseline)}) at p < {SIGNIFICANCE_LEVEL}, paired "
+        f" †: differs from {against} at p < {SIGNIFICANCE_LEVEL}, paired "
         f"randomization test over queries (per-query scores averaged over the shared seeds), Holm-corrected "
         f"over the table's {n} comparisons; p-values in the CSV."
+        + (
+            f" Not tested (no baseline row in their group): {'; '.join(', '.join(k) for k in untested)}."
+            if untested
+            else ""
+        )
     )
 
 

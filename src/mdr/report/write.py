@@ -10,7 +10,7 @@ from mdr.report.claims import write_claims
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
-from mdr.report.significance import baseline_key, compare_to_baseline
+from mdr.report.significance import baseline_rows, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
 
 
@@ -24,10 +24,11 @@ def write_report(
 ) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
-    ``baseline`` (``sampler=xx``) tests every other row against that row, per cell (``significance``)."""
+    ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
+    when several rows match (``significance.baseline_rows``), per cell."""
     r = collect(root, subset)
     if baseline:
-        r.baseline = baseline_key(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
+        r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
         r.comparisons = compare_to_baseline(r, baseline, permutations) if r.rows else {}
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
