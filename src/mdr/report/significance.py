@@ -108,7 +108,9 @@ def baseline_rows(rows: list[tuple], key_names: list[str], selector: str) -> dic
     free = [i for i, name in enumerate(key_names) if name not in wanted]
     out = {}
     for key in rows:
-        same = [m for m in matches if key not in matches and all(m[i] == key[i] for i in free)]
+        if key in matches:
+            continue
+        same = [m for m in matches if all(m[i] == key[i] for i in free)]
         if same:  # the matches differ only in free columns, so at most one agrees with the row
             out[key] = same[0]
     return out
@@ -174,18 +176,20 @@ def paired_seeds(runs_a: list, runs_b: list) -> tuple[list, list]:
 
 
 def compare_to_baseline(
-    report, selector: str, permutations: int = 10_000
+    report, baselines: dict[tuple, tuple], permutations: int = 10_000
 ) -> dict[tuple, dict[str, Comparison]]:
-    """Row key -> column (``dataset|label``) -> comparison with its baseline row, Holm-corrected together."""
+    """Row key -> column (``dataset|label``) -> comparison with its baseline row (``baseline_rows``),
+    Holm-corrected together."""
     from mdr.report.collect import column_path
 
-    baselines = baseline_rows(list(report.rows), report.key_names, selector)
     runs_of: dict[tuple, list] = {}
     for rv in report.runs:
         runs_of.setdefault(rv.key, []).append(rv)
     units = UnitScores(report.subset)
     raw: list[tuple[tuple, str, float, float, int, list]] = []
     for key, base in baselines.items():
+        if key not in report.rows or base not in report.rows:  # no complete run to score
+            continue
         seeds, base_seeds = paired_seeds(runs_of[key], runs_of[base])
         if not seeds:
             continue

@@ -29,7 +29,7 @@ def write_report(
     r = collect(root, subset)
     if baseline:
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
-        r.comparisons = compare_to_baseline(r, baseline, permutations) if r.rows else {}
+        r.comparisons = compare_to_baseline(r, r.baseline, permutations) if r.rows else {}
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_{subset}" if subset else "results"
