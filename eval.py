@@ -11,9 +11,10 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from mdr.cli.entry import report_input_errors
     from mdr.cli.evaluate import evaluate
 
-    evaluate(cfg)
+    report_input_errors(lambda: evaluate(cfg), "eval.py")
 
 
 if __name__ == "__main__":

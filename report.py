@@ -13,6 +13,7 @@ over queries, Holm-corrected; p-values in results.csv).
 import argparse
 from pathlib import Path
 
+from mdr.cli.entry import report_input_errors
 from mdr.report.tables import to_markdown
 from mdr.report.write import write_report
 
@@ -35,7 +36,10 @@ if __name__ == "__main__":
         help="a YAML list of claims (e.g. conf/claims/hybrid_2408.10536.yaml): claims.{md,csv}, one verdict each",
     )
     args = ap.parse_args()
-    report = write_report(args.root, args.out, args.subset, args.baseline, args.permutations, args.claims)
+    report = report_input_errors(
+        lambda: write_report(args.root, args.out, args.subset, args.baseline, args.permutations, args.claims),
+        "report.py",
+    )
     print(to_markdown(report))
     out = Path(args.out or args.root)
     adversarial = f"adversarial_{args.subset}.md" if args.subset else "adversarial.md"

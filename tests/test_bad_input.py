@@ -240,7 +240,7 @@ def foreign_checkpoint(path):
         (
             lambda tmp: Path("/nope.ckpt"),
             FileNotFoundError,
-            "checkpoint /nope.ckpt does not exist: pass ckpt=",
+            "checkpoint /nope.ckpt does not exist.*pass ckpt=",
         ),
         (
             lambda tmp: other_model_checkpoint(tmp / "other.ckpt"),

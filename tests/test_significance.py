@@ -351,8 +351,11 @@ def test_claims_file_errors_name_the_claim(tmp_path):
         with pytest.raises(ValueError, match=message):
             load_claims(path)
     (tmp_path / "empty.yaml").write_text("")
-    with pytest.raises(ValueError, match="non-empty YAML list"):
+    with pytest.raises(ValueError, match="empty.yaml is empty; write a YAML list of claims"):
         load_claims(tmp_path / "empty.yaml")
+    (tmp_path / "mapping.yaml").write_text("claim: one\n")
+    with pytest.raises(ValueError, match="non-empty YAML list of claims, got a dict"):
+        load_claims(tmp_path / "mapping.yaml")
 
 
 def test_a_baseline_matching_several_rows_is_taken_within_each_group():

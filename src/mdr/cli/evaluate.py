@@ -16,7 +16,9 @@ from mdr.eval.outputs import load_embeddings
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.files import atomic_write_text
+from mdr.runtime.inputs import check_torch_checkpoint
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ def evaluate(cfg: DictConfig) -> dict:
     with failure_marker(run_dir):
         configure_progress(cfg)
         settings = eval_settings(cfg)  # fails on bad data before loading a model
+        if cfg.get("ckpt"):
+            check_torch_checkpoint(cfg.ckpt, CKPT_FIX)  # and on a bad checkpoint file
         trained_with = training_config(cfg.get("ckpt"))
         seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
         encoder, embeddings = None, None
@@ -45,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict:
             encoder, ckpt_langs = load_encoder(cfg, trained_with)
             seen = seen or ckpt_langs
             if settings.attack and cfg.get("ckpt") and not seen:
-                raise ValueError(
+                raise InputError(
                     f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
                     "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"
                 )
@@ -63,6 +67,9 @@ def evaluate(cfg: DictConfig) -> dict:
         print(format_headline(report))
         print(f"results in {run_dir}")
         return report
+
+
+CKPT_FIX = "pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt (a checkpoint written by train.py)"
 
 
 def training_config(ckpt: str | None) -> dict | None:
@@ -93,10 +100,10 @@ def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
 def saved_embeddings(cfg: DictConfig, settings: EvalSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``embeddings=...``: one LAReQA dataset's saved embeddings, checked against the set."""
     if len(settings.datasets) != 1 or settings.qrels_sets or settings.datasets[0] == "tatoeba":
-        raise ValueError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
+        raise InputError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
     path = Path(cfg.embeddings)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"embeddings file {path} does not exist; write one with eval.save_embeddings=true"
         )
     settings.save_embeddings = False  # they are saved already
@@ -110,7 +117,7 @@ def load_encoder(cfg: DictConfig, trained_with: dict | None) -> tuple[TextEncode
     encoder = make(cfg.model.encoder)
     if not encoder.trainable:  # an evaluation-only baseline (mdr.modeling.baselines)
         if cfg.get("ckpt"):
-            raise ValueError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
+            raise InputError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
         return encoder, None
     checkpoint_finetune(cfg, trained_with).apply(encoder)  # LoRA / adapter weights need their modules
     langs = train_langs_of(load_encoder_weights(encoder, cfg.ckpt)) if cfg.get("ckpt") else None

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from mdr.runtime.errors import MissingInputError
+
 log = logging.getLogger(__name__)
 
 KEPT = (
@@ -85,7 +87,7 @@ def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) ->
             shutil.copy2(src, dest)
     if not (tmp / "metrics.json").exists():
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FileNotFoundError(f"{run_dir} has no metrics.json: only complete runs are archived")
+        raise MissingInputError(f"{run_dir} has no metrics.json: only complete runs are archived")
     shutil.rmtree(cell, ignore_errors=True)
     tmp.rename(cell)
     size = sum(p.stat().st_size for p in cell.rglob("*") if p.is_file())

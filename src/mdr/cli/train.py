@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
 from mdr.runtime import progress
+from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.precision import trainer_precision
 from mdr.training.callbacks import BatchLog, ProgressLog
 from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
 from mdr.training.datamodule import RetrievalDataModule
 from mdr.training.module import DualEncoderModule
+from mdr.training.preemption import resume_command
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def train(cfg: DictConfig) -> dict | None:
     with failure_marker(run_dir):
         configure_progress(cfg)
         settings = check_config(cfg)
-        run = build(cfg, run_dir)
+        run = build(cfg, run_dir, overrides)
         train_s = fit(cfg, run, run_dir)
         restore_best(cfg, run)
         if not run.trainer.is_global_zero:
@@ -71,24 +74,24 @@ def check_config(cfg: DictConfig) -> EvalSettings:
     """Fail before any loading on settings that cannot work."""
     alpha = cfg.sampler.get("alpha")
     if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
+        raise InputError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
     if int(cfg.data.datamodule.batch_size) < 1:
-        raise ValueError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+        raise InputError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
     return eval_settings(cfg)
 
 
-def build(cfg: DictConfig, run_dir: Path) -> TrainingRun:
-    """Encoder (+ optional MLM stage) -> fine-tuning mode -> datamodule -> module -> trainer, in that order
-    (the seeded RNG stream depends on it)."""
+def build(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> TrainingRun:
+    """Training data (read and checked first) -> encoder (+ optional MLM stage) -> fine-tuning mode -> module
+    -> trainer, in that order (the seeded RNG stream depends on it)."""
+    dm = make(cfg.data.datamodule, sampler_factory=make(cfg.sampler, _partial_=True), seed=cfg.seed)
+    dm.load_data()  # a bad training file fails here, before the model loads (draws no random numbers)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
-    pretrain_stats = maybe_pretrain(cfg, encoder)
+    pretrain_stats = maybe_pretrain(cfg, encoder, run_dir)
     finetune: FinetuneMode = make(cfg.finetune)
     counts = finetune.apply(encoder)
-    dm = make(
-        cfg.data.datamodule, sampler_factory=make(cfg.sampler, _partial_=True), encoder=encoder, seed=cfg.seed
-    )
+    dm.encoder = encoder  # the collator tokenises with the encoder's tokenisers
     compute = cfg.compute
     module = DualEncoderModule(
         encoder,
@@ -104,15 +107,15 @@ def build(cfg: DictConfig, run_dir: Path) -> TrainingRun:
         encoder.model.compile(
             dynamic=True, backend="inductor" if compute.compile is True else str(compute.compile)
         )
-    trainer, best, precision = build_trainer(cfg, run_dir)
+    trainer, best, precision = build_trainer(cfg, run_dir, overrides or [])
     return TrainingRun(encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats)
 
 
-def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
+def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder, run_dir: Path) -> dict | None:
     """The optional domain-adaptive MLM stage (``pretrain.enabled``), skipped when resuming (the
     checkpoint already holds its result)."""
     pretraining = make(cfg.pretrain)
-    if not pretraining.enabled or cfg.get("ckpt_path"):
+    if not pretraining.enabled or resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints"):
         return None
     use_gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
     device = "cuda" if use_gpu else "cpu"
@@ -120,10 +123,15 @@ def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path
+    cfg: DictConfig, run_dir: Path, overrides: list[str]
 ) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint, str]:
-    callbacks = checkpoint_callbacks(OmegaConf.to_container(cfg.checkpoint), run_dir / "checkpoints")
-    best = callbacks[0]
+    best, last = checkpoint_callbacks(
+        OmegaConf.to_container(cfg.checkpoint),
+        run_dir / "checkpoints",
+        resume_command=resume_command(run_dir, overrides),
+        requeue=bool(cfg.get("preemption", {}).get("requeue", False)),
+    )
+    callbacks = [best, last]
     callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
     if cfg.get("log_batches"):
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
@@ -182,13 +190,22 @@ def fp32_step_cap(cfg: DictConfig, precision: str) -> dict:
 
 def fit(cfg: DictConfig, run: TrainingRun, run_dir: Path) -> float:
     """Train (unless the fine-tuning mode trains nothing); returns the wall-clock seconds."""
+    ckpt_path = resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+        # Lightning warns that a mid-epoch resume of a DataLoader without state_dict is unreliable. Ours resumes
+        # by step: the datamodule's state (next sampler step) and the RNG are in the checkpoint, and the resumed
+        # stream equals the uninterrupted one bit for bit (tests/test_fault_tolerance.py).
+        warnings.filterwarnings(
+            "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+        )
+        keep_earlier_curves(run.trainer)  # before the logger's first write, which deletes metrics.csv
     n_trainable = run.module.trainable_parameters()
     log.info("trainable parameters: %d of %d", n_trainable, run.finetune_counts["total"])
     if run.trainer.logger:
         run.trainer.logger.log_hyperparams(
             {**OmegaConf.to_container(cfg, resolve=True), "trainable_params": n_trainable}
         )
-    ckpt_path = resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")
     t0 = time.perf_counter()
     if run.finetune.trains:
         run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
@@ -196,6 +213,19 @@ def fit(cfg: DictConfig, run: TrainingRun, run_dir: Path) -> float:
         log.info("finetune=%s: no training, evaluating the model as loaded", run.finetune.mode)
         run.datamodule.setup("fit")  # the training languages still split the results into seen / unseen
     return time.perf_counter() - t0
+
+
+def keep_earlier_curves(trainer: L.Trainer) -> None:
+    """Lightning's CSV logger deletes an existing metrics.csv when it starts: keep the curves of the training
+    before a resume as ``metrics.part<N>.csv`` beside the new one."""
+    logger = trainer.logger
+    if not isinstance(logger, L.pytorch.loggers.CSVLogger):
+        return
+    old = Path(logger.log_dir) / "metrics.csv"
+    if old.is_file():
+        n = len(list(old.parent.glob("metrics.part*.csv"))) + 1
+        old.rename(old.with_name(f"metrics.part{n}.csv"))
+        log.info("curves before this resume kept in %s", old.with_name(f"metrics.part{n}.csv"))
 
 
 def restore_best(cfg: DictConfig, run: TrainingRun) -> None:

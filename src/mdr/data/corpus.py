@@ -10,6 +10,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from mdr.runtime.errors import InputError
+
 
 @dataclass(frozen=True)
 class ParallelExample:
@@ -38,13 +40,13 @@ class ParallelCorpus:
 
     def __init__(self, examples: Sequence[ParallelExample], name: str = "corpus"):
         if not examples:
-            raise ValueError(f"{name}: no examples; check the data path and the language list")
+            raise InputError(f"{name}: no examples; check the data path and the language list")
         self.name = name
         self.examples: list[ParallelExample] = list(examples)
         self.by_lang: dict[str, dict[str, int]] = defaultdict(dict)
         for i, ex in enumerate(self.examples):
             if ex.id in self.by_lang[ex.lang]:
-                raise ValueError(
+                raise InputError(
                     f"{name}: id {ex.id!r} appears twice in language {ex.lang!r}; ids must be unique per language"
                 )
             self.by_lang[ex.lang][ex.id] = i

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mdr.data.perturb import split_units
+from mdr.runtime.errors import InputError
 
 CHAR_OPS = ("delete", "swap", "insert", "neighbour", "homoglyph")
 WORD_OPS = ("drop", "translate")
@@ -80,7 +81,7 @@ class Query:
 
     def apply(self, edit: Edit) -> Query:
         if self.units[edit.unit] != edit.before:
-            raise ValueError(f"edit {edit} does not match unit {self.units[edit.unit]!r}")
+            raise InputError(f"edit {edit} does not match unit {self.units[edit.unit]!r}")
         units = list(self.units)
         units[edit.unit] = edit.after
         return Query(tuple(units), self.sep)

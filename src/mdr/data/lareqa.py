@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mdr.data.corpus import ParallelCorpus, ParallelExample, RetrievalSet
 from mdr.data.errors import DataFormatError
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import read_text
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +57,16 @@ class LareqaLanguage:
 
 def resolve_dataset_dir(data_dir: str | Path, dataset: str) -> Path:
     if dataset not in DATASET_DIRS:
-        raise ValueError(f"unknown LAReQA dataset {dataset!r}; choose one of {sorted(DATASET_DIRS)}")
+        raise InputError(f"unknown LAReQA dataset {dataset!r}; choose one of {sorted(DATASET_DIRS)}")
     root = Path(data_dir)
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"data dir {root} does not exist: set paths.data_dir=... or the MDR_DATA_DIR environment variable "
             "to the folder holding xquad-r/ and mlqa-r/"
         )
     path = root / DATASET_DIRS[dataset]
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} does not exist: paths.data_dir={root} must hold {DATASET_DIRS[dataset]}/"
         )
     return path
@@ -73,24 +75,27 @@ def resolve_dataset_dir(data_dir: str | Path, dataset: str) -> Path:
 def check_langs(dataset: str, langs: list[str] | None, path: Path) -> list[str]:
     available = sorted(p.stem for p in path.glob("*.json"))
     if not available:
-        raise FileNotFoundError(f"{path} holds no <lang>.json files; is paths.data_dir right?")
+        raise MissingInputError(f"{path} holds no <lang>.json files; is paths.data_dir right?")
     if langs is None:
         return available
     unknown = [lang for lang in langs if lang not in available]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown language(s) {unknown} for {dataset}: available are {available}; fix the data langs list"
         )
     return list(langs)
 
 
 def read_language_file(path: Path, lang: str) -> LareqaLanguage:
+    fix = "re-fetch the file (LAReQA layout: ../shared/README.md)"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_text(path, "LAReQA file", fix))
     except json.JSONDecodeError as e:
-        raise DataFormatError(f"{path} is not valid JSON ({e}); re-fetch the file") from e
+        raise DataFormatError(f"{path}:{e.lineno}: {path.name} is not valid JSON ({e.msg}); {fix}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise DataFormatError(f"{path}: expected a SQuAD-format object with a 'data' list")
+        raise DataFormatError(
+            f"{path}: not a LAReQA file (expected a SQuAD-format object with a 'data' list); {fix}"
+        )
     sentences: list[tuple[int, int, str]] = []
     contexts: list[str] = []
     paragraph_article: list[int] = []
@@ -104,6 +109,11 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
                     f"{where}: missing 'context' or 'sentence_breaks'; LAReQA files need both"
                 )
             context, breaks = paragraph["context"], paragraph["sentence_breaks"]
+            if "sentences" in paragraph and len(paragraph["sentences"]) != len(breaks):
+                raise DataFormatError(
+                    f"{where}: {len(breaks)} sentence_breaks but {len(paragraph['sentences'])} sentences; the two "
+                    f"lists must align one to one; {fix}"
+                )
             contexts.append(context)
             paragraph_article.append(a)
             for s, (start, end) in enumerate(breaks):

@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 
 from mdr.data.corpus import ParallelCorpus, ParallelExample
+from mdr.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def read_mmarco(
 ) -> ParallelCorpus:
     unknown = [lang for lang in langs if lang not in LANGUAGE_NAMES]
     if unknown:
-        raise ValueError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGE_NAMES)}")
+        raise InputError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGE_NAMES)}")
     triples = _read_tsv(f"{root}/data/triples.train.ids.small.tsv", ["qid", "pos", "neg"])
     positives: dict[str, str] = {}
     negatives: dict[str, list[str]] = defaultdict(list)

@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 
 from mdr.data.corpus import RetrievalSet
+from mdr.runtime.errors import InputError
 
 KINDS = ("char_noise", "word_drop", "word_swap", "code_switch")
 PERTURBED = "~"  # xquad_r~char_noise@0.1: a dataset evaluated on perturbed queries
@@ -126,7 +127,7 @@ def perturb_text(
         return word_swap(text, rate, rng)
     if kind == "code_switch":
         return text if other is None else code_switch(text, other, rate, rng)
-    raise ValueError(f"unknown perturbation kind {kind!r} in eval.perturb; choose one of {KINDS}")
+    raise InputError(f"unknown perturbation kind {kind!r} in eval.perturb; choose one of {KINDS}")
 
 
 def check_perturbations(specs: list[dict]) -> list[tuple[str, float]]:
@@ -135,9 +136,9 @@ def check_perturbations(specs: list[dict]) -> list[tuple[str, float]]:
     for spec in specs:
         kind, rate = spec.get("kind"), spec.get("rate")
         if kind not in KINDS:
-            raise ValueError(f"unknown perturbation kind {kind!r} in eval.perturb; choose one of {KINDS}")
+            raise InputError(f"unknown perturbation kind {kind!r} in eval.perturb; choose one of {KINDS}")
         if rate is None or not 0.0 <= float(rate) <= 1.0:
-            raise ValueError(f"eval.perturb rate {rate!r} for {kind}: give a share in [0, 1]")
+            raise InputError(f"eval.perturb rate {rate!r} for {kind}: give a share in [0, 1]")
         out.append((kind, float(rate)))
     return out
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from mdr.data.errors import DataFormatError
 from mdr.data.jsonl import iter_jsonl
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import read_text
 
 
 @dataclass
@@ -26,39 +28,54 @@ class QrelsSet:
     qrels: dict[str, dict[str, int]]
 
 
+TOPICS_FIX = "topics are 'query_id<TAB>text' lines (UTF-8)"
+QRELS_FIX = "qrels are TREC lines 'query_id Q0 docid relevance'"
+
+
 def read_topics(path: str | Path) -> dict[str, str]:
     out: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, "topics file", TOPICS_FIX).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) < 2:
-            raise DataFormatError(f"{path}:{lineno}: expected 'query_id<TAB>text'")
+            raise DataFormatError(f"{path}:{lineno}: expected 'query_id<TAB>text' (is this a topics file?)")
         out[parts[0]] = parts[1]
     return out
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, "qrels file", QRELS_FIX).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 4:
-            raise DataFormatError(f"{path}:{lineno}: expected 'query_id Q0 docid relevance' (TREC qrels)")
+            raise DataFormatError(
+                f"{path}:{lineno}: expected 'query_id Q0 docid relevance' (TREC qrels; is this a qrels file?)"
+            )
         try:
             out.setdefault(parts[0], {})[parts[2]] = int(parts[3])
         except ValueError as e:
-            raise DataFormatError(f"{path}:{lineno}: relevance {parts[3]!r} is not an integer") from e
+            raise DataFormatError(
+                f"{path}:{lineno}: relevance {parts[3]!r} is not an integer; expected 'query_id Q0 docid "
+                "relevance' (TREC qrels; is this a qrels file?)"
+            ) from e
     return out
 
 
 def read_corpus_jsonl(path: str | Path) -> tuple[list[str], list[str]]:
     ids, texts = [], []
-    for lineno, row in iter_jsonl(path):
+    first_line: dict[str, int] = {}
+    for lineno, row in iter_jsonl(path, "corpus file"):
         docid = row.get("docid", row.get("_id"))
         if docid is None or "text" not in row:
             raise DataFormatError(f"{path}:{lineno}: a corpus line needs 'docid' (or '_id') and 'text'")
+        if str(docid) in first_line:
+            raise DataFormatError(
+                f"{path}:{lineno}: docid {docid!r} repeats line {first_line[str(docid)]}; docids must be unique"
+            )
+        first_line[str(docid)] = lineno
         ids.append(str(docid))
         title = row.get("title") or ""
         texts.append(f"{title} {row['text']}".strip() if title else row["text"])
@@ -68,11 +85,16 @@ def read_corpus_jsonl(path: str | Path) -> tuple[list[str], list[str]]:
 def load_qrels_set(name: str, topics: str | Path, qrels: str | Path, corpus: str | Path) -> QrelsSet:
     for p in (topics, qrels, corpus):
         if not Path(p).is_file():
-            raise FileNotFoundError(f"{name}: {p} does not exist; check the topics / qrels / corpus paths")
+            raise MissingInputError(f"{name}: {p} does not exist; check the topics / qrels / corpus paths")
     t = read_topics(topics)
     q = read_qrels(qrels)
-    ids, texts = read_corpus_jsonl(corpus)
     qids = [i for i in t if i in q]
+    if not qids:
+        raise DataFormatError(
+            f"{name}: topics {topics} and qrels {qrels} share no query id (e.g. {next(iter(t))!r} vs "
+            f"{next(iter(q))!r}); they must be the same split of the same collection"
+        )
+    ids, texts = read_corpus_jsonl(corpus)
     return QrelsSet(name, qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids})
 
 
@@ -82,7 +104,7 @@ def load_qrels_spec(spec: dict) -> QrelsSet:
         return load_miracl_from_hub(spec["lang"], spec.get("split", "dev"))
     missing = [k for k in ("name", "topics", "qrels", "corpus") if not spec.get(k)]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"qrels set {spec} lacks {missing}: give name, topics, qrels and corpus paths, or hub: miracl"
         )
     return load_qrels_set(spec["name"], spec["topics"], spec["qrels"], spec["corpus"])

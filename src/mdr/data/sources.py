@@ -9,6 +9,7 @@ from mdr.data.corpus import ParallelCorpus, RetrievalSet
 from mdr.data.jsonl import read_parallel_jsonl
 from mdr.data.lareqa import DATASET_DIRS, parallel_corpus, read_lareqa, retrieval_set
 from mdr.data.tatoeba import TatoebaSet, read_tatoeba
+from mdr.runtime.errors import InputError
 
 EVAL_SETS = (*sorted(DATASET_DIRS), "tatoeba")
 
@@ -21,7 +22,7 @@ def load_eval_set(
     if name == "tatoeba":
         return read_tatoeba(data_dir, tatoeba_langs)
     if name not in DATASET_DIRS:
-        raise ValueError(f"unknown evaluation dataset {name!r}; choose from {list(EVAL_SETS)}")
+        raise InputError(f"unknown evaluation dataset {name!r}; choose from {list(EVAL_SETS)}")
     return retrieval_set(read_lareqa(data_dir, name, langs), name)
 
 
@@ -43,4 +44,4 @@ def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, R
             source.get("max_queries"),
             source.get("negatives_per_query", 1),
         ), None
-    raise ValueError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")
+    raise InputError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")

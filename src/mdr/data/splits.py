@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mdr.data.corpus import ParallelCorpus
+from mdr.runtime.errors import InputError
 
 
 def split_ids_by_group(
@@ -12,11 +13,11 @@ def split_ids_by_group(
 ) -> tuple[list[str], list[str]]:
     """Shuffle groups with ``seed`` and fill the dev side up to ``dev_fraction`` of the ids."""
     if not 0.0 <= dev_fraction < 1.0:
-        raise ValueError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
+        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
     group_of: dict[str, str] = {}
     for ex in corpus.examples:
         if group_of.setdefault(ex.id, ex.group or ex.id) != (ex.group or ex.id):
-            raise ValueError(
+            raise InputError(
                 f"id {ex.id!r} has different groups in different languages; groups must be per id"
             )
     groups = sorted(set(group_of.values()))

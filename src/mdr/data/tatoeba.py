@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mdr.data.errors import DataFormatError
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import read_text
 
 TATOEBA_DIR = "tatoeba"
 FULL_SIZE = 1000  # pairs per language where Tatoeba had enough; fewer marks a low-resource language
@@ -94,13 +96,13 @@ def language_groups(
 def available_langs(data_dir: str | Path) -> list[str]:
     root = Path(data_dir) / TATOEBA_DIR
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"Tatoeba folder {root} not found; set paths.data_dir (or MDR_DATA_DIR) to the folder that holds "
             f"{TATOEBA_DIR}/tatoeba.<lang>-eng.<lang> files"
         )
     langs = sorted(p.name.split(".")[1].removesuffix("-eng") for p in root.glob("tatoeba.*-eng.eng"))
     if not langs:
-        raise FileNotFoundError(f"{root} holds no tatoeba.<lang>-eng.eng files")
+        raise MissingInputError(f"{root} holds no tatoeba.<lang>-eng.eng files")
     return langs
 
 
@@ -109,7 +111,7 @@ def select_langs(data_dir: str | Path, langs: str | list[str]) -> list[str]:
     have = available_langs(data_dir)
     if isinstance(langs, str):
         if langs not in LANG_SELECTIONS:
-            raise ValueError(
+            raise InputError(
                 f"tatoeba languages {langs!r}: choose one of {LANG_SELECTIONS} or a list of codes"
             )
         if langs == "all":
@@ -121,7 +123,7 @@ def select_langs(data_dir: str | Path, langs: str | list[str]) -> list[str]:
         return sorted(x for x in have if x in wanted)
     unknown = sorted(set(langs) - set(have))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown Tatoeba language(s) {unknown}; codes are ISO 639-3 (deu, cmn, ...), available: {' '.join(have)}"
         )
     return sorted(set(langs))
@@ -144,9 +146,10 @@ def read_tatoeba(data_dir: str | Path, langs: str | list[str] = "all") -> Tatoeb
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; each language needs both sides of its file pair")
-    lines = path.read_text(encoding="utf-8").split("\n")
+    text = read_text(
+        path, "Tatoeba file", "each language needs both sides of its file pair, one UTF-8 sentence a line"
+    )
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     for i, line in enumerate(lines, 1):

@@ -38,6 +38,7 @@ from mdr.data.corpus import RetrievalSet
 from mdr.data.edits import OPS, Edit, Query, candidate_edits
 from mdr.eval.lareqa import Pools
 from mdr.eval.metrics import PAD, metrics_from_ranks, relevant_ranks
+from mdr.runtime.errors import InputError
 
 ATTACKS = ("greedy",)
 SETTINGS = ("mono", "cross", "multi")
@@ -67,26 +68,26 @@ class AttackSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(cfg) - known)
         if unknown:
-            raise ValueError(f"eval.attack has unknown keys {unknown}; known keys: {sorted(known)}")
+            raise InputError(f"eval.attack has unknown keys {unknown}; known keys: {sorted(known)}")
         settings = cls(**cfg)
         settings.check()
         return settings
 
     def check(self) -> None:
         if self.name not in ATTACKS:
-            raise ValueError(f"unknown attack eval.attack.name={self.name!r}; choose one of {ATTACKS}")
+            raise InputError(f"unknown attack eval.attack.name={self.name!r}; choose one of {ATTACKS}")
         if not self.budgets or any(int(k) != k or k < 0 for k in self.budgets):
-            raise ValueError(
+            raise InputError(
                 f"eval.attack.budgets={self.budgets}: give edit budgets as integers >= 0, e.g. [1, 2, 4]"
             )
         if int(self.queries_per_lang) < 1 or int(self.max_candidates) < 1:
-            raise ValueError("eval.attack.queries_per_lang and eval.attack.max_candidates must be >= 1")
+            raise InputError("eval.attack.queries_per_lang and eval.attack.max_candidates must be >= 1")
         bad = [op for op in self.ops if op not in OPS]
         if bad or not self.ops:
-            raise ValueError(f"eval.attack.ops has unknown operations {bad}; choose from {OPS}")
+            raise InputError(f"eval.attack.ops has unknown operations {bad}; choose from {OPS}")
         bad = [s for s in self.settings if s not in SETTINGS]
         if bad or not self.settings:
-            raise ValueError(f"eval.attack.settings has unknown settings {bad}; choose from {SETTINGS}")
+            raise InputError(f"eval.attack.settings has unknown settings {bad}; choose from {SETTINGS}")
         self.budgets = sorted({int(k) for k in self.budgets})
 
     @property
@@ -104,7 +105,7 @@ def sample_queries(rs: RetrievalSet, settings: AttackSettings) -> list[int]:
     langs = rs.langs if settings.langs == "all" else list(settings.langs)
     unknown = [x for x in langs if x not in set(rs.query_langs)]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"eval.attack.langs has languages without queries in {rs.name}: {unknown}; "
             f"choose from {sorted(set(rs.query_langs))} or 'all'"
         )
@@ -113,7 +114,7 @@ def sample_queries(rs: RetrievalSet, settings: AttackSettings) -> list[int]:
         own = np.flatnonzero(q_langs == x)
         n = int(settings.queries_per_lang)
         if n > len(own):
-            raise ValueError(
+            raise InputError(
                 f"eval.attack.queries_per_lang={n} is larger than the {len(own)} queries of {x!r} in "
                 f"{rs.name}; lower it to at most {len(own)}"
             )

@@ -17,6 +17,7 @@ import torch
 from mdr.data.corpus import RetrievalSet
 from mdr.eval.answer_em import EM_KS, AnswerMatcher
 from mdr.eval.metrics import PAD, metrics_from_ranks, rank_distance, relevant_ranks
+from mdr.runtime.errors import InputError
 
 METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10")
 EM_METRICS = tuple(f"em@{k}" for k in EM_KS)  # answer text in the top k (sets with answer texts only)
@@ -154,12 +155,12 @@ def evaluate_lareqa(
 
 def _check_shapes(rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray) -> None:
     if query_emb.shape[0] != len(rs.query_ids) or cand_emb.shape[0] != len(rs.cand_uids):
-        raise ValueError(
+        raise InputError(
             f"embeddings do not match {rs.name}: {query_emb.shape[0]} query rows for {len(rs.query_ids)} queries, "
             f"{cand_emb.shape[0]} candidate rows for {len(rs.cand_uids)} candidates; re-encode this dataset"
         )
     if query_emb.ndim != 2 or cand_emb.ndim != 2 or query_emb.shape[1] != cand_emb.shape[1]:
-        raise ValueError(f"embedding shapes {query_emb.shape} and {cand_emb.shape} must be (n, d) with one d")
+        raise InputError(f"embedding shapes {query_emb.shape} and {cand_emb.shape} must be (n, d) with one d")
 
 
 def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, result, skipped, writer) -> None:

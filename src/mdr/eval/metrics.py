@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from mdr.runtime.errors import InputError
+
 PAD = -1
 
 
@@ -73,7 +75,7 @@ def metrics_from_ranks(ranks: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-query metrics from sorted relevant ranks (Q, R) (``inf`` = padding). Queries need R >= 1."""
     n_rel = torch.isfinite(ranks).sum(1).double()
     if (n_rel == 0).any():
-        raise ValueError("metrics need at least one relevant candidate per query; skip such queries first")
+        raise InputError("metrics need at least one relevant candidate per query; skip such queries first")
     j = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64).expand_as(ranks)
     prec_at_rel = torch.where(torch.isfinite(ranks), j / ranks, torch.zeros_like(ranks))
     first = ranks[:, 0]

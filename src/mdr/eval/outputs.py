@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mdr.eval.lareqa import EM_METRICS, METRICS, LareqaResult
+from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -211,14 +212,14 @@ def load_embeddings(path: Path, rs) -> tuple[np.ndarray, np.ndarray]:
     data = np.load(path)
     missing = {"query_emb", "cand_emb", "query_ids", "cand_uids"} - set(data.files)
     if missing:
-        raise ValueError(f"{path} lacks arrays {sorted(missing)}; it was not written by eval.save_embeddings")
+        raise InputError(f"{path} lacks arrays {sorted(missing)}; it was not written by eval.save_embeddings")
     q, c = data["query_emb"], data["cand_emb"]
     if (
         q.shape[0] != len(rs.query_ids)
         or c.shape[0] != len(rs.cand_uids)
         or list(data["cand_uids"]) != rs.cand_uids
     ):
-        raise ValueError(
+        raise InputError(
             f"{path} has {q.shape[0]} query / {c.shape[0]} candidate rows that do not match {rs.name} "
             f"({len(rs.query_ids)} / {len(rs.cand_uids)}); re-run eval with eval.save_embeddings=true"
         )

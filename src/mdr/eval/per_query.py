@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from mdr.eval.metrics import metrics_from_ranks, rank_distance
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import load_npz
 
 PER_QUERY_FILE = "per_query.npz"
 
@@ -69,11 +71,11 @@ def lareqa_units(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(unit keys, contributions) for a LAReQA headline cell (``kind`` mono / cross / multi)."""
     if subset and seen_langs is None:
-        raise ValueError("a seen / unseen subset needs the run's training languages")
+        raise InputError("a seen / unseen subset needs the run's training languages")
     seen = set(seen_langs or [])
     uids = data["query_uids"]
     settings = []
-    for key in data.files:
+    for key in data:
         if key.startswith("ranks/"):
             name = key.removeprefix("ranks/")
             k, x, y = _setting_kind(name)
@@ -104,11 +106,29 @@ def tatoeba_units(data, langs: list[str], metric: str) -> tuple[np.ndarray, np.n
     return np.asarray(keys), (np.concatenate(values) if values else np.zeros(0))
 
 
-def load_per_query(run_dir: Path, dataset: str):
+def load_per_query(run_dir: Path, dataset: str) -> dict[str, np.ndarray]:
+    """A run's per-query archive, checked: arrays that must align (a setting's rows and ranks; a Tatoeba
+    language's two directions) have equal lengths."""
     path = Path(run_dir) / "eval" / dataset / PER_QUERY_FILE
+    fix = "re-evaluate the run with eval.py ckpt=... to rewrite it"
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} is missing: this run predates per-query results; re-evaluate it with eval.py ckpt=... "
             "to test its differences for significance"
         )
-    return np.load(path)
+    arrays = load_npz(path, "per-query archive", fix)
+    for key, rows in arrays.items():
+        if key.startswith("rows/"):
+            ranks = arrays.get(f"ranks/{key[5:]}")
+            if ranks is None or len(ranks) != len(rows):
+                have = "no ranks" if ranks is None else f"{len(ranks)} ranks"
+                raise InputError(f"{path}: setting {key[5:]!r} has {len(rows)} rows but {have}; {fix}")
+    lengths: dict[str, set[int]] = {}
+    for key, ranks in arrays.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "ranks":  # ranks/<direction>/<lang>
+            lengths.setdefault(parts[2], set()).add(len(ranks))
+    unequal = sorted(lang for lang, n in lengths.items() if len(n) > 1)
+    if unequal:
+        raise InputError(f"{path}: language(s) {unequal} have directions of unequal length; {fix}")
+    return arrays

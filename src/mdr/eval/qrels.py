@@ -13,6 +13,7 @@ import torch
 
 from mdr.data.qrels import QrelsSet
 from mdr.eval.metrics import ndcg
+from mdr.runtime.errors import InputError
 
 SEARCHES = ("torch", "faiss")
 
@@ -31,7 +32,7 @@ def exact_top_k(
         scores, idx = index.search(q, k)
         return idx, scores
     if search != "torch":
-        raise ValueError(f"eval.search={search!r}; choose one of {SEARCHES}")
+        raise InputError(f"eval.search={search!r}; choose one of {SEARCHES}")
     dt = torch.from_numpy(d)
     idx = np.empty((len(q), k), dtype=np.int64)
     scores = np.empty((len(q), k), dtype=np.float32)
@@ -46,7 +47,7 @@ def evaluate_qrels(
 ) -> dict:
     """Exact search over the corpus; per-query nDCG@10 and R@100 means, the top-``depth`` run."""
     if query_emb.shape[0] != len(qs.query_ids) or doc_emb.shape[0] != len(qs.doc_ids):
-        raise ValueError(
+        raise InputError(
             f"{qs.name}: embeddings ({query_emb.shape[0]}, {doc_emb.shape[0]}) do not match "
             f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents"
         )

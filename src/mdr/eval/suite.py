@@ -34,6 +34,7 @@ from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
 from mdr.eval.tatoeba_outputs import write_tatoeba_reports
 from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_json
 from mdr.runtime.precision import autocast_dtype
 
@@ -70,9 +71,9 @@ class EvalSettings:
         if self.attack:
             AttackSettings.from_config(dict(self.attack))
         if self.run_files not in RUN_KINDS:
-            raise ValueError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
+            raise InputError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
         if self.search not in SEARCHES:
-            raise ValueError(f"eval.search={self.search!r}; choose one of {SEARCHES}")
+            raise InputError(f"eval.search={self.search!r}; choose one of {SEARCHES}")
         return check_perturbations(list(self.perturb or []))
 
 
@@ -241,13 +242,13 @@ def run_eval(
     """
     variants = settings.check()
     if (variants or settings.attack) and encoder is None:
-        raise ValueError(
+        raise InputError(
             "eval.perturb and eval.attack need a model to encode the edited queries; they cannot rescore embeddings="
         )
     # fail on bad data before encoding
     sets = [load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets]
     if encoder is None and any(isinstance(s, TatoebaSet) for s in sets):
-        raise ValueError(
+        raise InputError(
             "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
         )
     if settings.attack:  # a sample larger than a language's queries fails here, before any encoding

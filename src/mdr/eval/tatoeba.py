@@ -17,6 +17,7 @@ import torch
 
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.metrics import metrics_from_ranks, relevant_ranks
+from mdr.runtime.errors import InputError
 
 DIRECTIONS = ("to_eng", "from_eng")
 LANG_METRICS = ("accuracy", "accuracy_to_eng", "accuracy_from_eng", "map", "mrr@5")
@@ -48,7 +49,7 @@ class TatoebaResult:
 def score_language(src_emb: np.ndarray, eng_emb: np.ndarray) -> dict[str, np.ndarray]:
     """Rank of the aligned line for every sentence, both directions: ``{"to_eng": (n,), "from_eng": (n,)}``."""
     if src_emb.shape != eng_emb.shape:
-        raise ValueError(f"a Tatoeba pair needs aligned embeddings, got {src_emb.shape} and {eng_emb.shape}")
+        raise InputError(f"a Tatoeba pair needs aligned embeddings, got {src_emb.shape} and {eng_emb.shape}")
     x = torch.from_numpy(np.ascontiguousarray(src_emb, dtype=np.float32))
     e = torch.from_numpy(np.ascontiguousarray(eng_emb, dtype=np.float32))
     x = torch.nn.functional.normalize(x, dim=1)

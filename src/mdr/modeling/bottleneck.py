@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mdr.runtime.errors import InputError, MissingInputError
+
 ADAPTER_ATTR = "bottleneck_adapter"
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -46,12 +48,12 @@ class BottleneckAdapter(nn.Module):
     def __init__(self, hidden: int, reduction_factor: int = 16, non_linearity: str = "relu"):
         super().__init__()
         if non_linearity not in ACTIVATIONS:
-            raise ValueError(
+            raise InputError(
                 f"finetune.non_linearity={non_linearity!r} is unknown; choose one of {sorted(ACTIVATIONS)}"
             )
         bottleneck = hidden // reduction_factor
         if bottleneck < 1:
-            raise ValueError(
+            raise InputError(
                 f"finetune.reduction_factor={reduction_factor} leaves no bottleneck for hidden size "
                 f"{hidden}: use a reduction factor <= {hidden}"
             )
@@ -76,11 +78,11 @@ def target_names(
 ) -> list[str]:
     """Names of the Linear layers that get an adapter after them."""
     if placement not in PLACEMENTS:
-        raise ValueError(f"finetune.placement={placement!r} is unknown; choose one of {sorted(PLACEMENTS)}")
+        raise InputError(f"finetune.placement={placement!r} is unknown; choose one of {sorted(PLACEMENTS)}")
     if patterns is None:
         model_type = model.config.model_type
         if model_type not in TARGETS:
-            raise ValueError(
+            raise InputError(
                 f"no default adapter placement for model type {model_type!r}: set finetune.targets=[...] "
                 "to regexes over the names of the Linear layers to follow"
             )
@@ -91,7 +93,7 @@ def target_names(
         if isinstance(m, nn.Linear) and any(re.search(p, n) for p in patterns)
     ]
     if not names:
-        raise ValueError(
+        raise InputError(
             f"adapter targets {patterns} match no Linear layer of {type(model).__name__}: "
             "fix finetune.targets"
         )
@@ -173,7 +175,7 @@ def load_adapters(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / CONFIG_FILE).is_file() or not (adapter_dir / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{adapter_dir} has no {CONFIG_FILE} / {WEIGHTS_FILE}: pass the adapter/ folder "
             "of an export written with finetune=adapter"
         )
@@ -184,7 +186,7 @@ def load_adapters(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if f".{ADAPTER_ATTR}." in k]
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"adapter weights in {adapter_dir} do not fit this model (missing {missing[:3]}, "
             f"unexpected {list(unexpected)[:3]}): load them into the base model they were trained on"
         )

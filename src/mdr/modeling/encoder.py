@@ -18,6 +18,7 @@ from torch import nn
 from mdr.modeling.backbones import resolve_model_dir
 from mdr.modeling.dense_head import load_dense_head
 from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.errors import InputError
 from mdr.runtime.precision import autocast_dtype
 from mdr.runtime.progress import progress
 
@@ -51,9 +52,9 @@ class DualEncoder(nn.Module, TextEncoder):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"model.pooling={pooling!r}; choose one of {POOLINGS}")
+            raise InputError(f"model.pooling={pooling!r}; choose one of {POOLINGS}")
         if candidate_text not in CANDIDATE_TEXTS:
-            raise ValueError(f"candidate_text={candidate_text!r}; choose one of {CANDIDATE_TEXTS}")
+            raise InputError(f"candidate_text={candidate_text!r}; choose one of {CANDIDATE_TEXTS}")
         from transformers import AutoModel, AutoTokenizer
 
         self.name = name
@@ -65,7 +66,7 @@ class DualEncoder(nn.Module, TextEncoder):
             self.model = AutoModel.from_pretrained(self.path, **kwargs)
         if encoder_only:
             if not hasattr(self.model, "get_encoder"):
-                raise ValueError(f"model.encoder.encoder_only=true, but {name!r} has no separate encoder")
+                raise InputError(f"model.encoder.encoder_only=true, but {name!r} has no separate encoder")
             self.model = self.model.get_encoder()
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.pooling, self.normalize = pooling, normalize
@@ -179,7 +180,7 @@ class DualEncoder(nn.Module, TextEncoder):
         """Embed texts once each: identical inputs are encoded once, tokenised once, and batched by
         token length so padding is minimal."""
         if kind not in ("query", "passage"):
-            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+            raise InputError(f"kind must be 'query' or 'passage', got {kind!r}")
         use_ctx = kind == "passage" and self.candidate_text == "sentence_context" and contexts is not None
         keys = list(zip(texts, contexts)) if use_ctx else list(texts)
         unique: dict = {}

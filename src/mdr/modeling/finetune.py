@@ -15,6 +15,8 @@ from typing import ClassVar
 
 from torch import nn
 
+from mdr.runtime.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # LoRA target modules per architecture (HF ``config.model_type``), as peft names them
@@ -39,11 +41,11 @@ class FinetuneMode:
 
     def __init__(self, mode: str | None = None):
         if mode is not None and mode not in MODES:
-            raise ValueError(
+            raise InputError(
                 f"finetune.mode={mode!r} is unknown; choose one of {sorted(MODES)} (finetune=full|frozen|lora|adapter)"
             )
         if mode not in (None, self.mode):
-            raise ValueError(
+            raise InputError(
                 f"finetune.mode={mode!r} does not match finetune._target_ {type(self).__name__} "
                 f"(mode {self.mode!r}): select the mode with finetune={mode}"
             )
@@ -102,7 +104,7 @@ class LoRA(FinetuneMode):
         targets = self.target_modules
         if targets in (None, "auto"):
             if model_type not in LORA_TARGETS:
-                raise ValueError(
+                raise InputError(
                     f"no default LoRA target modules for model type {model_type!r}: set "
                     "finetune.target_modules=[...] to Linear layer names of the model"
                 )
@@ -112,7 +114,7 @@ class LoRA(FinetuneMode):
         }
         missing = [t for t in targets if t not in linear_names]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"LoRA target modules {missing} do not exist in {model_type!r}; its Linear layers are "
                 f"{sorted(linear_names)}: fix finetune.target_modules"
             )
@@ -166,7 +168,7 @@ def finetune_mode(settings: dict) -> FinetuneMode:
     settings = {k: v for k, v in dict(settings).items() if k != "_target_"}
     mode = settings.get("mode", "full")
     if mode not in MODES:
-        raise ValueError(
+        raise InputError(
             f"finetune.mode={mode!r} is unknown; choose one of {sorted(MODES)} (finetune=full|frozen|lora|adapter)"
         )
     return MODES[mode](**settings)

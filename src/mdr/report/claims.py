@@ -31,7 +31,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from mdr.report.significance import (
     SIGNIFICANCE_LEVEL,
@@ -43,6 +42,8 @@ from mdr.report.significance import (
     seed_values,
 )
 from mdr.report.stats import mean_ci
+from mdr.runtime.errors import InputError
+from mdr.runtime.inputs import read_yaml
 
 EXPECTATIONS = (">", ">=", "<", "<=")
 LAREQA_KINDS = ("mono", "cross", "multi")
@@ -65,14 +66,14 @@ class Claim:
     def check(self) -> None:
         where = f"claim {self.claim!r}"
         if self.expect not in EXPECTATIONS:
-            raise ValueError(f"{where}: expect={self.expect!r}; use one of {EXPECTATIONS}")
+            raise InputError(f"{where}: expect={self.expect!r}; use one of {EXPECTATIONS}")
         if self.subset not in SUBSETS:
-            raise ValueError(f"{where}: subset={self.subset!r}; use seen, unseen or leave it out")
+            raise InputError(f"{where}: subset={self.subset!r}; use seen, unseen or leave it out")
         if self.dataset == "tatoeba":
             if self.group not in TATOEBA_GROUPS or self.kind:
-                raise ValueError(f"{where}: Tatoeba claims name a group from {TATOEBA_GROUPS} and no kind")
+                raise InputError(f"{where}: Tatoeba claims name a group from {TATOEBA_GROUPS} and no kind")
         elif self.kind not in LAREQA_KINDS or self.group:
-            raise ValueError(f"{where}: LAReQA claims name a kind from {LAREQA_KINDS} and no group")
+            raise InputError(f"{where}: LAReQA claims name a kind from {LAREQA_KINDS} and no group")
 
     @property
     def column(self) -> str:
@@ -102,21 +103,25 @@ class Verdict:
 
 def load_claims(path: str | Path) -> list[Claim]:
     """Claims from a YAML list; unknown or missing fields fail with the claim's text."""
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(
+        path, "claims file", "write a YAML list of claims (see conf/claims/hybrid_2408.10536.yaml)"
+    )
     if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{path}: expected a non-empty YAML list of claims")
+        raise InputError(f"{path}: expected a non-empty YAML list of claims, got a {type(raw).__name__}")
     names = {f.name for f in fields(Claim)}
     claims = []
     for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise InputError(f"{path}: claim {i} is a {type(item).__name__}, not a mapping of fields")
         unknown = set(item) - names
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{path}: claim {i} has unknown field(s) {sorted(unknown)}; known: {sorted(names)}"
             )
         try:
             claim = Claim(**item)
         except TypeError as e:
-            raise ValueError(f"{path}: claim {i} ({item.get('claim')!r}): {e}") from None
+            raise InputError(f"{path}: claim {i} ({item.get('claim')!r}): {e}") from None
         claim.check()
         claims.append(claim)
     return claims
@@ -127,7 +132,7 @@ def _runs_of(report, selector: str) -> list:
     keys = {rv.key for rv in report.runs}
     matches = [k for k in keys if all(k[report.key_names.index(n)] == v for n, v in wanted.items())]
     if len(matches) > 1:
-        raise ValueError(f"row selector {selector!r} matches {len(matches)} rows {sorted(matches)}; add keys")
+        raise InputError(f"row selector {selector!r} matches {len(matches)} rows {sorted(matches)}; add keys")
     return [rv for rv in report.runs if matches and rv.key == matches[0]]
 
 
@@ -135,7 +140,7 @@ def _seed_values(runs: list, seeds: list, claim: Claim, units: UnitScores) -> tu
     """Unit keys and a (seeds, units) matrix of per-unit numbers (the results table's own units)."""
     where = claim.group if claim.dataset == "tatoeba" else claim.kind
     if claim.subset and any(r.datasets[claim.dataset].get("seen_languages") is None for r in runs):
-        raise ValueError(f"claim {claim.claim!r}: a run records no training languages for {claim.subset}")
+        raise InputError(f"claim {claim.claim!r}: a run records no training languages for {claim.subset}")
     return seed_values(runs, seeds, claim.dataset, (where, claim.metric), units, claim.subset)
 
 
@@ -185,7 +190,7 @@ def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdi
         keys_a, per_seed_a = _seed_values(runs_a, seeds_a, claim, units)
         keys_b, per_seed_b = _seed_values(runs_b, seeds_b, claim, units)
         if not np.array_equal(keys_a, keys_b):
-            raise ValueError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
+            raise InputError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
         a, b = per_seed_a.mean(0), per_seed_b.mean(0)
         d = a - b
         # the cell's difference seed by seed (shared seeds; an unseeded row against each seed of the other)
@@ -265,8 +270,7 @@ def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def write_claims(report, claims_file: str | Path, out_dir: str | Path, permutations: int = 10_000) -> list:
-    verdicts = judge(report, load_claims(claims_file), permutations)
+def write_verdicts(verdicts: list, out_dir: str | Path, permutations: int) -> None:
     out = Path(out_dir)
     (out / "claims.md").write_text(claims_markdown(verdicts, permutations))
     with (out / "claims.csv").open("w", newline="") as fh:
@@ -280,4 +284,3 @@ def write_claims(report, claims_file: str | Path, out_dir: str | Path, permutati
             w.writerow([c.claim, c.a, c.b, c.column, c.expect, v.a_value, v.b_value, v.diff, *ci, v.p, v.p_holm,
                         v.n_units, v.seeds_a, v.seeds_b, v.seed_diffs, v.outcome,
                         *seed_ci, v.seed_p, v.seed_p_holm, v.seed_outcome])  # fmt: skip
-    return verdicts

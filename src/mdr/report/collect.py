@@ -26,6 +26,7 @@ import yaml
 
 from mdr.data.perturb import PERTURBED
 from mdr.report.stats import Cell, mean_ci
+from mdr.runtime.errors import InputError, MissingInputError
 
 SAMPLERS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
 
@@ -140,13 +141,13 @@ def summary_values(metrics: dict, subset: str | None) -> dict[str, float]:
 def collect(root: str | Path, subset: str | None = None) -> Report:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder: pass a multirun/<date>/<time> folder or outputs/")
+        raise MissingInputError(f"{root} is not a folder: pass a multirun/<date>/<time> folder or outputs/")
     if subset not in (None, "seen", "unseen"):
-        raise ValueError(f"subset={subset!r}: choose seen or unseen (or none for all languages)")
+        raise InputError(f"subset={subset!r}: choose seen or unseen (or none for all languages)")
     report = Report(subset=subset)
     runs = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml"))
     if not runs:
-        raise FileNotFoundError(f"no run folders (with .hydra/config.yaml) under {root}")
+        raise MissingInputError(f"no run folders (with .hydra/config.yaml) under {root}")
     found = []
     for run in runs:
         if (run / "FAILED").exists():

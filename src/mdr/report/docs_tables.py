@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mdr.report.tables import to_markdown
 from mdr.report.write import write_report
+from mdr.runtime.errors import InputError
 
 MARKER = re.compile(
     r"(<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: -> (\S+\.md))? -->\n)"
@@ -29,7 +30,7 @@ def first_table(markdown: str) -> str:
     lines = markdown.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
     if start is None:
-        raise ValueError("the report holds no table")
+        raise InputError("the report holds no table")
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return "\n".join(lines[start:end])
 

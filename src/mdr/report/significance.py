@@ -25,6 +25,7 @@ import numpy as np
 
 from mdr.data.tatoeba import language_groups
 from mdr.eval.per_query import lareqa_units, load_per_query, tatoeba_units
+from mdr.runtime.errors import InputError
 
 SIGNIFICANCE_LEVEL = 0.05
 
@@ -47,7 +48,7 @@ def paired_randomization_test(
     tol = 1e-9 * max(np.abs(d).sum(), 1e-300)  # float noise must not decide a tie with the observed sum
     n = len(d)
     if n == 0:
-        raise ValueError("a paired test needs at least one unit scored by both systems")
+        raise InputError("a paired test needs at least one unit scored by both systems")
     if 2**n <= permutations:  # exact: every sign pattern once
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
         return float(np.mean(np.abs(signs @ d) >= observed - tol))
@@ -84,7 +85,7 @@ def parse_selector(selector: str, key_names: list[str]) -> dict[str, str]:
     for part in selector.split(","):
         key, sep, value = part.partition("=")
         if not sep or key not in key_names:
-            raise ValueError(f"--baseline {selector!r}: use key=value with keys from {key_names}")
+            raise InputError(f"--baseline {selector!r}: use key=value with keys from {key_names}")
         out[key] = value
     return out
 
@@ -100,7 +101,7 @@ def baseline_rows(rows: list[tuple], key_names: list[str], selector: str) -> dic
     wanted = parse_selector(selector, key_names)
     matches = [k for k in rows if all(k[key_names.index(n)] == v for n, v in wanted.items())]
     if not matches:
-        raise ValueError(
+        raise InputError(
             f"--baseline {selector!r} matches 0 rows; name a row of {[dict(zip(key_names, k)) for k in rows]}"
         )
     if len(matches) == 1:
@@ -155,7 +156,7 @@ def seed_values(
     pairs = [units(by_seed[s], ds, path, subset) for s in seeds]
     keys = pairs[0][0]
     if any(not np.array_equal(k, keys) for k, _ in pairs):
-        raise ValueError(f"{ds}: runs of one row scored different queries across seeds; re-evaluate them")
+        raise InputError(f"{ds}: runs of one row scored different queries across seeds; re-evaluate them")
     return keys, np.stack([v for _, v in pairs])
 
 
@@ -201,7 +202,7 @@ def compare_to_baseline(
             k_row, row = seed_mean(runs_of[key], seeds, ds, path, units)
             k_base, baseline = seed_mean(runs_of[base], base_seeds, ds, path, units)
             if not np.array_equal(k_row, k_base):
-                raise ValueError(f"{ds} {label}: {key} and the baseline scored different queries")
+                raise InputError(f"{ds} {label}: {key} and the baseline scored different queries")
             p = paired_randomization_test(row, baseline, permutations)
             raw.append((key, col, float(row.sum() - baseline.sum()), p, len(row), seeds))
     adjusted = holm([r[3] for r in raw])

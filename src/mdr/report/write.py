@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
-from mdr.report.claims import write_claims
+from mdr.report.claims import judge, load_claims, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
@@ -26,10 +26,14 @@ def write_report(
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
     when several rows match (``significance.baseline_rows``), per cell."""
+    claim_list = load_claims(claims) if claims else None  # a bad claims file fails before any reading
     r = collect(root, subset)
     if baseline:
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
         r.comparisons = compare_to_baseline(r, r.baseline, permutations) if r.rows else {}
+    # every per-query archive is read (and checked) before the first file is written: no half-written report
+    verdicts = judge(r, claim_list, permutations) if claim_list else None
+    attacked = adversarial(r, r.baseline, permutations)
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_{subset}" if subset else "results"
@@ -47,7 +51,6 @@ def write_report(
     if drops:
         (out / "robustness.md").write_text(robustness_markdown(r, drops))
         plot_robustness(r, drops, out / "robustness.png")
-    attacked = adversarial(r, r.baseline, permutations)
     if attacked:
         stem = f"adversarial_{subset}" if subset else "adversarial"
         (out / f"{stem}.md").write_text(adversarial_markdown(attacked, r.key_names, r.baseline))
@@ -59,6 +62,6 @@ def write_report(
             )
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
-    if claims:
-        write_claims(r, claims, out, permutations)
+    if verdicts is not None:
+        write_verdicts(verdicts, out, permutations)
     return r

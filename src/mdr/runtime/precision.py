@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from mdr.runtime.errors import InputError
+
 FP32_NAMES = ("32", "fp32", "32-true")
 BF16_NAMES = ("bf16", "bf16-mixed")
 
@@ -39,7 +41,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision in BF16_NAMES:
         return torch.bfloat16
     if precision != "auto":
-        raise ValueError(f"eval.precision={precision!r}; choose auto, bf16 or fp32")
+        raise InputError(f"eval.precision={precision!r}; choose auto, bf16 or fp32")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_bf16_is_fast() else None

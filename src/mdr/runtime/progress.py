@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
+from mdr.runtime.errors import InputError
+
 log = logging.getLogger("mdr.progress")
 
 MODES = ("auto", "bar", "lines", "none")
@@ -21,9 +23,9 @@ _settings = {"mode": "auto", "every_s": 30.0}
 
 def configure(mode: str = "auto", every_s: float = 30.0) -> None:
     if mode not in MODES:
-        raise ValueError(f"progress.mode={mode!r}; choose one of {MODES}")
+        raise InputError(f"progress.mode={mode!r}; choose one of {MODES}")
     if every_s <= 0:
-        raise ValueError(f"progress.every_s={every_s} must be > 0")
+        raise InputError(f"progress.every_s={every_s} must be > 0")
     _settings.update(mode=mode, every_s=float(every_s))
 
 

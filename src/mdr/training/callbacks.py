@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 
+from mdr.runtime.errors import InputError
 from mdr.runtime.progress import duration, line
 
 log = logging.getLogger("mdr.progress")
@@ -57,7 +58,7 @@ class ProgressLog(L.Callback):
 
     def __init__(self, every_n_steps: int = 20, every_s: float = 60.0):
         if every_n_steps < 1 or every_s <= 0:
-            raise ValueError(
+            raise InputError(
                 f"progress.every_n_steps={every_n_steps} must be >= 1 and progress.every_s={every_s} > 0"
             )
         self.every_n_steps, self.every_s = every_n_steps, every_s
@@ -77,17 +78,20 @@ class ProgressLog(L.Callback):
             self._line(trainer, now, step)
 
     def _line(self, trainer, now: float, step: int) -> None:
+        """Steps and percent count the whole run; rate and ETA come from the steps this process trained (a
+        resumed run says where it resumed)."""
         fields = {"epoch": f"{trainer.current_epoch + 1}/{total_epochs(trainer)}"}
         if self.losses:
             fields["loss"] = f"{sum(self.losses) / len(self.losses):.4f}"
         fields["ex/s"] = f"{self.examples / max(now - self.last_time, 1e-9):.1f}"
-        done, total = step - self.first_step, int(trainer.estimated_stepping_batches) - self.first_step
-        elapsed = now - self.start
-        text = line("train", done, total, elapsed, "steps", fields)
         if self.first_step:
-            text = text.replace(
-                f"train {done}/{total}", f"train {step}/{total + self.first_step} (resumed)", 1
-            )
+            fields["resumed at step"] = str(self.first_step)
+        total = int(trainer.estimated_stepping_batches)
+        elapsed = now - self.start
+        text = line("train", step, total, elapsed, "steps", fields)
+        done = step - self.first_step
+        if done > 0 and self.first_step and step < total:  # ETA from this process's own rate
+            text = text.rsplit(" | ETA ", 1)[0] + f" | ETA {duration(elapsed / done * (total - step))}"
         if trainer.is_global_zero:
             log.info(text)
         self.last_time, self.last_step, self.examples, self.losses = now, step, 0, []

@@ -6,8 +6,9 @@ What a checkpoint holds beyond Lightning's own (weights, optimiser, schedule, lo
 - the datamodule's ``state_dict``: the next sampler step and the training languages (Lightning stores it
   under the datamodule's class name).
 
-Also here: which checkpoint a run resumes from, the ModelCheckpoint callbacks a run uses, and loading a
-checkpoint's weights into a module (best checkpoint) or an encoder (``eval.py ckpt=``).
+Also here: which checkpoint a run resumes from, the checkpoint callbacks a run uses (``best.ckpt``, and the
+one ``last.ckpt`` written by ``mdr.training.preemption.ResumeCheckpoint``), and loading a checkpoint's weights
+into a module (best checkpoint) or an encoder (``eval.py ckpt=``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import lightning as L
 import numpy as np
 import torch
 
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import check_torch_checkpoint
+from mdr.training.preemption import ResumeCheckpoint
+
 RNG_KEY = "mdr_rng"
+LOSS_HISTORY_KEY = "mdr_loss_history"
 DATAMODULE_KEY = "RetrievalDataModule"
 
 
@@ -61,40 +67,63 @@ def train_langs_of(checkpoint: dict) -> list[str] | None:
 
 
 def resolve_resume(ckpt_path: str | None, ckpt_dir: Path) -> str | None:
-    """``last``: this run folder's ``checkpoints/last.ckpt`` (resume with hydra.run.dir=<the run's folder>)."""
+    """``last``: this run folder's ``checkpoints/last.ckpt`` (resume with hydra.run.dir=<the run's folder>);
+    ``auto``: the same when it exists, else a fresh start (a requeued SLURM job runs one command twice)."""
     if not ckpt_path:
         return None
-    path = ckpt_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = ckpt_dir / "last.ckpt" if ckpt_path in ("last", "auto") else Path(ckpt_path)
+    if ckpt_path == "auto" and not path.is_file():
+        return None
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no checkpoint to resume at {path}: resume a run with "
             "`python train.py hydra.run.dir=outputs/<date>/<time> ckpt_path=last` (plus the run's overrides), "
             "or pass ckpt_path=/path/to/last.ckpt"
         )
+    check_torch_checkpoint(
+        path, "resume from another checkpoint (ckpt_path=/path/to/last.ckpt) or start afresh"
+    )
     return str(path)
 
 
-def checkpoint_callbacks(settings: dict, ckpt_dir: Path) -> list[L.pytorch.callbacks.ModelCheckpoint]:
-    """The best checkpoint by ``settings['monitor']`` (plus ``last.ckpt``), and with ``every_n_train_steps`` a
-    rolling ``last.ckpt`` every N steps, so a killed run loses at most N steps. The first is the best's."""
+def checkpoint_callbacks(
+    settings: dict, ckpt_dir: Path, resume_command: str = "", requeue: bool = False
+) -> tuple[L.pytorch.callbacks.ModelCheckpoint, ResumeCheckpoint]:
+    """The best checkpoint by ``settings['monitor']`` (``best.ckpt``), and the run's one ``last.ckpt``
+    (:class:`ResumeCheckpoint`: after each validation, every ``every_n_train_steps`` steps when set, so a killed
+    run loses at most N steps, and at a SIGTERM / SIGINT)."""
     best = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
         monitor=settings["monitor"],
         mode=settings["mode"],
-        save_last=bool(settings.get("save_last", True)),
+        save_last=False,  # last.ckpt is ResumeCheckpoint's: two writers made last.ckpt and last-v1.ckpt
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    out = [best]
     every = settings.get("every_n_train_steps")
-    if every:
-        out.append(
-            L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=int(every)
-            )
-        )
-    return out
+    last = ResumeCheckpoint(
+        ckpt_dir,
+        every_n_steps=int(every) if every else None,
+        resume_command=resume_command,
+        requeue=requeue,
+        periodic=bool(settings.get("save_last", True)),
+    )
+    return best, last
+
+
+def load_checkpoint_file(path: Path) -> dict:
+    """``torch.load`` of a file that passed :func:`check_torch_checkpoint`; what still fails to unpickle (a
+    corrupt member) is named as the file's fault."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # UnpicklingError, RuntimeError from a damaged member, EOFError, ...
+        raise InputError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); is it complete?"
+        ) from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path} holds a {type(state).__name__}, not a checkpoint written by train.py")
+    return state
 
 
 def load_module_weights(module: torch.nn.Module, path: str | Path) -> None:
@@ -104,30 +133,26 @@ def load_module_weights(module: torch.nn.Module, path: str | Path) -> None:
 
 def load_encoder_weights(encoder: torch.nn.Module, ckpt: str | Path) -> dict:
     """Load a training checkpoint's encoder weights into ``encoder``; return the checkpoint (its metadata)."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist: pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    path = check_torch_checkpoint(ckpt, "pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+    state = load_checkpoint_file(path)
     weights = {
         k.removeprefix("encoder."): v
         for k, v in state.get("state_dict", {}).items()
         if k.startswith("encoder.")
     }
     if not weights:
-        raise ValueError(f"{path} holds no encoder weights; is it a checkpoint written by train.py?")
+        raise InputError(f"{path} holds no encoder weights; is it a checkpoint written by train.py?")
     fix = f"pass the model= (and model.encoder.name) that the run used, not {encoder.name!r}"
     try:
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatches
         lines = str(e).splitlines()
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path} does not match model config {encoder.name!r}: "
             f"{lines[1].strip() if len(lines) > 1 else e}; {fix}"
-        ) from e
+        ) from None
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path} does not match model config {encoder.name!r}: {len(missing)} missing and "
             f"{len(unexpected)} unexpected weights (e.g. {(missing or unexpected)[:3]}); pass the model= the run used"
         )

@@ -7,8 +7,9 @@ checkpoints (``state_dict``), so a resumed run continues the same stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mdr.data.corpus import ParallelCorpus, retrieval_set_from_corpus
 from mdr.data.sources import load_training_corpus
 from mdr.data.splits import split_ids_by_group
+from mdr.runtime.errors import InputError, MissingInputError
 from mdr.training.samplers import BatchPlan, BatchSampler
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class Collator:
 
     def __call__(self, plan: BatchPlan) -> dict:
         if not plan.ids:
-            raise ValueError(f"step {plan.step}: empty batch plan")
+            raise InputError(f"step {plan.step}: empty batch plan")
         queries, positives, contexts, answer_ids = [], [], [], []
         negatives, neg_contexts, neg_answer_ids = [], [], []
         max_k = 1
@@ -141,20 +143,23 @@ class RetrievalDataModule(L.LightningDataModule):
         self.dev_max_ids = dev_max_ids
         self.encoder = encoder
         self.next_step = 0  # the first global step not yet trained on; saved in checkpoints
-        self._ready = False
+        self._loaded = self._ready = False
 
     # ---- data ----
-    def setup(self, stage: str | None = None) -> None:
-        if self._ready:
+    def load_data(self) -> None:
+        """Read the training corpus and split off the dev ids (once). ``train.py`` calls it before the model
+        loads, so a bad training file fails in seconds; it draws nothing from the global RNG."""
+        if self._loaded:
             return
         if not Path(self.data_dir).is_dir() and self.train_source.get("kind", "lareqa") == "lareqa":
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR"
             )
         corpus, pool = load_training_corpus(self.train_source, self.data_dir)
         train_ids, dev_ids = split_ids_by_group(corpus, self.dev_fraction, self.split_seed)
         if self.dev_max_ids is not None:
             dev_ids = dev_ids[: self.dev_max_ids]
+        self.train_ids, self.dev_ids = train_ids, dev_ids
         self.train_corpus = corpus.subset(train_ids, name=f"{corpus.name}-train")
         self.dev_corpus = corpus.subset(dev_ids, name=f"{corpus.name}-dev") if dev_ids else None
         if self.dev_corpus is not None:
@@ -165,6 +170,13 @@ class RetrievalDataModule(L.LightningDataModule):
             )
         else:
             self.dev_set = None
+        self._loaded = True
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        self.load_data()
+        train_ids, dev_ids = self.train_ids, self.dev_ids
         world = self.world_size
         global_batch = self.batch_size * world
         self.sampler = self.sampler_factory(corpus=self.train_corpus, batch_size=global_batch, seed=self.seed)
@@ -210,7 +222,7 @@ class RetrievalDataModule(L.LightningDataModule):
     def _collator(self, corpus: ParallelCorpus) -> Collator:
         enc = self.encoder
         if enc is None:
-            raise ValueError("RetrievalDataModule needs encoder=... (its tokenisers) to build batches")
+            raise InputError("RetrievalDataModule needs encoder=... (its tokenisers) to build batches")
         return Collator(
             corpus,
             enc.tokenize_queries,
@@ -241,6 +253,16 @@ class RetrievalDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training and "step" in batch:
             self.next_step = int(batch["step"]) + 1
         return batch
+
+    @contextlib.contextmanager
+    def resuming_at(self, step: int) -> Iterator[None]:
+        """Checkpoints written inside resume at ``step`` (a checkpoint written at the start of a batch, whose step
+        ``on_before_batch_transfer`` has already counted as consumed)."""
+        consumed, self.next_step = self.next_step, int(step)
+        try:
+            yield
+        finally:
+            self.next_step = consumed
 
     def state_dict(self) -> dict:
         return {

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from mdr.runtime.errors import InputError
+
 
 class _RngState:
     """CPU and CUDA RNG states captured before a chunk's first forward, to replay its dropout exactly."""
@@ -54,7 +56,7 @@ def grad_cache_step(
     plugins and DDP hooks apply); plain ``Tensor.backward`` otherwise.
     """
     if chunk_size < 1:
-        raise ValueError(f"loss.grad_cache_chunk={chunk_size} must be >= 1")
+        raise InputError(f"loss.grad_cache_chunk={chunk_size} must be >= 1")
     backward = backward or (lambda t: t.backward())
     sides = {"query": _chunks(batch["query"], chunk_size), "passage": _chunks(batch["passage"], chunk_size)}
     states: dict[str, list[_RngState]] = {"query": [], "passage": []}

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdr.runtime.errors import InputError
 from mdr.training.distributed import gather_no_grad, gather_with_grad, rank
 
 
@@ -44,7 +45,7 @@ class InfoNCELoss(nn.Module):
     def __init__(self, temperature: float = 0.05, symmetric: bool = False):
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"loss.temperature={temperature} must be > 0")
+            raise InputError(f"loss.temperature={temperature} must be > 0")
         self.temperature, self.symmetric = temperature, symmetric
 
     def forward(
@@ -58,7 +59,7 @@ class InfoNCELoss(nn.Module):
         """``q``: (B, d) local queries; ``p``: (C, d) local candidates, positives first then hard negatives;
         ``labels``: (B,) local index of each query's positive in ``p``."""
         if q.shape[0] == 0:
-            raise ValueError("empty batch: a training batch must hold at least one query")
+            raise InputError("empty batch: a training batch must hold at least one query")
         all_p = gather_with_grad(p)
         all_answer_ids = gather_no_grad(cand_answer_ids)
         offset = rank() * p.shape[0]  # every rank holds the same number of candidates

@@ -12,7 +12,8 @@ import torch
 
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.modeling.encoder import DualEncoder
-from mdr.training.checkpointing import RNG_KEY, capture_rng_state, restore_rng_state
+from mdr.runtime.errors import InputError
+from mdr.training.checkpointing import LOSS_HISTORY_KEY, RNG_KEY, capture_rng_state, restore_rng_state
 from mdr.training.distributed import average_gradients
 from mdr.training.loss import InfoNCELoss
 
@@ -42,13 +43,16 @@ class DualEncoderModule(L.LightningModule):
     ):
         super().__init__()
         if grad_cache_chunk is not None and grad_cache_chunk < 1:
-            raise ValueError(f"compute.grad_cache_chunk={grad_cache_chunk} must be >= 1")
+            raise InputError(f"compute.grad_cache_chunk={grad_cache_chunk} must be >= 1")
         self.encoder, self.loss_fn = encoder, loss
         # GradCache needs two passes per step: manual optimisation (Lightning cannot clip for us then)
         self.automatic_optimization = grad_cache_chunk is None
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self.loss_history: list[float] = []
         self.dev_set = None  # the datamodule's dev retrieval set, read in ``setup``
+        self._resume_rng: dict | None = (
+            None  # a checkpoint's RNG state, set at the first batch after a resume
+        )
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule if self.trainer is not None else None
@@ -152,9 +156,18 @@ class DualEncoderModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = capture_rng_state()  # Lightning does not save RNG states; dropout must continue
+        checkpoint[LOSS_HISTORY_KEY] = list(self.loss_history)  # metrics.json's loss_first / loss_last
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        restore_rng_state(checkpoint.get(RNG_KEY))
+        # Not restored here: Lightning draws from torch's generator after loading (a new DataLoader iterator),
+        # which the uninterrupted run did before the checkpoint was written (mdr.training.preemption).
+        self._resume_rng = checkpoint.get(RNG_KEY)
+        self.loss_history = list(checkpoint.get(LOSS_HISTORY_KEY, []))
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        if self._resume_rng is not None:
+            restore_rng_state(self._resume_rng)
+            self._resume_rng = None
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)

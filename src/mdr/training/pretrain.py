@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from mdr.data.sources import load_eval_set
+from mdr.runtime.errors import InputError
 from mdr.runtime.precision import autocast_dtype
 from mdr.runtime.progress import progress
 
@@ -45,13 +46,13 @@ def mlm_head(encoder) -> torch.nn.Module:
     try:
         mlm = AutoModelForMaskedLM.from_pretrained(encoder.path)
     except ValueError as e:
-        raise ValueError(
+        raise InputError(
             f"pretrain: no masked-language-model head for model type {model_type!r} ({e}); "
             "domain-adaptive pretraining needs an MLM encoder (bert, xlm-roberta, roberta): set pretrain.enabled=false"
         ) from None
     head = next((getattr(mlm, h) for h in HEADS if hasattr(mlm, h)), None)
     if head is None:
-        raise ValueError(f"pretrain: cannot find the MLM head of {type(mlm).__name__} (looked for {HEADS})")
+        raise InputError(f"pretrain: cannot find the MLM head of {type(mlm).__name__} (looked for {HEADS})")
     out = mlm.get_output_embeddings()
     out.weight = (
         encoder.model.get_input_embeddings().weight
@@ -85,11 +86,11 @@ class MLMPretraining:
 
 def check_settings(texts: list[str], steps: int, batch_size: int, head_warmup_steps: int) -> None:
     if not texts:
-        raise ValueError("pretrain: no passages to pretrain on; check pretrain.datasets")
+        raise InputError("pretrain: no passages to pretrain on; check pretrain.datasets")
     if steps < 1 or batch_size < 1:
-        raise ValueError(f"pretrain.steps={steps} and pretrain.batch_size={batch_size} must be >= 1")
+        raise InputError(f"pretrain.steps={steps} and pretrain.batch_size={batch_size} must be >= 1")
     if not 0 <= head_warmup_steps <= steps:
-        raise ValueError(
+        raise InputError(
             f"pretrain.head_warmup_steps={head_warmup_steps} must be in [0, pretrain.steps={steps}]: "
             "only the steps after it adapt the encoder (equal to pretrain.steps: the head alone is trained)"
         )

@@ -16,6 +16,7 @@ from itertools import permutations
 import numpy as np
 
 from mdr.data.corpus import ParallelCorpus
+from mdr.runtime.errors import InputError
 
 WEIGHTINGS = ("uniform", "proportional")
 
@@ -33,7 +34,7 @@ class BatchPlan:
     def shard(self, rank: int, world_size: int) -> BatchPlan:
         """This rank's disjoint, contiguous slice of the global batch."""
         if len(self.ids) % world_size:
-            raise ValueError(f"global batch {len(self.ids)} is not divisible by world size {world_size}")
+            raise InputError(f"global batch {len(self.ids)} is not divisible by world size {world_size}")
         n = len(self.ids) // world_size
         sl = slice(rank * n, (rank + 1) * n)
         return BatchPlan(self.step, self.kind, self.ids[sl], self.query_langs[sl], self.passage_langs[sl])
@@ -41,7 +42,7 @@ class BatchPlan:
 
 def _weights(sizes: list[int], weighting: str) -> np.ndarray:
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"sampler.weighting={weighting!r}; choose one of {WEIGHTINGS}")
+        raise InputError(f"sampler.weighting={weighting!r}; choose one of {WEIGHTINGS}")
     w = np.ones(len(sizes)) if weighting == "uniform" else np.asarray(sizes, dtype=float)
     return w / w.sum()
 
@@ -53,7 +54,7 @@ class BatchSampler:
 
     def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform"):
         if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
         self.corpus, self.batch_size, self.seed, self.weighting = corpus, batch_size, seed, weighting
 
     def plan(self, step: int) -> BatchPlan:
@@ -109,7 +110,7 @@ class XYSampler(BatchSampler):
     ):
         super().__init__(corpus, batch_size, seed, weighting)
         if len(corpus.langs) < 2:
-            raise ValueError(
+            raise InputError(
                 f"X-Y batches need at least two training languages; {corpus.name} has {corpus.langs}"
             )
         self.per_example = per_example
@@ -158,7 +159,7 @@ class HybridSampler(BatchSampler):
     ):
         super().__init__(corpus, batch_size, seed, weighting)
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
+            raise InputError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
         self.alpha = alpha
         self.xx = XXSampler(corpus, batch_size, seed, weighting) if alpha > 0 else None
         self.xy = XYSampler(corpus, batch_size, seed, weighting, per_example) if alpha < 1 else None
