@@ -245,7 +245,7 @@ def test_per_query_archive_bad_file(kind, tmp_path, archived_cell):
         (BAD_BYTES, r"claims.yaml:1: not UTF-8"),
         (b"", r"claims file .*claims.yaml is empty; write a YAML list of claims"),
         (b"- claim: a\n  a: sampler=hybrid\n- claim: [unclosed\n", r"claims.yaml:4: not valid YAML"),
-        (b"claims: all of them\n", r"expected a non-empty YAML list of claims, got a dict"),
+        (b"claims: all of them\n", r"expected a non-empty YAML list of claims, got a str"),
         (b"- just a sentence\n", r"claim 0 is a str, not a mapping of fields"),
     ],
     ids=["bad bytes", "empty", "truncated", "wrong kind", "wrong kind of item"],
@@ -396,7 +396,8 @@ def test_claims_yaml_in_repo_still_loads():
     from mdr.report.claims import load_claims
 
     raw = yaml.safe_load((ROOT / "conf" / "claims" / "hybrid_2408.10536.yaml").read_text())
-    assert len(load_claims(ROOT / "conf" / "claims" / "hybrid_2408.10536.yaml")) == len(raw)
+    claims = load_claims(ROOT / "conf" / "claims" / "hybrid_2408.10536.yaml")
+    assert len(claims) == len(raw["claims"]) and sum(c.family == "primary" for c in claims) == 7
 
 
 def test_a_failed_run_leaves_no_results_cell(tmp_path, tiny_model_dir, data_dir):

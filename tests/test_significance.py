@@ -211,9 +211,37 @@ CLAIMS = [
 ]  # fmt: skip
 
 
+FAMILIES = {"primary": "the first three claims, declared before the runs"}
+MARGIN = {"margin": 0.005, "margin_reason": "half a point"}
+
+
+def claims_file_text(claims, primary=3):
+    """The CLAIMS as a claims file whose first ``primary`` claims form the primary family."""
+    listed = [dict(c, family="primary", **(MARGIN if c["expect"] in (">=", "<=") else {})) if i < primary else c
+              for i, c in enumerate(claims)]  # fmt: skip
+    return yaml.safe_dump({"families": FAMILIES, "claims": listed})
+
+
+def clusters_of(run_dir, claim):
+    """Per-cluster sums of one run's per-unit numbers, recomputed here: LAReQA by question id (all language
+    versions together), a Tatoeba group by language."""
+    from mdr.eval.per_query import tatoeba_units
+
+    data = np.load(run_dir / "eval" / claim.dataset / "per_query.npz")
+    if claim.dataset == "tatoeba":  # groups all and xtreme36: the four languages are XTREME-36 ones
+        keys, values = tatoeba_units(data, SETTINGS["tatoeba_langs"], claim.metric)
+        cluster = [k.split(":")[0] for k in keys]
+    else:
+        keys, values = lareqa_units(data, claim.kind, claim.metric, claim.subset, ["de", "en", "es"])
+        cluster = [k.split(":", 1)[1] for k in keys]
+    sums: dict[str, float] = {}
+    for c, v in zip(cluster, values):
+        sums[c] = sums.get(c, 0.0) + v
+    return np.array([sums[c] for c in sorted(sums)])
+
+
 @pytest.mark.slow
 def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_path):
-    from mdr.eval.per_query import tatoeba_units
     from mdr.report.claims import load_claims
 
     root, _ = two_systems
@@ -221,29 +249,20 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
     shutil.copytree(root, sweep)
     _untrained_copy(sweep, "hy1", sweep)
     claims_file = tmp_path / "claims.yaml"
-    claims_file.write_text(yaml.safe_dump(CLAIMS))
+    claims_file.write_text(claims_file_text(CLAIMS))
     r = write_report(sweep, tmp_path / "out", baseline="sampler=xx", claims=claims_file, permutations=2000)
     with (tmp_path / "out" / "claims.csv").open() as fh:
         import csv
 
         rows = {r["claim"]: r for r in csv.DictReader(fh)}
     outcome = {k: r["outcome"] for k, r in rows.items()}
-    assert outcome == {
-        "hybrid >= X-X mono": "does not hold (significantly worse)",
-        "X-X > hybrid Tatoeba": "holds",
-        "hybrid > X-X unseen multi": "reversed (significant the other way)",
-        "mixed >= X-X": "holds (no significant difference)",
-        "mixed > X-X": "not shown (difference not significant)",
-        "X-X keeps Tatoeba": "holds (significantly better)",
-        "X-Y exists": "not run (no runs for sampler=xy)",
-    }
-
-    def units(run, claim):
-        data = np.load(sweep / run / "eval" / claim.dataset / "per_query.npz")
-        if claim.dataset == "tatoeba":  # groups all and xtreme36: the four languages are XTREME-36 ones
-            langs = SETTINGS["tatoeba_langs"]
-            return tatoeba_units(data, langs, claim.metric)[1]
-        return lareqa_units(data, claim.kind, claim.metric, claim.subset, ["de", "en", "es"])[1]
+    assert outcome["hybrid >= X-X mono"].startswith("does not hold (a - b = -")  # with its effect size
+    assert outcome["X-X > hybrid Tatoeba"] == "holds"
+    assert outcome["hybrid > X-X unseen multi"].startswith("does not hold")
+    assert outcome["X-Y exists"] == "not run (no runs for sampler=xy)"
+    for name in ("mixed >= X-X", "mixed > X-X", "X-X keeps Tatoeba"):  # exploratory: no adjusted verdict
+        assert outcome[name] == f"exploratory: P(a better) = {float(rows[name]['p_direction']):.3f}"
+    assert rows["mixed >= X-X"]["diff"] == "0.0" and float(rows["mixed > X-X"]["p_direction"]) == 0.5
 
     runs = {
         "xx": ["xx0", "xx1"],
@@ -251,90 +270,97 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
         "mixed": ["mixed0", "mixed1"],
         "untrained": ["untrained"],
     }
-    tested, seed_p = [], []
     for claim in load_claims(claims_file)[:-1]:
-        a_name, b_name = claim.a.split("=")[1], claim.b.split("=")[1]
-        a = np.mean([units(r, claim) for r in runs[a_name]], axis=0)
-        b = np.mean([units(r, claim) for r in runs[b_name]], axis=0)
         row = rows[claim.claim]
-        assert float(row["diff"]) == pytest.approx(a.sum() - b.sum(), abs=1e-12)
-        assert float(row["a_value"]) == pytest.approx(a.sum()) and float(row["b_value"]) == pytest.approx(
-            b.sum()
+        a_name, b_name = claim.a.split("=")[1], claim.b.split("=")[1]
+        a = np.stack([clusters_of(sweep / x, claim) for x in runs[a_name]])
+        b = np.stack([clusters_of(sweep / x, claim) for x in runs[b_name]])
+        diff = a.mean(0).sum() - b.mean(0).sum()
+        assert float(row["diff"]) == pytest.approx(diff, abs=1e-12)
+        assert int(row["n_clusters"]) == a.shape[1]
+        assert json.loads(row["per_seed_a"]) == pytest.approx(a.sum(1).tolist())
+        # the copies have no seed-to-seed spread: a clustered interval, t with C - 1 degrees of freedom
+        m = a.mean(0) - b.mean(0)
+        if not m.any():  # identical systems: no variance at all
+            assert float(row["se"]) == 0.0 and float(row["ci_low"]) == float(row["ci_high"]) == 0.0
+            continue
+        se = np.sqrt(len(m) * m.var(ddof=1))
+        assert float(row["df"]) == pytest.approx(len(m) - 1)
+        assert float(row["se"]) == pytest.approx(se, rel=0.06)
+        half = stats.t.ppf(0.975, len(m) - 1) * float(row["se"])
+        assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((diff - half, diff + half))
+        # the secondary view: sign flips of whole clusters on the rows' seed means
+        assert float(row["query_p_clustered"]) == pytest.approx(
+            paired_randomization_test(a.mean(0), b.mean(0), 2000)
         )
-        assert float(row["ci_low"]) <= float(row["diff"]) <= float(row["ci_high"])
-        assert float(row["p"]) == pytest.approx(paired_randomization_test(a, b, 2000))
-        tested.append(float(row["p"]))
-        # seed level: a t-test over the per-seed differences (the unseeded row against each seed of the other)
-        b_runs = runs[b_name] * len(runs[a_name]) if b_name == "untrained" else runs[b_name]
-        per_seed = [units(ra, claim).sum() - units(rb, claim).sum() for ra, rb in zip(runs[a_name], b_runs)]
-        assert json.loads(row["diff_per_seed"]) == pytest.approx(per_seed, abs=1e-12)
-        spread = np.std(per_seed, ddof=1)
-        half = stats.t.ppf(0.975, len(per_seed) - 1) * spread / np.sqrt(len(per_seed))
-        assert float(row["seed_ci_low"]) == pytest.approx(np.mean(per_seed) - half, abs=1e-9)
-        assert float(row["seed_ci_high"]) == pytest.approx(np.mean(per_seed) + half, abs=1e-9)
-        if spread > 1e-12:
-            seed_p.append(stats.ttest_1samp(per_seed, 0.0).pvalue)
-        else:  # no seed-to-seed spread: p = 0 for a non-zero difference, 1 for none (scipy gives nan)
-            seed_p.append(0.0 if abs(np.mean(per_seed)) > 1e-12 else 1.0)
-        assert float(row["seed_p"]) == pytest.approx(seed_p[-1], abs=1e-9)
-    assert [float(rows[c["claim"]]["p_holm"]) for c in CLAIMS[:-1]] == pytest.approx(holm(tested))
-    assert [float(rows[c["claim"]]["seed_p_holm"]) for c in CLAIMS[:-1]] == pytest.approx(holm(seed_p))
-    # the hashing encoder is deterministic, so each seed gives the same difference: the seed-level test is
-    # as sure as the query test, and agrees with it (test_seed_level_test_matches_scipy covers the spread)
-    assert {k: r["seed_outcome"] for k, r in rows.items()} == dict(outcome, **{"X-Y exists": ""})
-    assert rows["mixed >= X-X"]["p"] == "1.0" and rows["mixed >= X-X"]["ci_low"] == "0.0"
-    # the results table pairs the unseeded row with xx's mean over both seeds, as the claims do
-    untrained = r.comparisons[("untrained", "hashing96", "full")]["tatoeba|acc"]
-    assert untrained.diff == pytest.approx(-float(rows["X-X keeps Tatoeba"]["diff"])) and untrained.seeds == [
-        None
-    ]
-    assert (
-        rows["X-X keeps Tatoeba"]["seeds_b"] == "[None]" and rows["X-X keeps Tatoeba"]["seeds_a"] == "[0, 1]"
-    )
+    primary = [c["claim"] for c in CLAIMS[:3]]
+    primary_p = [float(rows[c]["p_holds"]) for c in primary]
+    assert [float(rows[c]["p_holds_holm"]) for c in primary] == pytest.approx(holm(primary_p))
+    assert all(rows[c]["p_holds_holm"] == "" for c in rows if c not in primary)  # exploratory: no Holm
     md = (tmp_path / "out" / "claims.md").read_text()
-    assert "| X-Y exists |" in md and "**not run (no runs for sampler=xy)**" in md and "seed-to-seed" in md
+    assert md.index("## Primary claims") < md.index("## All claims")
+    assert "| X-Y exists |" in md and "**primary**: the first three claims" in md
+    # the results table still pairs the unseeded row with xx's mean over both seeds
+    untrained = r.comparisons[("untrained", "hashing96", "full")]["tatoeba|acc"]
+    assert untrained.diff == pytest.approx(-float(rows["X-X keeps Tatoeba"]["diff"]))
+    assert (
+        rows["X-X keeps Tatoeba"]["seeds_b"] == "[null]" and rows["X-X keeps Tatoeba"]["seeds_a"] == "[0, 1]"
+    )
+
+
+def _verdict(expect, diff, se, df, n_seeds=5, margin=None, clusters_var=0.0):
+    from mdr.report.bootstrap import BootstrapResult, Components
+    from mdr.report.claims import Claim, Verdict
+
+    claim = Claim("c", "sampler=a", "sampler=b", "xquad_r", "map", expect, kind="mono", family="primary",
+                  margin=margin, margin_reason="r" if margin is not None else "")  # fmt: skip
+    comps = Components(
+        se**2 / 2 - clusters_var / 2, se**2 / 2 - clusters_var / 2, clusters_var, n_seeds, n_seeds, 50
+    )
+    half = stats.t.ppf(0.975, df) * se
+    boot = BootstrapResult(diff, np.array([diff]), se, df, (diff - half, diff + half), (diff, diff), comps)
+    v = Verdict(claim, "", 0.0, 0.0, list(range(n_seeds)), list(range(n_seeds)), boot)
+    v.p_holds = boot.p_above(claim.threshold) if claim.higher_is_better else boot.p_below(claim.threshold)
+    v.p_fails = boot.p_below(claim.threshold) if claim.higher_is_better else boot.p_above(claim.threshold)
+    return v
 
 
 @pytest.mark.parametrize(
-    "expect, diff, significant, outcome",
+    "expect, diff, margin, outcome",
     [
-        (">", 0.1, True, "holds"),
-        (">", -0.1, True, "reversed (significant the other way)"),
-        (">", 0.1, False, "not shown (difference not significant)"),
-        ("<", -3.0, True, "holds"),  # rank distance: lower is better
-        ("<", 3.0, True, "reversed (significant the other way)"),
-        (">=", 0.1, True, "holds (significantly better)"),
-        (">=", -0.1, True, "does not hold (significantly worse)"),
-        (">=", -0.1, False, "holds (no significant difference)"),
-        ("<=", -3.0, True, "holds (significantly better)"),
-        ("<=", 3.0, True, "does not hold (significantly worse)"),
-        ("<=", 3.0, False, "holds (no significant difference)"),
+        (">", 0.02, None, "holds"),
+        (">", -0.02, None, "does not hold (a - b = -0.02"),
+        (">", 0.006, None, "inconclusive (too few seeds: 5 per row; ~"),
+        ("<", -30.0, None, "holds"),  # rank distance: lower is better
+        ("<", 30.0, None, "does not hold"),
+        (">=", -0.001, 0.02, "holds"),  # worse, but well within the margin
+        (">=", -0.04, 0.005, "does not hold"),  # worse than the margin allows
+        (">=", 0.0, 0.005, "inconclusive"),  # the interval straddles -margin
+        ("<=", 1.0, 30.0, "holds"),
     ],
 )
-def test_claim_outcomes_follow_the_expected_direction(expect, diff, significant, outcome):
-    from mdr.report.claims import _outcome
+def test_claim_outcomes_follow_the_interval(expect, diff, margin, outcome):
+    from mdr.report.claims import _adjust_and_decide
 
-    assert _outcome(expect, diff, significant) == outcome
-
-
-def test_seed_level_test_matches_scipy():
-    from mdr.report.claims import seed_level_test
-
-    # the per-seed differences of hybrid - X-X cross-lingual mAP in results/decisive (3 seeds): mixed signs
-    diffs = [0.0133, -0.0048, 0.0007]
-    interval, p = seed_level_test(diffs)
-    ref = stats.ttest_1samp(diffs, 0.0)
-    assert p == pytest.approx(ref.pvalue) and p > 0.05
-    low, high = ref.confidence_interval(0.95)
-    assert interval == pytest.approx((low, high))
-    # a hand case: 1, 2, 3 -> mean 2, sd 1, t = 2 * sqrt(3) with 2 degrees of freedom
-    _, p = seed_level_test([1.0, 2.0, 3.0])
-    assert p == pytest.approx(2 * stats.t.sf(2 * np.sqrt(3), 2))
-    assert seed_level_test([0.5]) == (None, None)  # one seed: no seed-level test
-    assert seed_level_test([0.0, 0.0])[1] == 1.0 and seed_level_test([0.2, 0.2])[1] == 0.0
+    se = 5.0 if expect in ("<", "<=") else 0.004
+    v = _verdict(expect, diff, se, df=8, margin=margin)
+    _adjust_and_decide([v])
+    assert v.outcome.startswith(outcome), v.outcome
+    if v.outcome == "holds":  # the interval agrees: it clears the threshold
+        low, high = v.boot.ci
+        assert (low > v.claim.threshold) if v.claim.higher_is_better else (high < v.claim.threshold)
 
 
-def test_claims_file_errors_name_the_claim(tmp_path):
+def test_an_undecidable_claim_says_so():
+    """The test set's own variance alone is wider than the margin allows: more seeds cannot decide it."""
+    from mdr.report.claims import _adjust_and_decide
+
+    v = _verdict(">=", 0.0, se=0.01, df=40, margin=0.005, clusters_var=0.01**2 * 0.9)
+    _adjust_and_decide([v])
+    assert v.outcome.startswith("inconclusive (more seeds cannot decide it") and v.seeds_needed is None
+
+
+def test_claims_file_errors_name_the_claim_and_field(tmp_path):
     from mdr.report.claims import load_claims
 
     bad = [
@@ -344,18 +370,63 @@ def test_claims_file_errors_name_the_claim(tmp_path):
         (dict(CLAIMS[0], subset="rare"), "subset='rare'"),
         (dict(CLAIMS[0], colour="red"), r"unknown field\(s\) \['colour'\]"),
         ({k: v for k, v in CLAIMS[0].items() if k != "metric"}, "hybrid >= X-X mono.*metric"),
+        (
+            dict(CLAIMS[0], margin=-0.01, margin_reason="x"),
+            r"claim 'hybrid >= X-X mono': field margin=-0.01 must be",
+        ),
+        (
+            dict(CLAIMS[0], family="secondary"),
+            r"claim 'hybrid >= X-X mono': field family='secondary' is not declared",
+        ),
+        (
+            dict(CLAIMS[0], family="primary"),
+            r"claim 'hybrid >= X-X mono': field margin: a primary '>=' claim",
+        ),
+        (dict(CLAIMS[0], paired=True), r"field paired_reason"),
     ]
     for i, (claim, message) in enumerate(bad):
         path = tmp_path / f"{i}.yaml"
-        path.write_text(yaml.safe_dump([claim]))
+        path.write_text(yaml.safe_dump({"families": FAMILIES, "claims": [claim]}))
         with pytest.raises(ValueError, match=message):
             load_claims(path)
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ValueError, match="empty.yaml is empty; write a YAML list of claims"):
         load_claims(tmp_path / "empty.yaml")
     (tmp_path / "mapping.yaml").write_text("claim: one\n")
-    with pytest.raises(ValueError, match="non-empty YAML list of claims, got a dict"):
+    with pytest.raises(ValueError, match="unknown top-level field"):
         load_claims(tmp_path / "mapping.yaml")
+
+
+@pytest.mark.slow
+def test_primary_claims_need_their_rows_seeds_and_per_query_files(two_systems, tmp_path):
+    """A primary claim fails the report (naming the claim and the field) where an exploratory one would be
+    listed as not run: missing rows, one seed, a cell without its per-query file. Nothing is written."""
+    from mdr.runtime.errors import InputError
+
+    root, _ = two_systems
+
+    def report(claim, sweep=root):
+        path = tmp_path / "claims.yaml"
+        path.write_text(
+            yaml.safe_dump({"families": FAMILIES, "claims": [dict(claim, family="primary", **MARGIN)]})
+        )
+        out = tmp_path / "out"
+        with pytest.raises(InputError) as err:
+            write_report(sweep, out, claims=path, permutations=200)
+        assert not out.exists() or not any(out.iterdir())
+        return str(err.value)
+
+    assert "claim 'X-Y exists' (primary): field a: no runs for 'sampler=xy'" in report(CLAIMS[-1])
+    one_seed = tmp_path / "one_seed"
+    shutil.copytree(root, one_seed)
+    shutil.rmtree(one_seed / "xx1")
+    assert "field b: 'sampler=xx' has 1 seed; a recipe-level interval needs at least 2" in report(
+        CLAIMS[0], one_seed
+    )
+    no_file = tmp_path / "no_file"
+    shutil.copytree(root, no_file)
+    (no_file / "xx1" / "eval" / "xquad_r" / "per_query.npz").unlink()
+    assert "per_query.npz is missing" in report(CLAIMS[0], no_file)
 
 
 def test_a_baseline_matching_several_rows_is_taken_within_each_group():

@@ -1,47 +1,39 @@
-"""Claim-by-claim verdicts: a paper's hypotheses as paired tests between two rows of a results folder.
+"""Claim-by-claim verdicts about recipes: a paper's hypotheses judged on a recipe-level interval.
 
-``report.py results/decisive --claims conf/claims/hybrid_2408.10536.yaml`` writes claims.md / claims.csv.
-A claim names two rows (``a``, ``b``: row selectors such as ``sampler=hybrid,finetune=full``), one
-number (a LAReQA ``kind`` mono / cross / multi or a Tatoeba ``group`` all / xtreme36 / low_resource, a
-``metric``, optionally a ``subset`` seen / unseen) and what the paper expects of ``a - b``:
+``report.py results/decisive --claims conf/claims/hybrid_2408.10536.yaml`` writes claims.md / claims.csv and
+prints the primary table. A claim names two rows (``a``, ``b``: row selectors such as
+``sampler=hybrid,finetune=full``), one number (a LAReQA ``kind`` mono / cross / multi or a Tatoeba ``group``
+all / xtreme36 / low_resource, a ``metric``, optionally a ``subset`` seen / unseen) and what is expected of
+``a - b``: ``">"`` (superiority; ``"<"`` where lower is better, rank distance) or ``">="`` (non-inferiority
+within a stated ``margin``; ``"<="`` where lower is better).
 
-- ``">"`` (``a`` better; for rank distance write ``"<"``): **holds** when the difference has that sign and
-  the Holm-corrected p < 0.05; **reversed** when it is significant the other way; else **not shown**.
-- ``">="`` (``a`` at least as good; ``"<="`` where lower is better): **does not hold** only when ``a`` is
-  significantly worse; it holds otherwise, and the outcome says whether ``a`` is significantly better or
-  the difference is n.s.
+The evidence is the two-level bootstrap of ``mdr.report.bootstrap`` (training seeds within each row, test
+clusters jointly: a question with all its translations, or a language for a Tatoeba group): a 95% interval
+for the recipes' difference. The claims file declares families (``families:``); claims in ``primary`` are
+tested one-sided at level 0.025 (the interval's side) with Holm's correction inside that family only:
 
-The test is the same as the results table's (``mdr.report.significance``): per-unit numbers averaged over
-each row's seeds (shared seeds; an unseeded row such as the untrained backbone against all seeds of the
-other), Fisher's paired randomization test, Holm-Bonferroni over all claims tested in one file. The
-interval is the difference +- 1.96 standard errors of the per-unit differences' sum (normal approximation
-over thousands of units). A claim whose rows are not in the folder is listed as not run, not dropped.
+- **holds**: the test against the claim's threshold (0, or ``-margin`` for ``>=``) rejects after Holm;
+- **does not hold**: the opposite one-sided test rejects (``a`` is worse than the threshold), reported with
+  its effect size;
+- **inconclusive**: neither, with the interval and the seeds per row that 80% power would need.
 
-That test treats the trained models as fixed. A second, seed-level verdict asks whether the difference
-survives retraining: a paired t-test over the per-seed differences (an unseeded row: a one-sample test of
-the other row's seeds against its value), its 95% t-interval, Holm over the claims with two or more seeds,
-judged by the same rules. With few seeds it is weak by design; a claim that holds over queries but not over
-seeds rests on the seeds drawn.
+Every other claim is exploratory: its interval and P(direction) (the corrected bootstrap distribution's mass
+on the claimed side), no adjusted verdict. A query-level test (Fisher's randomization test with sign flips of whole
+clusters, on each row's mean over its seeds) is kept as a secondary view: it speaks only of the trained
+models in hand, not of the recipes.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, fields
+import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from mdr.report.significance import (
-    SIGNIFICANCE_LEVEL,
-    UnitScores,
-    holm,
-    paired_randomization_test,
-    paired_seeds,
-    parse_selector,
-    seed_values,
-)
-from mdr.report.stats import mean_ci
+from mdr.report.bootstrap import BootstrapResult, bootstrap_diff, cluster_sums, seeds_for_power
+from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
 
@@ -49,6 +41,10 @@ EXPECTATIONS = (">", ">=", "<", "<=")
 LAREQA_KINDS = ("mono", "cross", "multi")
 TATOEBA_GROUPS = ("all", "xtreme36", "low_resource")
 SUBSETS = (None, "seen", "unseen")
+PRIMARY, EXPLORATORY = "primary", "exploratory"
+ALPHA = 0.025  # one-sided: the side of a two-sided 95% interval
+POWER = 0.8
+CLAIMS_FIX = "see conf/claims/hybrid_2408.10536.yaml for the layout"
 
 
 @dataclass(frozen=True)
@@ -62,23 +58,61 @@ class Claim:
     kind: str | None = None  # LAReQA: mono / cross / multi
     group: str | None = None  # Tatoeba: all / xtreme36 / low_resource
     subset: str | None = None  # seen / unseen (languages of the training set)
+    family: str = EXPLORATORY  # a family declared in the file's ``families:``, or exploratory
+    margin: float | None = (
+        None  # non-inferiority margin of ">=" / "<=" (metric units; ranks for rank distance)
+    )
+    margin_reason: str = ""
+    paired: bool = False  # the rows share seeds that see the same batches: resample seeds together
+    paired_reason: str = ""
 
-    def check(self) -> None:
+    def check(self, families: set[str]) -> None:
         where = f"claim {self.claim!r}"
         if self.expect not in EXPECTATIONS:
-            raise InputError(f"{where}: expect={self.expect!r}; use one of {EXPECTATIONS}")
+            raise InputError(f"{where}: field expect={self.expect!r}; use one of {EXPECTATIONS}")
         if self.subset not in SUBSETS:
-            raise InputError(f"{where}: subset={self.subset!r}; use seen, unseen or leave it out")
+            raise InputError(f"{where}: field subset={self.subset!r}; use seen, unseen or leave it out")
         if self.dataset == "tatoeba":
             if self.group not in TATOEBA_GROUPS or self.kind:
                 raise InputError(f"{where}: Tatoeba claims name a group from {TATOEBA_GROUPS} and no kind")
         elif self.kind not in LAREQA_KINDS or self.group:
             raise InputError(f"{where}: LAReQA claims name a kind from {LAREQA_KINDS} and no group")
+        if self.family not in families | {EXPLORATORY}:
+            raise InputError(
+                f"{where}: field family={self.family!r} is not declared; declared: {sorted(families)} "
+                f"(or {EXPLORATORY})"
+            )
+        if self.margin is not None and (not isinstance(self.margin, int | float) or self.margin < 0):
+            raise InputError(f"{where}: field margin={self.margin!r} must be a number >= 0 (metric units)")
+        if self.expect in (">=", "<=") and self.family != EXPLORATORY:
+            if self.margin is None or not self.margin_reason:
+                raise InputError(
+                    f"{where}: field margin: a {self.family} '{self.expect}' claim states its margin and "
+                    "margin_reason (how much worse still counts as 'at least as good')"
+                )
+        if self.paired and not self.paired_reason:
+            raise InputError(f"{where}: field paired_reason: say why the two rows' seeds are paired")
 
     @property
     def column(self) -> str:
         where = self.kind if self.dataset != "tatoeba" else self.group
         return f"{self.dataset} {where} {self.metric}" + (f" ({self.subset})" if self.subset else "")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.expect in (">", ">=")
+
+    @property
+    def threshold(self) -> float:
+        """The value of ``a - b`` the claim must beat: 0, or the margin on the worse side."""
+        m = float(self.margin or 0.0) if self.expect in (">=", "<=") else 0.0
+        return -m if self.higher_is_better else m
+
+
+@dataclass
+class ClaimsFile:
+    claims: list[Claim]
+    families: dict[str, str] = field(default_factory=dict)  # name -> what it holds and when it was declared
 
 
 @dataclass
@@ -87,25 +121,41 @@ class Verdict:
     outcome: str
     a_value: float | None = None
     b_value: float | None = None
-    diff: float | None = None
-    ci: tuple[float, float] | None = None
-    p: float | None = None
-    p_holm: float | None = None
-    n_units: int = 0
     seeds_a: list | None = None
     seeds_b: list | None = None
-    seed_diffs: list[float] | None = None  # a - b per seed: the seed-to-seed spread the query test ignores
-    seed_ci: tuple[float, float] | None = None  # 95% t-interval of the mean per-seed difference
-    seed_p: float | None = None  # paired t-test over seeds (None with one seed)
-    seed_p_holm: float | None = None
-    seed_outcome: str = ""
+    boot: BootstrapResult | None = None
+    p_holds: float | None = None  # one-sided, against the claim's threshold
+    p_fails: float | None = None  # one-sided, the other way
+    p_holds_adj: float | None = None  # Holm within the family (primary only)
+    p_fails_adj: float | None = None
+    seeds_needed: int | None = None  # per row, for 80% power (primary only)
+    query_p: float | None = None  # secondary: clustered sign flips on the rows' seed means
+    n_clusters: int = 0
+    per_seed_a: list[float] = field(default_factory=list)
+    per_seed_b: list[float] = field(default_factory=list)
+
+    @property
+    def diff(self) -> float | None:
+        return self.boot.diff if self.boot else None
+
+    @property
+    def p_direction(self) -> float | None:
+        return self.boot.p_direction(self.claim.higher_is_better) if self.boot else None
 
 
-def load_claims(path: str | Path) -> list[Claim]:
-    """Claims from a YAML list; unknown or missing fields fail with the claim's text."""
-    raw = read_yaml(
-        path, "claims file", "write a YAML list of claims (see conf/claims/hybrid_2408.10536.yaml)"
-    )
+def load_claims_file(path: str | Path) -> ClaimsFile:
+    """A claims file: ``{families: {name: description}, claims: [...]}`` or a bare list (all exploratory).
+    Unknown or missing fields fail with the claim's text and the field."""
+    raw = read_yaml(path, "claims file", f"write a YAML list of claims ({CLAIMS_FIX})")
+    families: dict = {}
+    if isinstance(raw, dict):
+        families = raw.get("families") or {}
+        if not isinstance(families, dict):
+            raise InputError(f"{path}: field families must map a family name to its description")
+        unknown = set(raw) - {"families", "claims"}
+        if unknown:
+            raise InputError(f"{path}: unknown top-level field(s) {sorted(unknown)}; use families and claims")
+        raw = raw.get("claims")
     if not isinstance(raw, list) or not raw:
         raise InputError(f"{path}: expected a non-empty YAML list of claims, got a {type(raw).__name__}")
     names = {f.name for f in fields(Claim)}
@@ -122,9 +172,13 @@ def load_claims(path: str | Path) -> list[Claim]:
             claim = Claim(**item)
         except TypeError as e:
             raise InputError(f"{path}: claim {i} ({item.get('claim')!r}): {e}") from None
-        claim.check()
+        claim.check(set(families))
         claims.append(claim)
-    return claims
+    return ClaimsFile(claims, {str(k): str(v) for k, v in families.items()})
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    return load_claims_file(path).claims
 
 
 def _runs_of(report, selector: str) -> list:
@@ -136,97 +190,120 @@ def _runs_of(report, selector: str) -> list:
     return [rv for rv in report.runs if matches and rv.key == matches[0]]
 
 
-def _seed_values(runs: list, seeds: list, claim: Claim, units: UnitScores) -> tuple[np.ndarray, np.ndarray]:
-    """Unit keys and a (seeds, units) matrix of per-unit numbers (the results table's own units)."""
+def cluster_key(claim: Claim, keys: np.ndarray):
+    """The test set's clusters: a question with all its language versions (LAReQA unit ``lang:qid``); for a
+    Tatoeba group a language (unit ``lang:line``), for a one-language group the sentence pair."""
+    if claim.dataset != "tatoeba":
+        return lambda k: k.split(":", 1)[1]
+    if len({str(k).split(":", 1)[0] for k in keys}) == 1:
+        return lambda k: k
+    return lambda k: k.split(":", 1)[0]
+
+
+def _row_sums(runs, seeds, claim, units) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     where = claim.group if claim.dataset == "tatoeba" else claim.kind
     if claim.subset and any(r.datasets[claim.dataset].get("seen_languages") is None for r in runs):
         raise InputError(f"claim {claim.claim!r}: a run records no training languages for {claim.subset}")
-    return seed_values(runs, seeds, claim.dataset, (where, claim.metric), units, claim.subset)
+    keys, values = seed_values(runs, seeds, claim.dataset, (where, claim.metric), units, claim.subset)
+    ids, sums = cluster_sums(keys, values, cluster_key(claim, keys))
+    return keys, ids, sums
 
 
-def _outcome(expect: str, diff: float, significant: bool) -> str:
-    better = diff > 0 if expect in (">", ">=") else diff < 0
-    if expect in (">=", "<="):
-        if significant:
-            return "holds (significantly better)" if better else "does not hold (significantly worse)"
-        return "holds (no significant difference)"
-    if significant:
-        return "holds" if better else "reversed (significant the other way)"
-    return "not shown (difference not significant)"
+def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
+    a, b = sorted({r.seed for r in runs_a}, key=str), sorted({r.seed for r in runs_b}, key=str)
+    if not claim.paired:
+        return a, b  # unpaired: each row's own seeds (the seed drives each recipe's own batch stream)
+    shared = sorted(set(a) & set(b), key=str)
+    if not shared or None in shared:
+        raise InputError(f"claim {claim.claim!r}: field paired: the rows share no training seed ({a} vs {b})")
+    return shared, shared
 
 
-def seed_level_test(seed_diffs: list[float]) -> tuple[tuple[float, float] | None, float | None]:
-    """95% t-interval and two-sided t-test p of the mean per-seed difference (None, None with one seed).
+def _check_primary(claim: Claim, runs_a: list, runs_b: list, seeds_a: list, seeds_b: list) -> None:
+    for field_name, selector, runs, seeds in (
+        ("a", claim.a, runs_a, seeds_a),
+        ("b", claim.b, runs_b, seeds_b),
+    ):
+        if not runs:
+            raise InputError(
+                f"claim {claim.claim!r} ({claim.family}): field {field_name}: no runs for {selector!r} in the "
+                "folder; run its cells, or move the claim out of the primary family before any cell runs"
+            )
+        if seeds != [None] and len(seeds) < 2:
+            raise InputError(
+                f"claim {claim.claim!r} ({claim.family}): field {field_name}: {selector!r} has {len(seeds)} seed; "
+                "a recipe-level interval needs at least 2 seeds per row"
+            )
 
-    Identical non-zero differences (no seed-to-seed spread) give p = 0; all-zero ones p = 1.
-    """
-    cell = mean_ci(seed_diffs)
-    if cell.half_width is None:
-        return None, None
-    interval = (cell.mean - cell.half_width, cell.mean + cell.half_width)
-    if cell.half_width == 0:
-        return interval, 0.0 if cell.mean != 0 else 1.0
-    from scipy import stats
 
-    sd = np.std(seed_diffs, ddof=1)
-    t = cell.mean / (sd / np.sqrt(cell.n))
-    return interval, float(2 * stats.t.sf(abs(t), cell.n - 1))
-
-
-def judge(report, claims: list[Claim], permutations: int = 10_000) -> list[Verdict]:
-    """One verdict per claim, in order; p-values Holm-corrected over the claims that could be tested."""
+def judge(report, claims: list[Claim], permutations: int = 10_000, replicates: int = 4000) -> list[Verdict]:
+    """One verdict per claim, in order. Holm within the primary family; exploratory claims get none."""
     units = UnitScores(None)
     verdicts: list[Verdict] = []
     for claim in claims:
         runs_a, runs_b = _runs_of(report, claim.a), _runs_of(report, claim.b)
+        if claim.family != EXPLORATORY:
+            _check_primary(
+                claim, runs_a, runs_b, *_seeds(runs_a, runs_b, claim) if runs_a and runs_b else ([], [])
+            )
         missing = [sel for sel, runs in ((claim.a, runs_a), (claim.b, runs_b)) if not runs]
         if missing:
             verdicts.append(Verdict(claim, f"not run (no runs for {' and '.join(missing)})"))
             continue
-        seeds_a, seeds_b = paired_seeds(runs_a, runs_b)
-        if not seeds_a:
-            verdicts.append(Verdict(claim, "not run (no seed in common)"))
-            continue
-        keys_a, per_seed_a = _seed_values(runs_a, seeds_a, claim, units)
-        keys_b, per_seed_b = _seed_values(runs_b, seeds_b, claim, units)
-        if not np.array_equal(keys_a, keys_b):
+        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
+        keys_a, ids_a, a = _row_sums(runs_a, seeds_a, claim, units)
+        keys_b, ids_b, b = _row_sums(runs_b, seeds_b, claim, units)
+        if not np.array_equal(keys_a, keys_b) or not np.array_equal(ids_a, ids_b):
             raise InputError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
-        a, b = per_seed_a.mean(0), per_seed_b.mean(0)
-        d = a - b
-        # the cell's difference seed by seed (shared seeds; an unseeded row against each seed of the other)
-        sums_a, sums_b = per_seed_a.sum(1), per_seed_b.sum(1)
-        seed_diffs = sums_a - sums_b if len(sums_a) == len(sums_b) else sums_a - sums_b.mean()
-        half = 1.96 * np.sqrt(len(d)) * d.std(ddof=1) if len(d) > 1 else float("nan")
-        verdicts.append(
-            Verdict(
-                claim,
-                "",
-                float(a.sum()),
-                float(b.sum()),
-                float(d.sum()),
-                (float(d.sum() - half), float(d.sum() + half)),
-                paired_randomization_test(a, b, permutations),
-                None,
-                len(d),
-                seeds_a,
-                seeds_b,
-                [float(x) for x in seed_diffs],
-            )
-        )
-    tested = [v for v in verdicts if v.p is not None]
-    for v, p_holm in zip(tested, holm([v.p for v in tested])):
-        v.p_holm = p_holm
-        v.outcome = _outcome(v.claim.expect, v.diff, p_holm < SIGNIFICANCE_LEVEL)
-    for v in tested:
-        v.seed_ci, v.seed_p = seed_level_test(v.seed_diffs)
-        v.seed_outcome = "one seed" if v.seed_p is None else ""
-    over_seeds = [v for v in tested if v.seed_p is not None]
-    for v, p_holm in zip(over_seeds, holm([v.seed_p for v in over_seeds])):
-        v.seed_p_holm = p_holm
-        v.seed_outcome = _outcome(v.claim.expect, v.diff, p_holm < SIGNIFICANCE_LEVEL)
+        boot = bootstrap_diff(a, b, replicates=replicates, paired=claim.paired)
+        v = Verdict(claim, "", float(a.mean(0).sum()), float(b.mean(0).sum()), seeds_a, seeds_b, boot)
+        v.p_holds = boot.p_above(claim.threshold) if claim.higher_is_better else boot.p_below(claim.threshold)
+        v.p_fails = boot.p_below(claim.threshold) if claim.higher_is_better else boot.p_above(claim.threshold)
+        v.query_p = paired_randomization_test(a.mean(0), b.mean(0), permutations)
+        v.n_clusters = a.shape[1]
+        v.per_seed_a, v.per_seed_b = [float(x) for x in a.sum(1)], [float(x) for x in b.sum(1)]
+        verdicts.append(v)
+    _adjust_and_decide(verdicts)
     return verdicts
 
 
+def _adjust_and_decide(verdicts: list[Verdict]) -> None:
+    families = {v.claim.family for v in verdicts if v.boot is not None} - {EXPLORATORY}
+    for family in sorted(families):
+        members = [v for v in verdicts if v.boot is not None and v.claim.family == family]
+        for v, holds, fails in zip(
+            members, holm([v.p_holds for v in members]), holm([v.p_fails for v in members])
+        ):
+            v.p_holds_adj, v.p_fails_adj = holds, fails
+            c = v.claim
+            effect = abs(v.diff) if c.expect in (">", "<") else 0.0
+            margin = float(c.margin or 0.0) if c.expect in (">=", "<=") else 0.0
+            v.seeds_needed = seeds_for_power(v.boot.comps, effect, margin, ALPHA / len(members), POWER)
+            v.outcome = _outcome(v)
+    for v in verdicts:
+        if v.boot is not None and v.claim.family == EXPLORATORY:
+            v.outcome = f"exploratory: P(a better) = {v.p_direction:.3f}"
+
+
+def _outcome(v: Verdict) -> str:
+    low, high = v.boot.ci
+    if v.p_holds_adj < ALPHA:
+        return "holds"
+    if v.p_fails_adj < ALPHA:
+        return f"does not hold (a - b = {v.diff:+.4g} [{low:+.4g}, {high:+.4g}])"
+    n = (
+        min(len(v.seeds_a), len(v.seeds_b))
+        if None not in (v.seeds_a + v.seeds_b)
+        else max(len(v.seeds_a), len(v.seeds_b))
+    )
+    if v.seeds_needed is None:
+        return "inconclusive (more seeds cannot decide it: the test set's own variance is too large)"
+    if v.seeds_needed > n:
+        return f"inconclusive (too few seeds: {n} per row; ~{v.seeds_needed} for 80% power)"
+    return "inconclusive"
+
+
+# ---- tables ----
 def _num(x: float | None, digits: int) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -235,52 +312,103 @@ def _digits(claim: Claim) -> int:
     return 1 if claim.metric == "rank_distance" else 4
 
 
-def claims_markdown(verdicts: list[Verdict], permutations: int) -> str:
+def _interval(v: Verdict, k: int) -> str:
+    if v.boot is None:
+        return "–"
+    low, high = v.boot.ci
+    return f"{v.diff:+.{k}f} [{low:+.{k}f}, {high:+.{k}f}]"
+
+
+def _seeds_text(v: Verdict) -> str:
+    if v.seeds_a is None:
+        return "–"
+    return " / ".join("0" if s == [None] else str(len(s)) for s in (v.seeds_a, v.seeds_b))
+
+
+def _threshold_text(c: Claim, k: int) -> str:
+    if c.expect in (">", "<"):
+        return "0"
+    return f"{c.margin:.{k}g}" if c.margin is not None else "–"
+
+
+def primary_markdown(verdicts: list[Verdict], families: dict[str, str]) -> str:
     head = (
-        "| claim | a | b | number | expect | a | b | a - b [95% CI] | p | p (Holm) | outcome over queries "
-        "| seeds | a - b per seed | seeds: 95% t-CI | seeds: p (Holm) | outcome over seeds |"
+        "| claim | number | expect | a | b | a - b [95% CI] | margin | seeds a / b | P(a better) "
+        "| p (Holm, one-sided) | outcome | seeds per row for 80% power |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 12]
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
-        interval = "–" if v.ci is None else f"{_num(v.diff, k)} [{_num(v.ci[0], k)}, {_num(v.ci[1], k)}]"
-        seeds = "–" if v.seeds_a is None else f"{len(v.seeds_a)} / {len(v.seeds_b)}"
-        p = "–" if v.p is None else f"{v.p:.4f}"
-        p_holm = "–" if v.p_holm is None else f"{v.p_holm:.4f}"
-        a_val, b_val = _num(v.a_value, k), _num(v.b_value, k)
-        per_seed = "–" if v.seed_diffs is None else ", ".join(f"{x:+.{k}f}" for x in v.seed_diffs)
-        seed_ci = "–" if v.seed_ci is None else f"[{_num(v.seed_ci[0], k)}, {_num(v.seed_ci[1], k)}]"
-        seed_p = "–" if v.seed_p_holm is None else f"{v.seed_p_holm:.4f}"
-        seed_outcome = v.seed_outcome or "–"
+        if c.family == EXPLORATORY:
+            continue
+        p = "–" if v.p_holds_adj is None else f"{v.p_holds_adj:.4f}"
+        direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
+        need = "–" if v.boot is None else (str(v.seeds_needed) if v.seeds_needed else "> 100")
         lines.append(
-            f"| {c.claim} | {c.a} | {c.b} | {c.column} | a {c.expect} b | {a_val} | {b_val} | {interval} "
-            f"| {p} | {p_holm} | **{v.outcome}** | {seeds} | {per_seed} | {seed_ci} | {seed_p} | {seed_outcome} |"
+            f"| {c.claim} | {c.column} | a {c.expect} b | {_num(v.a_value, k)} | {_num(v.b_value, k)} "
+            f"| {_interval(v, k)} | {_threshold_text(c, k)} | {_seeds_text(v)} | {direction} | {p} "
+            f"| **{v.outcome}** | {need} |"
         )
+    declared = "; ".join(f"**{name}**: {text}" for name, text in families.items())
     note = (
-        f"\nPaired randomization test over units ({permutations} sign flips; queries for LAReQA sets, "
-        "sentence pairs for Tatoeba), each row averaged over its seeds first (seeds: a / b; an unseeded "
-        "row, the untrained backbone, is paired with the other row's mean over all its seeds); Holm-"
-        "Bonferroni over the claims tested here; 95% interval: normal approximation over units. "
-        "`>=` (`<=` where lower is better) holds unless a is significantly worse. The test and interval treat the queries as the sample "
-        "and the trained models as fixed: they do not include seed-to-seed variation. The seed columns do: "
-        "a paired t-test over the per-seed differences (an unseeded row: one-sample, against its value), "
-        "its 95% t-interval and Holm over the claims with two or more seeds, judged by the same rules "
-        "(outcome over seeds). A claim that holds over queries but not over seeds rests on the seeds drawn.\n"
+        f"\nFamilies: {declared or 'none declared'}. Interval: two-level bootstrap (training seeds within each "
+        "row, unpaired unless the claim says why; test clusters jointly: a question with all its translations, "
+        "or a language for a Tatoeba group), standard error corrected for the few seeds, t quantile with "
+        "Welch-Satterthwaite degrees of freedom (mdr.report.bootstrap). One-sided tests at 0.025 against 0 "
+        "(`>`, `<`) or the margin (`>=`, `<=`), Holm within the family: **holds** / **does not hold** (a "
+        "significantly worse than the threshold) / **inconclusive**. Power: seeds per row at which the test "
+        "rejects with probability 0.8 (Bonferroni level 0.025 / family size), at the observed effect for `>` / "
+        "`<`, at a true difference of 0 for `>=` / `<=`; the test set's own variance does not shrink with seeds.\n"
     )
     return "\n".join(lines) + "\n" + note
 
 
-def write_verdicts(verdicts: list, out_dir: str | Path, permutations: int) -> None:
+def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
+    head = (
+        "| claim | a | b | number | expect | a | b | a - b [95% CI] | seeds a / b | P(a better) "
+        "| trained models: p (clustered) | outcome |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for v in verdicts:
+        c, k = v.claim, _digits(v.claim)
+        direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
+        query_p = "–" if v.query_p is None else f"{v.query_p:.4f}"
+        lines.append(
+            f"| {c.claim} | {c.a} | {c.b} | {c.column} | a {c.expect} b | {_num(v.a_value, k)} "
+            f"| {_num(v.b_value, k)} | {_interval(v, k)} | {_seeds_text(v)} | {direction} | {query_p} "
+            f"| {v.outcome if c.family == EXPLORATORY else '**' + v.outcome + '**'} |"
+        )
+    note = (
+        "\nEvery claim, primary ones included (their verdict is in the primary table). Exploratory claims carry "
+        "their recipe-level interval and P(a better), the corrected bootstrap distribution's mass on the claimed "
+        "side, and no adjusted verdict. The last p-value is a secondary view of the trained models in hand: Fisher's "
+        f"randomization test ({permutations} sign flips of whole clusters) on each row's mean over its seeds; "
+        "it ignores seed-to-seed variation and says nothing about the recipes.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def write_verdicts(verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None) -> str:
+    """claims.md (the primary table, then every claim), the two tables alone (claims_primary.md,
+    claims_all.md), claims.csv; returns the primary table's Markdown (report.py prints it)."""
     out = Path(out_dir)
-    (out / "claims.md").write_text(claims_markdown(verdicts, permutations))
+    primary = primary_markdown(verdicts, families or {})
+    every = exploratory_markdown(verdicts, permutations)
+    (out / "claims_primary.md").write_text(primary)
+    (out / "claims_all.md").write_text(every)
+    (out / "claims.md").write_text("## Primary claims\n\n" + primary + "\n## All claims\n\n" + every)
     with (out / "claims.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["claim", "a", "b", "number", "expect", "a_value", "b_value", "diff", "ci_low", "ci_high",
-                    "p", "p_holm", "n_units", "seeds_a", "seeds_b", "diff_per_seed", "outcome",
-                    "seed_ci_low", "seed_ci_high", "seed_p", "seed_p_holm", "seed_outcome"])  # fmt: skip
+        w.writerow(["claim", "family", "a", "b", "number", "expect", "margin", "a_value", "b_value", "diff",
+                    "ci_low", "ci_high", "percentile_low", "percentile_high", "se", "df", "p_direction",
+                    "p_holds", "p_fails", "p_holds_holm", "p_fails_holm", "outcome", "seeds_needed",
+                    "n_clusters", "seeds_a", "seeds_b", "per_seed_a", "per_seed_b", "query_p_clustered"])  # fmt: skip
         for v in verdicts:
-            c = v.claim
-            ci, seed_ci = v.ci or (None, None), v.seed_ci or (None, None)
-            w.writerow([c.claim, c.a, c.b, c.column, c.expect, v.a_value, v.b_value, v.diff, *ci, v.p, v.p_holm,
-                        v.n_units, v.seeds_a, v.seeds_b, v.seed_diffs, v.outcome,
-                        *seed_ci, v.seed_p, v.seed_p_holm, v.seed_outcome])  # fmt: skip
+            c, b = v.claim, v.boot
+            w.writerow([c.claim, c.family, c.a, c.b, c.column, c.expect, c.margin, v.a_value, v.b_value, v.diff,
+                        *(b.ci if b else (None, None)), *(b.percentile_ci if b else (None, None)),
+                        b.se if b else None, b.df if b else None, v.p_direction, v.p_holds, v.p_fails,
+                        v.p_holds_adj, v.p_fails_adj, v.outcome, v.seeds_needed, v.n_clusters,
+                        json.dumps(v.seeds_a), json.dumps(v.seeds_b), json.dumps(v.per_seed_a),
+                        json.dumps(v.per_seed_b), v.query_p])  # fmt: skip
+    return primary

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
-from mdr.report.claims import judge, load_claims, write_verdicts
+from mdr.report.claims import judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
@@ -26,13 +26,13 @@ def write_report(
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
     when several rows match (``significance.baseline_rows``), per cell."""
-    claim_list = load_claims(claims) if claims else None  # a bad claims file fails before any reading
+    claims_file = load_claims_file(claims) if claims else None  # a bad claims file fails before any reading
     r = collect(root, subset)
     if baseline:
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
         r.comparisons = compare_to_baseline(r, r.baseline, permutations) if r.rows else {}
     # every per-query archive is read (and checked) before the first file is written: no half-written report
-    verdicts = judge(r, claim_list, permutations) if claim_list else None
+    verdicts = judge(r, claims_file.claims, permutations) if claims_file else None
     attacked = adversarial(r, r.baseline, permutations)
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,5 +63,5 @@ def write_report(
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
     if verdicts is not None:
-        write_verdicts(verdicts, out, permutations)
+        write_verdicts(verdicts, out, permutations, claims_file.families)
     return r
