@@ -31,7 +31,18 @@ KEPT = (
     "eval/*/adversarial_queries.jsonl",
 )
 MAX_CELL_NAME = 160
-NOT_A_CELL_KEY = ("results_dir", "paths.", "hydra.", "trainer.devices", "progress.")
+# merge.*: which merged rows a run adds (merge.wise=[0.5]) is not part of the base cell's identity; each merged
+# row is its own cell, named by merge=wise0.5
+NOT_A_CELL_KEY = (
+    "results_dir",
+    "paths.",
+    "hydra.",
+    "trainer.devices",
+    "progress.",
+    "merge.",
+    "preemption.",
+    "ckpt_path",
+)
 
 
 def recorded_overrides(run_dir: Path) -> list[str]:
@@ -67,12 +78,17 @@ def cell_name(overrides: list[str]) -> str:
     return name
 
 
-def archived_cell(results_dir: str | Path | None, overrides: list[str]) -> Path | None:
-    """The cell's folder when it already holds a complete run (metrics.json), else None."""
+def archived_cell(
+    results_dir: str | Path | None, overrides: list[str], merged: list[list[str]] | None = None
+) -> Path | None:
+    """The cell's folder when it already holds a complete run (metrics.json) and every merged row the run
+    would add (``merged``: their cells' overrides) is archived too, else None: a base cell without its merged
+    rows is not done, since the merged rows need the trained weights, which are not kept."""
     if not results_dir:
         return None
     cell = Path(results_dir) / cell_name(overrides)
-    return cell if (cell / "metrics.json").exists() else None
+    rows = [Path(results_dir) / cell_name(o) for o in merged or []]
+    return cell if all((c / "metrics.json").exists() for c in [cell, *rows]) else None
 
 
 def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) -> Path:

@@ -17,6 +17,7 @@ from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrid
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
+from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
@@ -50,7 +51,7 @@ def train(cfg: DictConfig) -> dict | None:
     small results when ``results_dir`` is set; None when that archive already holds this cell)."""
     run_dir = Path(cfg.paths.output_dir)
     overrides = recorded_overrides(run_dir)
-    done = archived_cell(cfg.get("results_dir"), overrides)
+    done = archived_cell(cfg.get("results_dir"), overrides, merged_cells(cfg, overrides))
     if done is not None:
         atomic_write_text(run_dir / "SKIPPED", f"this cell's results are already in {done}\n")
         log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
@@ -64,6 +65,8 @@ def train(cfg: DictConfig) -> dict | None:
         if not run.trainer.is_global_zero:
             return {}
         report = evaluate_and_export(cfg, run, run_dir, settings, train_summary(cfg, run, train_s))
+        # merged rows first: a base cell in results_dir counts as done only with them (archived_cell)
+        merged_rows(cfg, run, run_dir, settings, overrides)
         if cfg.get("results_dir"):
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
@@ -77,6 +80,9 @@ def check_config(cfg: DictConfig) -> EvalSettings:
         raise InputError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
     if int(cfg.data.datamodule.batch_size) < 1:
         raise InputError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+    merge = cfg.get("merge") or {}
+    for lam in merge.get("wise") or []:
+        check_lambda(lam, bool(merge.get("extrapolate", False)))
     return eval_settings(cfg)
 
 
@@ -287,6 +293,57 @@ def evaluate_and_export(
 
         export_encoder(encoder.cpu(), run_dir / "export", metrics=report, config=extra["config"])
     return report
+
+
+def merged_cells(cfg: DictConfig, overrides: list[str]) -> list[list[str]]:
+    """The results cells of this run's merged rows (``merge=wise0.5``): the base cell's overrides without the
+    ``merge.*`` settings, plus the row's name."""
+    base = [o for o in overrides if not o.lstrip("+~").startswith("merge.")]
+    return [[*base, f"merge={wise_name(lam)}"] for lam in (cfg.get("merge") or {}).get("wise") or []]
+
+
+def merged_rows(
+    cfg: DictConfig, run: TrainingRun, run_dir: Path, settings: EvalSettings, overrides: list[str]
+) -> dict[str, dict]:
+    """``merge.wise``: the trained encoder interpolated with the pretrained backbone at each lambda, evaluated
+    like the trained one into ``<run>/merged/wise<lambda>/`` and archived as its own results row. Runs after the
+    base evaluation on a separate encoder, so the trained weights and the base metrics are untouched."""
+    lambdas = list((cfg.get("merge") or {}).get("wise") or [])
+    if not lambdas:
+        return {}
+    extrapolate = bool(cfg.merge.get("extrapolate", False))
+    finetuned = plain_state(run.module.encoder, "the trained model")
+    encoder = make(cfg.model.encoder)  # the backbone as training started from it
+    pretrained = plain_state(encoder, "the pretrained backbone")
+    encoder.to(run.module.device)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    reports = {}
+    for lam, cell in zip(lambdas, merged_cells(cfg, overrides)):
+        name = wise_name(lam)
+        t0 = time.perf_counter()
+        load_plain_state(encoder, interpolate(pretrained, finetuned, lam, extrapolate))
+        folder = run_dir / "merged" / name
+        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+        row = {"kind": "wise", "lambda": float(lam), "of": str(run_dir)}
+        atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml({**config, "merged": row}))
+        atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
+        extra = {
+            "config": {**config, "merged": row},
+            "merged": row,
+            "train": {"train_langs": run.datamodule.train_corpus.langs},
+        }
+        reports[name] = run_eval(
+            encoder, settings, cfg.paths.data_dir, folder, run.datamodule.train_corpus.langs, extra
+        )
+        log.info(
+            "merged row %s: evaluated in %.0f s; %s",
+            name,
+            time.perf_counter() - t0,
+            format_headline(reports[name]),
+        )
+        if cfg.get("results_dir"):
+            archive_run(folder, cfg.results_dir, cell)
+    return reports
 
 
 def print_result(cfg: DictConfig, run: TrainingRun, report: dict, run_dir: Path) -> None:

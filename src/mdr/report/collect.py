@@ -58,7 +58,12 @@ def column_path(entry: dict, label: str) -> tuple[str, str]:
 
 BASE_KEYS = ["sampler", "model", "finetune"]
 
-NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt", "results_dir"}
+NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt", "results_dir", "ckpt_path"}
+NOT_A_ROW_PREFIX = (
+    "merge.",
+    "preemption.",
+    "progress.",
+)  # which merged rows a run adds is not a row of its own
 
 
 @dataclass
@@ -167,7 +172,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
     swept: dict[str, set[str]] = {}
     for _, _, overrides, _, _ in found:
         for k, v in overrides.items():
-            if k not in NOT_A_ROW_KEY:
+            if k not in NOT_A_ROW_KEY and not k.startswith(NOT_A_ROW_PREFIX):
                 swept.setdefault(k, set()).add(v)
     extra = sorted(k for k, vs in swept.items() if len(vs) > 1 or any(k not in o for _, _, o, _, _ in found))
     report.key_names = BASE_KEYS + extra

@@ -1,0 +1,238 @@
+"""Weight-space merging: WiSE-FT rows at the end of training, soups of checkpoints, and the refusals."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import compose_cfg, quick_reeval_overrides, quick_tiny_overrides, run
+from test_finetune import train_steps
+
+from mdr.modeling.encoder import DualEncoder
+from mdr.modeling.finetune import finetune_mode
+from mdr.modeling.merging import (
+    interpolate,
+    load_plain_state,
+    plain_state,
+    weighted_average,
+)
+from mdr.runtime.errors import InputError
+
+TEXTS = ["Who wrote the book?", "Der Zug fährt um zwölf Uhr ab.", "列车中午出发。"]
+
+
+def embed(enc):
+    return enc.encode(TEXTS, "query", show_progress=False, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir):
+    """A tiny encoder after a few full fine-tuning steps, and the untouched backbone."""
+    torch.manual_seed(0)
+    enc = DualEncoder(str(tiny_model_dir))
+    train_steps(enc)
+    return enc, DualEncoder(str(tiny_model_dir))
+
+
+def test_lambda_0_and_1_are_the_two_models_and_half_is_the_midpoint(trained, tiny_model_dir):
+    enc, base = trained
+    ft, pre = plain_state(enc), plain_state(base)
+    assert any(not torch.equal(ft[k], pre[k]) for k in ft)  # training changed the weights
+    for lam, want in ((0.0, pre), (1.0, ft)):
+        merged = interpolate(pre, ft, lam)
+        assert all(torch.equal(merged[k], want[k]) for k in want), lam
+    half = interpolate(pre, ft, 0.5)
+    k = next(k for k in ft if not torch.equal(ft[k], pre[k]))
+    torch.testing.assert_close(half[k], (pre[k] + ft[k]) / 2)
+    target = DualEncoder(str(tiny_model_dir))
+    load_plain_state(target, interpolate(pre, ft, 1.0))
+    np.testing.assert_array_equal(embed(target), embed(enc))
+
+
+def test_a_soup_of_a_model_with_itself_is_the_model(trained):
+    enc, _ = trained
+    s = plain_state(enc)
+    soup = weighted_average({"a": s, "b": s}, [0.5, 0.5])
+    assert all(torch.equal(soup[k], s[k]) for k in s)
+    three = weighted_average({"a": s, "b": s, "c": s}, [0.25, 0.25, 0.5])
+    assert all(torch.equal(three[k], s[k]) for k in s)
+
+
+def test_lora_merge_equals_the_merged_export(tmp_path, tiny_model_dir):
+    """LoRA is merged into the backbone before merging: its plain state is what its export holds, and
+    interpolating with the backbone scales the low-rank update (theta_pre + lambda * B A)."""
+    from mdr.modeling.export import export_encoder, load_export
+
+    torch.manual_seed(1)
+    enc = DualEncoder(str(tiny_model_dir))
+    finetune_mode(dict(mode="lora", r=4, alpha=8, dropout=0.0)).apply(enc)
+    train_steps(enc)
+    state = plain_state(enc)
+    out = export_encoder(enc, tmp_path / "export")
+    exported = load_export(out)[0].auto_model.state_dict()
+    assert set(exported) == {k.removeprefix("model.") for k in state}
+    for k, v in exported.items():
+        torch.testing.assert_close(state[f"model.{k}"], v.float(), rtol=0, atol=0)
+    pre = plain_state(DualEncoder(str(tiny_model_dir)))
+    delta = {k: state[k] - pre[k] for k in state}
+    assert any(d.abs().max() > 0 for d in delta.values())
+    quarter = interpolate(pre, state, 0.25)
+    for k in state:
+        torch.testing.assert_close(quarter[k], pre[k] + 0.25 * delta[k])
+
+
+@pytest.fixture(scope="module")
+def wider_model(tmp_path_factory):
+    from conftest import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("wider"), hidden=48)
+
+
+def test_refusals_name_the_problem(trained, tiny_model_dir, wider_model):
+    enc, base = trained
+    ft, pre = plain_state(enc), plain_state(base)
+    other = plain_state(DualEncoder(str(wider_model)))
+    with pytest.raises(
+        InputError, match=r"differ in shape at model\.embeddings.* merge checkpoints of one model"
+    ):
+        weighted_average({"mine.ckpt": ft, "wider.ckpt": other}, [0.5, 0.5])
+    fewer = {k: v for k, v in ft.items() if "layer.1." not in k}
+    with pytest.raises(InputError, match=r"are not the same backbone: \d+ weights only in"):
+        weighted_average({"a.ckpt": ft, "b.ckpt": fewer}, [0.5, 0.5])
+    with pytest.raises(InputError, match=r"merge.weights \[0.5, 0.6\] sum to 1.1, not 1"):
+        weighted_average({"a": ft, "b": pre}, [0.5, 0.6])
+    with pytest.raises(InputError, match="negative weight"):
+        weighted_average({"a": ft, "b": pre}, [1.5, -0.5])
+    assert weighted_average({"a": ft, "b": pre}, [1.5, -0.5], extrapolate=True)  # allowed on purpose
+    with pytest.raises(InputError, match=r"lambda=1.5 is outside \[0, 1\].*merge.extrapolate=true"):
+        interpolate(pre, ft, 1.5)
+    adapters = DualEncoder(str(tiny_model_dir))
+    finetune_mode(dict(mode="adapter")).apply(adapters)
+    with pytest.raises(InputError, match="has bottleneck adapters: weight-space merging is defined for full"):
+        plain_state(adapters, "the adapter run")
+
+
+def test_train_refuses_a_bad_lambda_before_loading(tmp_path, tiny_model_dir, data_dir):
+    from helpers import expect_failure, in_process
+
+    run_dir = tmp_path / "run"
+    overrides = in_process(quick_tiny_overrides(tiny_model_dir, run_dir, data_dir, "merge.wise=[0.5,2]"))
+    overrides = [o for o in overrides if not o.startswith("model.encoder.name")] + [
+        "model.encoder.name=/nope"
+    ]
+    expect_failure("train", "train", overrides, run_dir, InputError, r"lambda=2 is outside \[0, 1\]")
+
+
+def test_merge_py_refuses_before_writing(tmp_path, tiny_run, tiny_model_dir, data_dir):
+    from mdr.cli.merge import merge
+
+    best = tiny_run.dir / "checkpoints" / "best.ckpt"
+    out = tmp_path / "out"
+    cases = [
+        ([f"checkpoints=[{best},{best}]", "weights=[0.5,0.4]"], r"sum to 0.9, not 1"),
+        ([f"checkpoints=[{best}]", "weights=[0.5,0.5]"], "weights has 2 values for 1 checkpoints"),
+        (
+            [f"checkpoints=[{tmp_path / 'nope.ckpt'}]", "weights=[1.0]"],
+            "checkpoint .*nope.ckpt does not exist",
+        ),
+        (["checkpoints=[]", "weights=[]"], "checkpoints=\\[...\\] is empty"),
+    ]
+    for extra, message in cases:
+        cfg = compose_cfg(
+            "merge",
+            [
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"model.encoder.name={tiny_model_dir}",
+                f"out={out}",
+                *extra,
+            ],
+        )
+        with pytest.raises(InputError, match=message):
+            merge(cfg)
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_merge_py_soup_of_a_checkpoint_with_itself_scores_like_it(
+    tmp_path, tiny_run, tiny_model_dir, data_dir
+):
+    """merge.py writes an export of the soup; eval.py scores the export exactly like the checkpoint."""
+    best = tiny_run.dir / "checkpoints" / "best.ckpt"
+    out = tmp_path / "soup"
+    run(
+        "merge.py",
+        f"hydra.run.dir={tmp_path / 'merge_run'}",
+        f"model.encoder.name={tiny_model_dir}",
+        "model.encoder.offline_fallback=null",
+        f"checkpoints=[{best},{best}]",
+        "weights=[0.5,0.5]",
+        f"out={out}",
+    )
+    assert json.loads((out / "merge.json").read_text())["weights"] == [0.5, 0.5]
+    from_ckpt, from_export = tmp_path / "ckpt_eval", tmp_path / "export_eval"
+    run("eval.py", *quick_reeval_overrides(from_ckpt, tiny_model_dir, data_dir), f"ckpt={best}")
+    run(
+        "eval.py",
+        *quick_reeval_overrides(from_export, tiny_model_dir, data_dir),
+        f"model.encoder.name={out}",
+    )
+    a, b = (
+        json.loads((d / "metrics.json").read_text())["datasets"]["tatoeba"] for d in (from_ckpt, from_export)
+    )
+    assert a["per_language"]["deu"]["map"] > 0 and a["per_language"] == b["per_language"]
+
+
+@pytest.mark.slow
+def test_wise_rows_at_the_end_of_training(tmp_path, tiny_model_dir, data_dir):
+    """merge.wise=[0, 1]: lambda 0 scores like the untrained backbone, lambda 1 like the trained model; the base
+    metrics are identical with merging on and off; each merged row is its own results cell, archived with the
+    base, and the base cell is not done without them."""
+    from mdr.cli.results_archive import archived_cell, cell_name, recorded_overrides
+
+    results = tmp_path / "results"
+    merged_dir, plain_dir = tmp_path / "merged", tmp_path / "plain"
+    run(
+        "train.py",
+        *quick_tiny_overrides(
+            tiny_model_dir, merged_dir, data_dir, "merge.wise=[0.0,1.0]", f"results_dir={results}"
+        ),
+    )
+    run("train.py", *quick_tiny_overrides(tiny_model_dir, plain_dir, data_dir))
+    base, plain = (json.loads((d / "metrics.json").read_text()) for d in (merged_dir, plain_dir))
+    assert base["datasets"] == plain["datasets"] and base["train"]["loss_last"] == plain["train"]["loss_last"]
+    one, zero = (
+        json.loads((merged_dir / "merged" / n / "metrics.json").read_text()) for n in ("wise1", "wise0")
+    )
+    assert one["datasets"]["tatoeba"]["per_language"] == base["datasets"]["tatoeba"]["per_language"]
+    untrained = tmp_path / "untrained"
+    run("eval.py", *quick_reeval_overrides(untrained, tiny_model_dir, data_dir))
+    backbone = json.loads((untrained / "metrics.json").read_text())
+    assert zero["datasets"]["tatoeba"]["per_language"] == backbone["datasets"]["tatoeba"]["per_language"]
+    assert zero["datasets"]["tatoeba"]["per_language"] != base["datasets"]["tatoeba"]["per_language"]
+    assert zero["merged"]["lambda"] == 0.0 and one["merged"]["kind"] == "wise"
+    overrides = recorded_overrides(merged_dir)
+    base_cell = results / cell_name(overrides)
+    names = sorted(p.name for p in results.iterdir())
+    assert names == sorted(
+        [base_cell.name, *(cell_name([*overrides[:-2], o]) for o in ("merge=wise0", "merge=wise1"))]
+    ) or (len(names) == 3 and base_cell.name in names and sum("merge=wise" in n for n in names) == 2)
+    assert not any("merge.wise" in n for n in names)  # which rows a run adds is not the base cell's identity
+    merged_cells = [
+        [o for o in overrides if not o.startswith("merge.")] + [f"merge=wise{x}"] for x in ("0", "1")
+    ]
+    assert archived_cell(results, overrides, merged_cells) == base_cell
+    import shutil
+
+    shutil.rmtree(results / cell_name(merged_cells[1]))
+    assert (
+        archived_cell(results, overrides, merged_cells) is None
+    )  # a base cell without its merged rows is not done
+    assert archived_cell(results, overrides) == base_cell  # a run that adds no merged rows: done
+
+
+def test_report_keys_merged_rows_apart(tmp_path):
+    """A merged row (overrides: merge=wise0.5) is its own row; the merge.* settings of the base are not."""
+    from mdr.report.collect import NOT_A_ROW_PREFIX
+
+    assert "merge." in NOT_A_ROW_PREFIX and not Path("merge").name.startswith(NOT_A_ROW_PREFIX)
