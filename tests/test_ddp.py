@@ -9,6 +9,7 @@ from helpers import cpu_trainer, tiny_datamodule
 from mdr.modeling.encoder import DualEncoder
 from mdr.training.loss import InfoNCELoss
 from mdr.training.module import DualEncoderModule
+from mdr.training.preemption import ResumeCheckpoint
 from mdr.training.samplers import HybridSampler
 
 
@@ -32,8 +33,14 @@ class RecordBatches(L.Callback):
 def test_two_process_ddp_batches_are_one_coherent_global_batch(tmp_path, tiny_model_dir, data_dir):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=16, passage_max_length=24)
     dm = tiny_datamodule(data_dir, enc, steps_per_epoch=8, seed=3)
-    trainer = cpu_trainer(8, [RecordBatches(tmp_path)], devices=2)
+    # ResumeCheckpoint under DDP: every rank asks every step whether any rank got a stop signal (a collective)
+    last = ResumeCheckpoint(tmp_path / "ckpt", every_n_steps=3)
+    trainer = cpu_trainer(8, [RecordBatches(tmp_path), last], devices=2)
     trainer.fit(DualEncoderModule(enc, InfoNCELoss(), lr=1e-3), datamodule=dm)
+    import torch
+
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 8 and state["RetrievalDataModule"]["next_step"] == 8
     ranks = [
         [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)
     ]

@@ -16,6 +16,7 @@ from mdr.eval.outputs import load_embeddings
 from mdr.eval.suite import EvalSettings, format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
+from mdr.runtime.environment import describe
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
@@ -91,6 +92,7 @@ def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
         "ckpt": cfg.get("ckpt"),
         "embeddings": cfg.get("embeddings"),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "environment": describe(),
     }
     if trained_with:
         extra["config"]["trained_with"] = trained_with

@@ -19,6 +19,7 @@ from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
 from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
+from mdr.runtime.environment import describe
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.precision import trainer_precision
@@ -267,6 +268,7 @@ def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float) -> dict:
             "precision": run.precision,
             "pretrain": run.pretrain_stats,
         },
+        "environment": describe(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 

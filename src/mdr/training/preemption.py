@@ -34,6 +34,7 @@ from mdr.runtime.errors import InputError
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SAVED_AT_KEY = "mdr_saved_at"
 
 
 class TrainingStopped(Exception):
@@ -107,6 +108,7 @@ class ResumeCheckpoint(L.Callback):
         self.every_n_steps, self.resume_command, self.requeue = every_n_steps, resume_command, requeue
         self.handle_signals, self.periodic = handle_signals, periodic
         self.received: int | None = None
+        self._fix_total_ready = False
         self._previous: dict[int, object] = {}
         self._validated = False
 
@@ -146,7 +148,19 @@ class ResumeCheckpoint(L.Callback):
         if not trainer.sanity_checking:
             self._validated = True
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[SAVED_AT_KEY] = "train_batch_start"
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._fix_total_ready = checkpoint.get(SAVED_AT_KEY) == "train_batch_start"
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._fix_total_ready:
+            # Lightning resets a restarted epoch's own counters but not its run-long ones: the batch that was
+            # ready when the checkpoint was written is counted ready twice, and with validation every N global
+            # steps (check_val_every_n_epoch=null, the fp32 step cap) every later validation came one step early.
+            trainer.fit_loop.epoch_loop.batch_progress.total.ready -= 1
+            self._fix_total_ready = False
         step = int(batch["step"])  # == trainer.global_step: the steps already trained
         stopping = self._stop_requested(trainer)
         due = self.periodic and (
