@@ -123,7 +123,7 @@ TRAIN_CASES = [
         ["data.datamodule.batch_size=900"],
         None,
         ValueError,
-        "larger than the .* ids available .* lower data.batch_size",
+        "larger than the .* ids available .* lower data.datamodule.batch_size",
     ),
     (
         "X-Y with one language",

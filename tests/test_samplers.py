@@ -125,11 +125,12 @@ def test_bad_sampler_configs(mlqa_corpus):
     with pytest.raises(ValueError, match=r"sampler.alpha=1.5 must be in \[0, 1\]"):
         HybridSampler(mlqa_corpus, 8, alpha=1.5)
     with pytest.raises(
-        ValueError, match="larger than the .* ids available for language pair .* lower data.batch_size"
+        ValueError,
+        match="larger than the .* ids available for language pair .* lower data.datamodule.batch_size",
     ):
         XYSampler(mlqa_corpus, 400)
     with pytest.raises(
-        ValueError, match="larger than the .* ids available for language .* lower data.batch_size"
+        ValueError, match="larger than the .* ids available for language .* lower data.datamodule.batch_size"
     ):
         XXSampler(mlqa_corpus, 600)
     with pytest.raises(ValueError, match="at least two training languages"):

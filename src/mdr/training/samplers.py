@@ -68,7 +68,7 @@ class BatchSampler:
     def _too_small(self, what: str, available: int) -> ValueError:
         return ValueError(
             f"global batch size {self.batch_size} is larger than the {available} ids available for {what} "
-            f"in {self.corpus.name}: lower data.batch_size (per device x devices) or drop that language "
+            f"in {self.corpus.name}: lower data.datamodule.batch_size (per device x devices) or drop that language "
             "from the training languages"
         )
 
