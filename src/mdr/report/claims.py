@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mdr.report.bootstrap import BootstrapResult, bootstrap_diff, cluster_sums, seeds_for_power
+from mdr.report.collect import BASE_KEYS
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
@@ -182,9 +183,15 @@ def load_claims(path: str | Path) -> list[Claim]:
 
 
 def _runs_of(report, selector: str) -> list:
+    """The runs of the one row the selector names. A swept key the selector leaves out means its default:
+    ``sampler=hybrid,finetune=full`` is the trained row, not its merged ``merge=wise0.5`` row."""
     wanted = parse_selector(selector, report.key_names)
     keys = {rv.key for rv in report.runs}
     matches = [k for k in keys if all(k[report.key_names.index(n)] == v for n, v in wanted.items())]
+    if len(matches) > 1:
+        extra = [i for i, n in enumerate(report.key_names) if n not in wanted and n not in BASE_KEYS]
+        defaults = [k for k in matches if extra and all(k[i] == "default" for i in extra)]
+        matches = defaults if len(defaults) == 1 else matches
     if len(matches) > 1:
         raise InputError(f"row selector {selector!r} matches {len(matches)} rows {sorted(matches)}; add keys")
     return [rv for rv in report.runs if matches and rv.key == matches[0]]
