@@ -34,6 +34,7 @@ import numpy as np
 
 from mdr.report.bootstrap import BootstrapResult, bootstrap_diff, cluster_sums, seeds_for_power
 from mdr.report.collect import BASE_KEYS
+from mdr.report.markdown import markdown_table
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
@@ -339,11 +340,9 @@ def _threshold_text(c: Claim, k: int) -> str:
 
 
 def primary_markdown(verdicts: list[Verdict], families: dict[str, str]) -> str:
-    head = (
-        "| claim | number | expect | a | b | a - b [95% CI] | margin | seeds a / b | P(a better) "
-        "| p (Holm, one-sided) | outcome | seeds per row for 80% power |"
-    )
-    lines = [head, "|" + "---|" * 12]
+    header = ["claim", "number", "expect", "a", "b", "a - b [95% CI]", "margin", "seeds a / b", "P(a better)",
+              "p (Holm, one-sided)", "outcome", "seeds per row for 80% power"]  # fmt: skip
+    rows = []
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
         if c.family == EXPLORATORY:
@@ -351,11 +350,8 @@ def primary_markdown(verdicts: list[Verdict], families: dict[str, str]) -> str:
         p = "–" if v.p_holds_adj is None else f"{v.p_holds_adj:.4f}"
         direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
         need = "–" if v.boot is None else (str(v.seeds_needed) if v.seeds_needed else "> 100")
-        lines.append(
-            f"| {c.claim} | {c.column} | a {c.expect} b | {_num(v.a_value, k)} | {_num(v.b_value, k)} "
-            f"| {_interval(v, k)} | {_threshold_text(c, k)} | {_seeds_text(v)} | {direction} | {p} "
-            f"| **{v.outcome}** | {need} |"
-        )
+        rows.append([c.claim, c.column, f"a {c.expect} b", _num(v.a_value, k), _num(v.b_value, k), _interval(v, k),
+                     _threshold_text(c, k), _seeds_text(v), direction, p, f"**{v.outcome}**", need])  # fmt: skip
     declared = "; ".join(f"**{name}**: {text}" for name, text in families.items())
     note = (
         f"\nFamilies: {declared or 'none declared'}. Interval: two-level bootstrap (training seeds within each "
@@ -367,24 +363,20 @@ def primary_markdown(verdicts: list[Verdict], families: dict[str, str]) -> str:
         "rejects with probability 0.8 (Bonferroni level 0.025 / family size), at the observed effect for `>` / "
         "`<`, at a true difference of 0 for `>=` / `<=`; the test set's own variance does not shrink with seeds.\n"
     )
-    return "\n".join(lines) + "\n" + note
+    return markdown_table(header, rows) + "\n" + note
 
 
 def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
-    head = (
-        "| claim | a | b | number | expect | a | b | a - b [95% CI] | seeds a / b | P(a better) "
-        "| trained models: p (clustered) | outcome |"
-    )
-    lines = [head, "|" + "---|" * 12]
+    header = ["claim", "a", "b", "number", "expect", "a", "b", "a - b [95% CI]", "seeds a / b", "P(a better)",
+              "trained models: p (clustered)", "outcome"]  # fmt: skip
+    rows = []
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
         direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
         query_p = "–" if v.query_p is None else f"{v.query_p:.4f}"
-        lines.append(
-            f"| {c.claim} | {c.a} | {c.b} | {c.column} | a {c.expect} b | {_num(v.a_value, k)} "
-            f"| {_num(v.b_value, k)} | {_interval(v, k)} | {_seeds_text(v)} | {direction} | {query_p} "
-            f"| {v.outcome if c.family == EXPLORATORY else '**' + v.outcome + '**'} |"
-        )
+        outcome = v.outcome if c.family == EXPLORATORY else f"**{v.outcome}**"
+        rows.append([c.claim, c.a, c.b, c.column, f"a {c.expect} b", _num(v.a_value, k), _num(v.b_value, k),
+                     _interval(v, k), _seeds_text(v), direction, query_p, outcome])  # fmt: skip
     note = (
         "\nEvery claim, primary ones included (their verdict is in the primary table). Exploratory claims carry "
         "their recipe-level interval and P(a better), the corrected bootstrap distribution's mass on the claimed "
@@ -392,7 +384,7 @@ def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
         f"randomization test ({permutations} sign flips of whole clusters) on each row's mean over its seeds; "
         "it ignores seed-to-seed variation and says nothing about the recipes.\n"
     )
-    return "\n".join(lines) + "\n" + note
+    return markdown_table(header, rows) + "\n" + note
 
 
 def write_verdicts(verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None) -> str:
