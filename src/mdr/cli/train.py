@@ -184,7 +184,8 @@ def fp32_step_cap(cfg: DictConfig, precision: str) -> dict:
         return {}  # the run is no longer than the cap: its own schedule stands
     log.info(
         "fp32 on a CPU: training capped at %d steps (compute.cpu_fp32_max_steps; bf16 trains %s epochs), so the "
-        "default run fits about 15 minutes on 2 cores; compute.cpu_fp32_max_steps=null trains in full",
+        "default run takes about 10 minutes on 2 AVX-512 cores (30 on AVX2 only); compute.cpu_fp32_max_steps=null "
+        "trains in full",
         int(cap),
         cfg.trainer.max_epochs,
     )
