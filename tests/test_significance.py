@@ -310,7 +310,7 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
 
 def _verdict(expect, diff, se, df, n_seeds=5, margin=None, clusters_var=0.0):
     from mdr.report.bootstrap import BootstrapResult, Components
-    from mdr.report.claims import Claim, Verdict
+    from mdr.report.claims import Claim, Verdict, one_sided_tests
 
     claim = Claim("c", "sampler=a", "sampler=b", "xquad_r", "map", expect, kind="mono", family="primary",
                   margin=margin, margin_reason="r" if margin is not None else "")  # fmt: skip
@@ -320,8 +320,7 @@ def _verdict(expect, diff, se, df, n_seeds=5, margin=None, clusters_var=0.0):
     half = stats.t.ppf(0.975, df) * se
     boot = BootstrapResult(diff, np.array([diff]), se, df, (diff - half, diff + half), (diff, diff), comps)
     v = Verdict(claim, "", 0.0, 0.0, list(range(n_seeds)), list(range(n_seeds)), boot)
-    v.p_holds = boot.p_above(claim.threshold) if claim.higher_is_better else boot.p_below(claim.threshold)
-    v.p_fails = boot.p_below(claim.threshold) if claim.higher_is_better else boot.p_above(claim.threshold)
+    v.p_holds, v.p_fails = one_sided_tests(boot, claim)
     return v
 
 

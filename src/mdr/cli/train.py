@@ -60,8 +60,11 @@ def train(cfg: DictConfig) -> dict | None:
     with failure_marker(run_dir):
         configure_progress(cfg)
         settings = check_config(cfg)
-        run = build(cfg, run_dir, overrides)
-        train_s = fit(cfg, run, run_dir)
+        resume_from = resolve_resume(
+            cfg.get("ckpt_path"), run_dir / "checkpoints"
+        )  # checked before any loading
+        run = build(cfg, run_dir, overrides, resume_from)
+        train_s = fit(cfg, run, resume_from)
         restore_best(cfg, run)
         if not run.trainer.is_global_zero:
             return {}
@@ -87,7 +90,9 @@ def check_config(cfg: DictConfig) -> EvalSettings:
     return eval_settings(cfg)
 
 
-def build(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> TrainingRun:
+def build(
+    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, resume_from: str | None = None
+) -> TrainingRun:
     """Training data (read and checked first) -> encoder (+ optional MLM stage) -> fine-tuning mode -> module
     -> trainer, in that order (the seeded RNG stream depends on it)."""
     dm = make(cfg.data.datamodule, sampler_factory=make(cfg.sampler, _partial_=True), seed=cfg.seed)
@@ -95,7 +100,7 @@ def build(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
-    pretrain_stats = maybe_pretrain(cfg, encoder, run_dir)
+    pretrain_stats = None if resume_from else maybe_pretrain(cfg, encoder)
     finetune: FinetuneMode = make(cfg.finetune)
     counts = finetune.apply(encoder)
     dm.encoder = encoder  # the collator tokenises with the encoder's tokenisers
@@ -118,11 +123,11 @@ def build(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     return TrainingRun(encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats)
 
 
-def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder, run_dir: Path) -> dict | None:
-    """The optional domain-adaptive MLM stage (``pretrain.enabled``), skipped when resuming (the
+def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
+    """The optional domain-adaptive MLM stage (``pretrain.enabled``); ``build`` skips it when resuming (the
     checkpoint already holds its result)."""
     pretraining = make(cfg.pretrain)
-    if not pretraining.enabled or resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints"):
+    if not pretraining.enabled:
         return None
     use_gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
     device = "cuda" if use_gpu else "cpu"
@@ -196,9 +201,9 @@ def fp32_step_cap(cfg: DictConfig, precision: str) -> dict:
     }
 
 
-def fit(cfg: DictConfig, run: TrainingRun, run_dir: Path) -> float:
-    """Train (unless the fine-tuning mode trains nothing); returns the wall-clock seconds."""
-    ckpt_path = resolve_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")
+def fit(cfg: DictConfig, run: TrainingRun, ckpt_path: str | None) -> float:
+    """Train (unless the fine-tuning mode trains nothing), from ``ckpt_path`` when resuming; returns the
+    wall-clock seconds."""
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
         # Lightning warns that a mid-epoch resume of a DataLoader without state_dict is unreliable. Ours resumes

@@ -250,29 +250,34 @@ def judge(report, claims: list[Claim], permutations: int = 10_000, replicates: i
     verdicts: list[Verdict] = []
     for claim in claims:
         runs_a, runs_b = _runs_of(report, claim.a), _runs_of(report, claim.b)
+        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim) if runs_a and runs_b else ([], [])
         if claim.family != EXPLORATORY:
-            _check_primary(
-                claim, runs_a, runs_b, *_seeds(runs_a, runs_b, claim) if runs_a and runs_b else ([], [])
-            )
+            _check_primary(claim, runs_a, runs_b, seeds_a, seeds_b)
         missing = [sel for sel, runs in ((claim.a, runs_a), (claim.b, runs_b)) if not runs]
         if missing:
             verdicts.append(Verdict(claim, f"not run (no runs for {' and '.join(missing)})"))
             continue
-        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
         keys_a, ids_a, a = _row_sums(runs_a, seeds_a, claim, units)
         keys_b, ids_b, b = _row_sums(runs_b, seeds_b, claim, units)
         if not np.array_equal(keys_a, keys_b) or not np.array_equal(ids_a, ids_b):
             raise InputError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
         boot = bootstrap_diff(a, b, replicates=replicates, paired=claim.paired)
         v = Verdict(claim, "", float(a.mean(0).sum()), float(b.mean(0).sum()), seeds_a, seeds_b, boot)
-        v.p_holds = boot.p_above(claim.threshold) if claim.higher_is_better else boot.p_below(claim.threshold)
-        v.p_fails = boot.p_below(claim.threshold) if claim.higher_is_better else boot.p_above(claim.threshold)
+        v.p_holds, v.p_fails = one_sided_tests(boot, claim)
         v.query_p = paired_randomization_test(a.mean(0), b.mean(0), permutations)
         v.n_clusters = a.shape[1]
         v.per_seed_a, v.per_seed_b = [float(x) for x in a.sum(1)], [float(x) for x in b.sum(1)]
         verdicts.append(v)
     _adjust_and_decide(verdicts)
     return verdicts
+
+
+def one_sided_tests(boot: BootstrapResult, claim: Claim) -> tuple[float, float]:
+    """(p of "a - b is not past the claim's threshold", p of "it is"): the test that the claim holds and the
+    one that it does not, on the claimed side (lower is better for ``<`` / ``<=``)."""
+    if claim.higher_is_better:
+        return boot.p_above(claim.threshold), boot.p_below(claim.threshold)
+    return boot.p_below(claim.threshold), boot.p_above(claim.threshold)
 
 
 def _adjust_and_decide(verdicts: list[Verdict]) -> None:
