@@ -236,3 +236,72 @@ def test_report_keys_merged_rows_apart(tmp_path):
     from mdr.report.collect import NOT_A_ROW_PREFIX
 
     assert "merge." in NOT_A_ROW_PREFIX and not Path("merge").name.startswith(NOT_A_ROW_PREFIX)
+
+
+def test_soup_cells_are_keyed_by_their_parents():
+    from mdr.cli.results_archive import cell_name, soup_cell
+    from mdr.modeling.merging import merge_name
+
+    xx, xy = ["experiment=decisive", "sampler=xx", "seed=5"], ["experiment=decisive", "sampler=xy", "seed=5"]
+    assert merge_name([0.5, 0.5]) == "soup" and merge_name([1 / 3] * 3) == "soup"
+    assert merge_name([0.7, 0.3]) == "avg0.7_0.3" and merge_name([0.5], 0.5) == "avg0.5+pre0.5"
+    assert cell_name(soup_cell([xx, xy], "soup")) == "experiment=decisive,merge=soup,sampler=xx+xy,seed=5"
+    other_seed = ["experiment=decisive", "sampler=xy", "seed=6", "finetune=lora", "paths.data_dir=/x"]
+    assert cell_name(soup_cell([xx, other_seed], "avg0.7_0.3")) == (
+        "experiment=decisive,finetune=default+lora,merge=avg0.7_0.3,sampler=xx+xy,seed=5+6"
+    )
+
+
+@pytest.mark.slow
+def test_merge_py_scores_and_archives_a_soup_row(tmp_path, tiny_model_dir, data_dir):
+    """merge.py results_dir=...: the soup of an X-X and an X-Y run of one seed is scored with the parents' own
+    eval settings and archived as the row merge=soup,sampler=xx+xy; the soup of a run with itself scores exactly
+    like the run; the report keys the row by its parents and pairs it by seed; a second launch skips it."""
+    from mdr.report.collect import collect
+
+    runs = {s: tmp_path / s for s in ("xx", "xy")}
+    for sampler, run_dir in runs.items():
+        run(
+            "train.py",
+            *quick_tiny_overrides(tiny_model_dir, run_dir, data_dir, f"sampler={sampler}", "seed=3"),
+        )
+    best = {s: d / "checkpoints" / "best.ckpt" for s, d in runs.items()}
+    results = tmp_path / "results"
+
+    def merge_py(name, a, b):
+        return run(
+            "merge.py",
+            f"hydra.run.dir={tmp_path / name}",
+            f"model.encoder.name={tiny_model_dir}",
+            "model.encoder.offline_fallback=null",
+            f"paths.data_dir={data_dir}",
+            f"checkpoints=[{a},{b}]",
+            "weights=[0.5,0.5]",
+            f"results_dir={results}",
+        )
+
+    merge_py("soup", best["xx"], best["xy"])
+    merge_py("self", best["xx"], best["xx"])
+    from mdr.report.collect import read_overrides
+
+    cells = {read_overrides(p)["sampler"]: p for p in results.iterdir()}  # long names end in a hash
+    assert set(cells) == {"xx+xy", "xx"}
+    assert read_overrides(cells["xx+xy"])["merge"] == "soup" and read_overrides(cells["xx+xy"])["seed"] == "3"
+    soup, self_soup, parent_xx, parent_xy = (
+        json.loads(p.read_text())
+        for p in (
+            cells["xx+xy"] / "metrics.json",
+            cells["xx"] / "metrics.json",
+            runs["xx"] / "metrics.json",
+            runs["xy"] / "metrics.json",
+        )
+    )
+    assert self_soup["datasets"] == parent_xx["datasets"]  # scored exactly as the parent was
+    lang = lambda m: m["datasets"]["tatoeba"]["per_language"]  # noqa: E731
+    assert lang(soup) != lang(parent_xx) and lang(soup) != lang(parent_xy)
+    assert soup["merged"]["weights"] == [0.5, 0.5] and soup["config"]["seed"] == 3
+    report = collect(results)
+    keys = {rv.key[0]: rv for rv in report.runs}
+    assert set(keys) == {"xx", "xx+xy"} and keys["xx+xy"].seed == 3
+    again = merge_py("again", best["xx"], best["xy"])
+    assert (tmp_path / "again" / "SKIPPED").exists() and "soup" not in again.stdout.split("merged")[0]

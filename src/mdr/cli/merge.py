@@ -1,27 +1,98 @@
 """``merge.py``: a weighted average of train.py checkpoints (and optionally the pretrained backbone) of one
 model, written as an export folder that ``SentenceTransformer(path)`` and ``eval.py model.encoder.name=<path>``
-load. Every input is checked before any model loads, and nothing is written before every check passed."""
+load. Every input is checked before any model loads, and nothing is written before every check passed.
+
+With ``evaluate=true`` (implied by ``results_dir``) the merge is scored exactly as its parents were (their own
+``eval`` settings, read from their run folders) into ``<run>/merged/<name>/``, and with ``results_dir`` archived
+as its own results row, keyed by its parents (``soup_cell``): the soup of the X-X and X-Y runs of seed 5 is the
+cell ``experiment=decisive,merge=soup,sampler=xx+xy,seed=5``."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import failure_marker, make
+from mdr.cli.common import eval_settings, failure_marker, make
 from mdr.cli.evaluate import CKPT_FIX, checkpoint_finetune, training_config
-from mdr.modeling.merging import check_weights, load_plain_state, plain_state, weighted_average
+from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides, soup_cell
+from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.modeling.merging import (
+    check_weights,
+    load_plain_state,
+    merge_name,
+    plain_state,
+    weighted_average,
+)
+from mdr.report.collect import row_key
+from mdr.runtime.environment import describe
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
-from mdr.training.checkpointing import load_encoder_weights
+from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
 
 
-def merge(cfg: DictConfig) -> Path:
+def merge(cfg: DictConfig) -> Path | None:
+    """Check, merge, export; then (``evaluate``) score and (``results_dir``) archive. None when skipped."""
+    checkpoints, all_weights = checked_inputs(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    results_dir = cfg.get("results_dir")
+    evaluating = bool(cfg.get("evaluate")) or bool(results_dir)
+    parents = [training_config(c) for c in checkpoints]
+    name = merge_name([float(w) for w in cfg.weights], float(cfg.get("pretrained_weight") or 0.0))
+    cell = soup_cell([parent_cell(c) for c in checkpoints], name) if evaluating else []
+    done = archived_cell(results_dir, cell)
+    if done is not None:
+        atomic_write_text(run_dir / "SKIPPED", f"this merge's results are already in {done}\n")
+        log.info("skipped: %s already holds this merge's results (delete it to run it again)", done)
+        return None
+    settings, parent_config = parents_eval(cfg, checkpoints, parents) if evaluating else (None, None)
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"out={out} exists and is not empty; merge into a new folder")
+    model = parent_config.model if evaluating else cfg.model  # scored like the parents: their lengths too
+    with failure_marker(run_dir):
+        states, langs = {}, []
+        for i, ckpt in enumerate(checkpoints):  # keyed by position: one checkpoint may be listed twice
+            encoder = make(model.encoder)
+            checkpoint_finetune(cfg, parents[i]).apply(encoder)
+            langs += [x for x in train_langs_of(load_encoder_weights(encoder, ckpt)) or [] if x not in langs]
+            states[f"{ckpt} (#{i + 1})"] = plain_state(encoder, ckpt)
+        target = make(model.encoder)
+        if len(all_weights) > len(checkpoints):
+            states["the pretrained backbone"] = plain_state(target, "the pretrained backbone")
+        load_plain_state(target, weighted_average(states, all_weights, bool(cfg.extrapolate)))
+        from mdr.modeling.export import export_encoder
+
+        recipe = {
+            "inputs": list(states),
+            "weights": all_weights,
+            "model": OmegaConf.to_container(model, resolve=True),
+        }
+        export_encoder(target, out, config=recipe)
+        atomic_write_text(out / "merge.json", json.dumps(recipe, indent=2) + "\n")
+        print(f"merged {len(states)} models -> {out}; score it with: python eval.py model.encoder.name={out}")
+        if evaluating:
+            row = {
+                "kind": "soup" if name == "soup" else "average",
+                "name": name,
+                "weights": all_weights,
+                "of": [str(c) for c in checkpoints],
+                "cells": [parent_cell(c) for c in checkpoints],
+                "row": soup_row_key(parents),
+                "seed": common_seed(parents),
+            }
+            evaluate_merge(cfg, target, settings, parent_config, row, cell, langs, run_dir / "merged" / name)
+    return out
+
+
+def checked_inputs(cfg: DictConfig) -> tuple[list[str], list[float]]:
     checkpoints = [str(c) for c in cfg.checkpoints or []]
     weights = [float(w) for w in cfg.weights or []]
     pretrained_weight = float(cfg.get("pretrained_weight") or 0.0)
@@ -35,29 +106,83 @@ def merge(cfg: DictConfig) -> Path:
     check_weights(all_weights, len(all_weights), bool(cfg.extrapolate))
     for ckpt in checkpoints:
         check_torch_checkpoint(ckpt, CKPT_FIX)
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"out={out} exists and is not empty; merge into a new folder")
-    run_dir = Path(cfg.paths.output_dir)
-    with failure_marker(run_dir):
-        states = {}
-        for i, ckpt in enumerate(checkpoints):  # keyed by position: one checkpoint may be listed twice
-            encoder = make(cfg.model.encoder)
-            checkpoint_finetune(cfg, training_config(ckpt)).apply(encoder)
-            load_encoder_weights(encoder, ckpt)
-            states[f"{ckpt} (#{i + 1})"] = plain_state(encoder, ckpt)
-        target = make(cfg.model.encoder)
-        if pretrained_weight:
-            states["the pretrained backbone"] = plain_state(target, "the pretrained backbone")
-        load_plain_state(target, weighted_average(states, all_weights, bool(cfg.extrapolate)))
-        from mdr.modeling.export import export_encoder
+    return checkpoints, all_weights
 
-        recipe = {
-            "inputs": list(states),
-            "weights": all_weights,
-            "model": OmegaConf.to_container(cfg.model, resolve=True),
-        }
-        export_encoder(target, out, config=recipe)
-        atomic_write_text(out / "merge.json", json.dumps(recipe, indent=2) + "\n")
-    print(f"merged {len(states)} models -> {out}; score it with: python eval.py model.encoder.name={out}")
-    return out
+
+def parent_cell(ckpt: str) -> list[str]:
+    """The overrides of the training run that wrote ``ckpt`` (``<run>/checkpoints/best.ckpt``)."""
+    run = Path(ckpt).parent.parent
+    overrides = recorded_overrides(run)
+    if not (run / ".hydra" / "config.yaml").is_file():
+        raise InputError(
+            f"{ckpt} is not inside a train.py run folder (no {run / '.hydra' / 'config.yaml'}), so the merge "
+            "cannot be scored like its parents or keyed by them; merge without evaluate/results_dir and score "
+            "the export with eval.py"
+        )
+    return overrides
+
+
+def soup_row_key(parents: list[dict]) -> list[str]:
+    """The report's base key of the merge (sampler, model, finetune): each part the parents' common value, or
+    their values joined by ``+`` (``xx+xy``)."""
+    keys = [row_key(p) for p in parents]
+    return ["+".join(dict.fromkeys(parts)) for parts in zip(*keys)]
+
+
+def common_seed(parents: list[dict]) -> int | None:
+    """The parents' seed when they share one (a soup is paired with other recipes by it), else None."""
+    seeds = {p.get("seed") for p in parents}
+    return seeds.pop() if len(seeds) == 1 else None
+
+
+def parents_eval(cfg: DictConfig, checkpoints: list[str], parents: list[dict | None]) -> tuple:
+    """The evaluation settings and model every parent was scored with (they must agree), checked, with the data
+    readable, and the first parent's config: a merge is compared with its parents, so it is scored exactly like
+    them (same eval settings, same encoder lengths)."""
+    sections = []
+    for ckpt, parent in zip(checkpoints, parents):
+        parent_cell(ckpt)
+        node = OmegaConf.create(parent)
+        node.paths = cfg.paths  # this machine's data folder
+        sections.append(node)
+    for part in ("eval", "model"):
+        first = OmegaConf.to_container(sections[0][part], resolve=True)
+        for ckpt, node in zip(checkpoints[1:], sections[1:]):
+            if OmegaConf.to_container(node[part], resolve=True) != first:
+                raise InputError(
+                    f"{ckpt} was trained or evaluated with other {part} settings than {checkpoints[0]}; merge "
+                    "runs of one sweep, or merge without evaluate/results_dir and score the export with eval.py"
+                )
+    return eval_settings(sections[0]), sections[0]
+
+
+def evaluate_merge(
+    cfg: DictConfig,
+    encoder,
+    settings: EvalSettings,
+    parent_config: DictConfig,
+    row: dict,
+    cell: list[str],
+    langs: list[str],
+    folder: Path,
+) -> dict:
+    """Score the merged encoder into ``folder`` (a run folder of its own: config, overrides = its cell) and
+    archive it under ``results_dir``. The recorded config is the first parent's with the merge described
+    (``merged``); the seed is the parents' common seed, or none."""
+    t0 = time.perf_counter()
+    encoder.to("cuda" if torch.cuda.is_available() else "cpu")
+    config = OmegaConf.to_container(parent_config, resolve=True)
+    config["seed"] = row["seed"]
+    config["merged"] = row
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(config))
+    atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
+    extra = {"config": config, "merged": row, "train": {"train_langs": langs}, "environment": describe()}
+    report = run_eval(encoder, settings, cfg.paths.data_dir, folder, langs, extra)
+    log.info(
+        "merge %s: evaluated in %.0f s; %s", row["name"], time.perf_counter() - t0, format_headline(report)
+    )
+    print(format_headline(report))
+    if cfg.get("results_dir"):
+        archive_run(folder, cfg.results_dir, cell)
+    return report

@@ -78,6 +78,20 @@ def cell_name(overrides: list[str]) -> str:
     return name
 
 
+def soup_cell(parents: list[list[str]], name: str) -> list[str]:
+    """A merge of several training runs as a results cell: every key the parents share keeps its value, a key
+    whose values differ joins them with ``+`` in the parents' order (a key a parent lacks counts as
+    ``default``), plus ``merge=<name>``. The soup of ``sampler=xx,seed=5`` and ``sampler=xy,seed=5`` is
+    ``merge=soup,sampler=xx+xy,seed=5``: keyed by its two parents and its seed."""
+    cells = [
+        dict(o.lstrip("+~").split("=", 1) for o in p if not o.lstrip("+~").startswith(NOT_A_CELL_KEY))
+        for p in parents
+    ]
+    keys = list(dict.fromkeys(k for c in cells for k in c))
+    merged = [f"{k}={'+'.join(dict.fromkeys(c.get(k, 'default') for c in cells))}" for k in keys]
+    return [*merged, f"merge={name}"]
+
+
 def archived_cell(
     results_dir: str | Path | None, overrides: list[str], merged: list[list[str]] | None = None
 ) -> Path | None:

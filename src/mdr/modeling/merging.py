@@ -126,3 +126,12 @@ def weighted_average(states: dict[str, State], weights: list[float], extrapolate
 def wise_name(lam: float) -> str:
     """The results row of an interpolation: ``merge=wise0.5``."""
     return f"wise{float(lam):g}"
+
+
+def merge_name(weights: list[float], pretrained_weight: float = 0.0) -> str:
+    """The results row of a weighted average: ``soup`` for a uniform average of fine-tuned models, else
+    ``avg<w1>_<w2>`` (``+pre<w>`` for the pretrained backbone's share)."""
+    if not pretrained_weight and len(set(weights)) == 1:
+        return "soup"
+    name = "avg" + "_".join(f"{w:g}" for w in weights)
+    return f"{name}+pre{pretrained_weight:g}" if pretrained_weight else name

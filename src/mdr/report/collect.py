@@ -105,7 +105,10 @@ def sampler_name(config: dict, label_alpha: bool = True) -> str:
     return sampler
 
 
-def row_key(config: dict, label_alpha: bool = True) -> tuple[str, str, str]:
+def row_key(config: dict, label_alpha: bool = True) -> tuple[str, ...]:
+    merged = config.get("merged") or {}
+    if merged.get("row"):  # a merge of several runs: its parents' keys joined (mdr.cli.merge.soup_row_key)
+        return tuple(merged["row"])
     return (
         sampler_name(config, label_alpha),
         str(config.get("model", {}).get("name", "?")),
