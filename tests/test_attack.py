@@ -14,6 +14,7 @@ from mdr.eval.attack import AttackSettings, margins, run_attack, sample_queries
 from mdr.eval.attack_outputs import ADVERSARIAL_FILE, summarise, write_attack_outputs
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.per_query import per_query_metric
+from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 
@@ -237,7 +238,7 @@ def test_candidate_edits():
 def test_bad_attack_config_fails_before_anything_is_written(data_dir, tmp_path, attack, message):
     settings = EvalSettings(datasets=["xquad_r"], attack=attack, show_progress=False)
     with pytest.raises(ValueError, match=message):
-        run_eval(HashingEncoder(dim=64), settings, data_dir, tmp_path)
+        run_eval(HashingEncoder(dim=64), EvalPlan.build(settings, data_dir), tmp_path)
     assert not any(tmp_path.iterdir())
 
 

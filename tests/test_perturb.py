@@ -108,6 +108,7 @@ def test_bad_perturbation_specs():
 def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path, tiny_model_dir, data_dir):
     import json
 
+    from mdr.eval.plan import EvalPlan
     from mdr.eval.suite import EvalSettings, run_eval
     from mdr.modeling.encoder import DualEncoder
 
@@ -122,7 +123,7 @@ def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path,
         perturb=perturb,
         perturb_seed=3,
     )
-    report = run_eval(enc, settings, data_dir, tmp_path)
+    report = run_eval(enc, EvalPlan.build(settings, data_dir), tmp_path)
     clean, same, noisy = (
         report["datasets"][k] for k in ("xquad_r", "xquad_r~word_drop@0", "xquad_r~char_noise@0.5")
     )

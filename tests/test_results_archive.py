@@ -10,6 +10,7 @@ import yaml
 from helpers import ROOT, compose_cfg, in_process
 
 from mdr.cli.results_archive import archive_run, archived_cell, cell_name, eval_cell_overrides
+from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 from mdr.report.collect import collect
@@ -56,7 +57,7 @@ def _eval_run(run, data_dir, sampler, seed):
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "best.ckpt").write_bytes(b"0" * 1000)
     settings = EvalSettings(datasets=["tatoeba"], tatoeba_langs=["afr", "jav"], show_progress=False)
-    run_eval(HashingEncoder(dim=256), settings, data_dir, run, ["en"], {"config": config})
+    run_eval(HashingEncoder(dim=256), EvalPlan.build(settings, data_dir), run, ["en"], {"config": config})
 
 
 def test_archive_keeps_the_small_results_and_the_report_rebuilds_from_them(tmp_path, data_dir):

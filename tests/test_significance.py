@@ -11,6 +11,7 @@ import yaml
 from scipy import stats
 
 from mdr.eval.per_query import lareqa_units
+from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 from mdr.report.collect import COLUMNS
@@ -81,7 +82,11 @@ def _run(root, name, sampler, seed, dim, data_dir, seen=("de", "en", "es")):
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     encoder = HashingEncoder(dim=dim)
     return run_eval(
-        encoder, EvalSettings(**SETTINGS, show_progress=False), data_dir, run, list(seen), {"config": config}
+        encoder,
+        EvalPlan.build(EvalSettings(**SETTINGS, show_progress=False), data_dir),
+        run,
+        list(seen),
+        {"config": config},
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mdr.data.sources import load_eval_set
+from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings
 from mdr.runtime import progress
 from mdr.runtime.files import atomic_write_text
@@ -55,11 +55,8 @@ def configure_progress(cfg: DictConfig) -> None:
             logger.propagate = True
 
 
-def eval_settings(cfg: DictConfig) -> EvalSettings:
-    """The ``eval:`` group as settings, checked, with every evaluation set readable: the final evaluation
-    must be possible before any training or model loading is spent."""
+def eval_plan(cfg: DictConfig) -> EvalPlan:
+    """The ``eval:`` group as one plan: settings checked and every evaluation set read, once, before any
+    training or model loading is spent; the run's evaluations all score these loaded sets."""
     settings: EvalSettings = make(cfg.eval)
-    settings.check()
-    for name in settings.datasets:
-        load_eval_set(name, cfg.paths.data_dir, tatoeba_langs=settings.tatoeba_langs)
-    return settings
+    return EvalPlan.build(settings, cfg.paths.data_dir)

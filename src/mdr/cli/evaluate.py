@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
+from mdr.cli.common import configure_progress, eval_plan, failure_marker, make
 from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides, recorded_overrides
-from mdr.data.sources import load_eval_set
+from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.outputs import load_embeddings
-from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.eval.plan import EvalPlan
+from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.environment import describe
@@ -38,26 +39,25 @@ def evaluate(cfg: DictConfig) -> dict:
         return {}
     with failure_marker(run_dir):
         configure_progress(cfg)
-        settings = eval_settings(cfg)  # fails on bad data before loading a model
+        plan = eval_plan(cfg)  # fails on bad data before loading a model
         if cfg.get("ckpt"):
             check_torch_checkpoint(cfg.ckpt, CKPT_FIX)  # and on a bad checkpoint file
         trained_with = training_config(cfg.get("ckpt"))
         seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
         encoder, embeddings = None, None
         if cfg.get("embeddings"):
-            embeddings = saved_embeddings(cfg, settings)
+            embeddings = saved_embeddings(cfg, plan)
         else:
             encoder, ckpt_langs = load_encoder(cfg, trained_with)
             seen = seen or ckpt_langs
-            if settings.attack and cfg.get("ckpt") and not seen:
+            if plan.attack and cfg.get("ckpt") and not seen:
                 raise InputError(
                     f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
                     "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"
                 )
         report = run_eval(
             encoder,
-            settings,
-            cfg.paths.data_dir,
+            plan,
             run_dir,
             seen_langs=seen,
             extra=run_record(cfg, trained_with),
@@ -99,17 +99,17 @@ def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
     return extra
 
 
-def saved_embeddings(cfg: DictConfig, settings: EvalSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``embeddings=...``: one LAReQA dataset's saved embeddings, checked against the set."""
-    if len(settings.datasets) != 1 or settings.qrels_sets or settings.datasets[0] == "tatoeba":
+def saved_embeddings(cfg: DictConfig, plan: EvalPlan) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``embeddings=...``: one LAReQA dataset's saved embeddings, checked against the plan's loaded set."""
+    if len(plan.sets) != 1 or plan.qrels_sets or isinstance(plan.sets[0], TatoebaSet):
         raise InputError("embeddings=... scores exactly one LAReQA dataset: pass data=xquad_r or data=mlqa_r")
     path = Path(cfg.embeddings)
     if not path.is_file():
         raise MissingInputError(
             f"embeddings file {path} does not exist; write one with eval.save_embeddings=true"
         )
-    settings.save_embeddings = False  # they are saved already
-    rs = load_eval_set(settings.datasets[0], cfg.paths.data_dir)
+    plan.settings.save_embeddings = False  # they are saved already
+    rs = plan.sets[0]
     return {rs.name: load_embeddings(path, rs)}
 
 

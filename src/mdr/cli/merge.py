@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import eval_settings, failure_marker, make
+from mdr.cli.common import eval_plan, failure_marker, make
 from mdr.cli.evaluate import CKPT_FIX, checkpoint_finetune, training_config
 from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides, soup_cell
-from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.eval.plan import EvalPlan
+from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.merging import (
     check_weights,
     load_plain_state,
@@ -52,7 +53,7 @@ def merge(cfg: DictConfig) -> Path | None:
         atomic_write_text(run_dir / "SKIPPED", f"this merge's results are already in {done}\n")
         log.info("skipped: %s already holds this merge's results (delete it to run it again)", done)
         return None
-    settings, parent_config = parents_eval(cfg, checkpoints, parents) if evaluating else (None, None)
+    plan, parent_config = parents_eval(cfg, checkpoints, parents) if evaluating else (None, None)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"out={out} exists and is not empty; merge into a new folder")
@@ -88,7 +89,7 @@ def merge(cfg: DictConfig) -> Path | None:
                 "row": soup_row_key(parents),
                 "seed": common_seed(parents),
             }
-            evaluate_merge(cfg, target, settings, parent_config, row, cell, langs, run_dir / "merged" / name)
+            evaluate_merge(cfg, target, plan, parent_config, row, cell, langs, run_dir / "merged" / name)
     return out
 
 
@@ -153,13 +154,13 @@ def parents_eval(cfg: DictConfig, checkpoints: list[str], parents: list[dict | N
                     f"{ckpt} was trained or evaluated with other {part} settings than {checkpoints[0]}; merge "
                     "runs of one sweep, or merge without evaluate/results_dir and score the export with eval.py"
                 )
-    return eval_settings(sections[0]), sections[0]
+    return eval_plan(sections[0]), sections[0]
 
 
 def evaluate_merge(
     cfg: DictConfig,
     encoder,
-    settings: EvalSettings,
+    plan: EvalPlan,
     parent_config: DictConfig,
     row: dict,
     cell: list[str],
@@ -178,7 +179,7 @@ def evaluate_merge(
     atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(config))
     atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
     extra = {"config": config, "merged": row, "train": {"train_langs": langs}, "environment": describe()}
-    report = run_eval(encoder, settings, cfg.paths.data_dir, folder, langs, extra)
+    report = run_eval(encoder, plan, folder, langs, extra)
     log.info(
         "merge %s: evaluated in %.0f s; %s", row["name"], time.perf_counter() - t0, format_headline(report)
     )

@@ -12,15 +12,15 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import configure_progress, eval_settings, failure_marker, make
+from mdr.cli.common import configure_progress, eval_plan, failure_marker, make
 from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides
-from mdr.eval.suite import EvalSettings, format_headline, run_eval
+from mdr.eval.plan import EvalPlan
+from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
 from mdr.modeling.finetune import FinetuneMode
 from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
 from mdr.runtime.environment import describe
-from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.precision import trainer_precision
 from mdr.training.callbacks import BatchLog, ProgressLog
@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict | None:
         return None
     with failure_marker(run_dir):
         configure_progress(cfg)
-        settings = check_config(cfg)
+        plan = check_config(cfg)
         resume_from = resolve_resume(
             cfg.get("ckpt_path"), run_dir / "checkpoints"
         )  # checked before any loading
@@ -68,26 +68,22 @@ def train(cfg: DictConfig) -> dict | None:
         restore_best(cfg, run)
         if not run.trainer.is_global_zero:
             return {}
-        report = evaluate_and_export(cfg, run, run_dir, settings, train_summary(cfg, run, train_s))
+        report = evaluate_and_export(cfg, run, run_dir, plan, train_summary(cfg, run, train_s))
         # merged rows first: a base cell in results_dir counts as done only with them (archived_cell)
-        merged_rows(cfg, run, run_dir, settings, overrides)
+        merged_rows(cfg, run, run_dir, plan, overrides)
         if cfg.get("results_dir"):
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
         return report
 
 
-def check_config(cfg: DictConfig) -> EvalSettings:
-    """Fail before any loading on settings that cannot work."""
-    alpha = cfg.sampler.get("alpha")
-    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
-        raise InputError(f"sampler.alpha={alpha} must be in [0, 1] (the probability of an X-X batch)")
-    if int(cfg.data.datamodule.batch_size) < 1:
-        raise InputError(f"data.datamodule.batch_size={cfg.data.datamodule.batch_size} must be >= 1")
+def check_config(cfg: DictConfig) -> EvalPlan:
+    """Fail before any loading on settings that cannot work (the sampler's and the batch size are checked by
+    the sampler itself, which the datamodule builds before the model loads); returns the evaluation plan."""
     merge = cfg.get("merge") or {}
     for lam in merge.get("wise") or []:
         check_lambda(lam, bool(merge.get("extrapolate", False)))
-    return eval_settings(cfg)
+    return eval_plan(cfg)
 
 
 def build(
@@ -280,14 +276,13 @@ def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float) -> dict:
 
 
 def evaluate_and_export(
-    cfg: DictConfig, run: TrainingRun, run_dir: Path, settings: EvalSettings, extra: dict
+    cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, extra: dict
 ) -> dict:
     encoder = run.module.encoder
     encoder.to(run.module.device)
     report = run_eval(
         encoder,
-        settings,
-        cfg.paths.data_dir,
+        plan,
         run_dir,
         seen_langs=run.datamodule.train_corpus.langs,
         extra=extra,
@@ -311,7 +306,7 @@ def merged_cells(cfg: DictConfig, overrides: list[str]) -> list[list[str]]:
 
 
 def merged_rows(
-    cfg: DictConfig, run: TrainingRun, run_dir: Path, settings: EvalSettings, overrides: list[str]
+    cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, overrides: list[str]
 ) -> dict[str, dict]:
     """``merge.wise``: the trained encoder interpolated with the pretrained backbone at each lambda, evaluated
     like the trained one into ``<run>/merged/wise<lambda>/`` and archived as its own results row. Runs after the
@@ -340,9 +335,7 @@ def merged_rows(
             "merged": row,
             "train": {"train_langs": run.datamodule.train_corpus.langs},
         }
-        reports[name] = run_eval(
-            encoder, settings, cfg.paths.data_dir, folder, run.datamodule.train_corpus.langs, extra
-        )
+        reports[name] = run_eval(encoder, plan, folder, run.datamodule.train_corpus.langs, extra)
         log.info(
             "merged row %s: evaluated in %.0f s; %s",
             name,

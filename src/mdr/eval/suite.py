@@ -18,10 +18,9 @@ import torch
 
 from mdr.data.corpus import RetrievalSet
 from mdr.data.perturb import check_perturbations, perturb_set
-from mdr.data.qrels import QrelsSet, load_qrels_spec
-from mdr.data.sources import load_eval_set
+from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
-from mdr.eval.attack import ATTACKED, AttackSettings, run_attack, sample_queries
+from mdr.eval.attack import ATTACKED, AttackSettings, run_attack
 from mdr.eval.attack_outputs import entry as attack_entry
 from mdr.eval.attack_outputs import headline as attack_headline
 from mdr.eval.attack_outputs import summarise as summarise_attack
@@ -29,6 +28,7 @@ from mdr.eval.attack_outputs import write_attack_outputs
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.outputs import SCHEMA_VERSION, TrecWriter, headline, save_embeddings, write_dataset_reports
 from mdr.eval.per_query import PER_QUERY_FILE, save_lareqa_per_query
+from mdr.eval.plan import EvalPlan
 from mdr.eval.qrels import SEARCHES, evaluate_qrels
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
@@ -67,9 +67,8 @@ class EvalSettings:
     attack: dict | None = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
 
     def check(self) -> list[tuple[str, float]]:
-        """Fail on settings that cannot work; returns the perturbations as (kind, rate)."""
-        if self.attack:
-            AttackSettings.from_config(dict(self.attack))
+        """Fail on settings that cannot work; returns the perturbations as (kind, rate). The attack settings
+        are parsed (and checked) once, by :class:`mdr.eval.plan.EvalPlan`."""
         if self.run_files not in RUN_KINDS:
             raise InputError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
         if self.search not in SEARCHES:
@@ -153,9 +152,10 @@ class EvalRun:
             )
         return q, c
 
-    def attack(self, rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray) -> None:
+    def attack(
+        self, rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray, settings: AttackSettings
+    ) -> None:
         """The budgeted query attack (``eval.attack``) on sampled queries of ``rs`` (dataset ``<name>~attack``)."""
-        settings = AttackSettings.from_config(dict(self.settings.attack or {}))
         t0 = time.perf_counter()
         result = run_attack(
             rs,
@@ -227,47 +227,39 @@ class EvalRun:
 
 def run_eval(
     encoder: TextEncoder | None,
-    settings: EvalSettings,
-    data_dir: str | Path,
+    plan: EvalPlan,
     out_dir: str | Path,
     seen_langs: list[str] | None = None,
     extra: dict | None = None,
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict:
-    """Encode, score and report every configured set; returns the ``metrics.json`` content.
+    """Encode, score and report every set of the plan (read once, :class:`mdr.eval.plan.EvalPlan`); returns
+    the ``metrics.json`` content.
 
     ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
     encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
     the resolved config).
     """
-    variants = settings.check()
-    if (variants or settings.attack) and encoder is None:
+    if (plan.variants or plan.attack) and encoder is None:
         raise InputError(
             "eval.perturb and eval.attack need a model to encode the edited queries; they cannot rescore embeddings="
         )
-    # fail on bad data before encoding
-    sets = [load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets]
-    if encoder is None and any(isinstance(s, TatoebaSet) for s in sets):
+    if encoder is None and any(isinstance(s, TatoebaSet) for s in plan.sets):
         raise InputError(
             "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
         )
-    if settings.attack:  # a sample larger than a language's queries fails here, before any encoding
-        attack = AttackSettings.from_config(dict(settings.attack))
-        for rs in sets:
-            if isinstance(rs, RetrievalSet):
-                sample_queries(rs, attack)
-    run = EvalRun(encoder, settings, Path(out_dir), seen_langs)
-    for rs in sets:
+    run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs)
+    for rs in plan.sets:
         if isinstance(rs, TatoebaSet):
             run.tatoeba(rs)
             continue
         query_emb, cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
-        for kind, rate in variants:
+        for kind, rate in plan.variants:
             run.perturbed(rs, cand_emb, kind, rate)
-        if settings.attack:
-            run.attack(rs, query_emb, cand_emb)
-    for spec in settings.qrels_sets or []:
-        run.qrels(load_qrels_spec(dict(spec)))
+        if plan.attack:
+            run.attack(rs, query_emb, cand_emb, plan.attack)
+    for qs in plan.qrels_sets:
+        run.qrels(qs)
     run.report.update(extra or {})
     atomic_write_json(run.out_dir / "metrics.json", run.report)
     return run.report

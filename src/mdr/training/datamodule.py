@@ -170,6 +170,11 @@ class RetrievalDataModule(L.LightningDataModule):
             )
         else:
             self.dev_set = None
+        # the sampler checks its own settings (alpha, weighting, batch size against the corpus) here, before the
+        # model loads; one rank's sampler is the training sampler (setup reuses it), draws nothing at build
+        self._rank_sampler = self.sampler_factory(
+            corpus=self.train_corpus, batch_size=self.batch_size, seed=self.seed
+        )
         self._loaded = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -179,7 +184,11 @@ class RetrievalDataModule(L.LightningDataModule):
         train_ids, dev_ids = self.train_ids, self.dev_ids
         world = self.world_size
         global_batch = self.batch_size * world
-        self.sampler = self.sampler_factory(corpus=self.train_corpus, batch_size=global_batch, seed=self.seed)
+        self.sampler = (
+            self._rank_sampler
+            if global_batch == self.batch_size
+            else self.sampler_factory(corpus=self.train_corpus, batch_size=global_batch, seed=self.seed)
+        )
         examples = len(self.train_corpus)
         self.steps_per_epoch = self.steps_per_epoch_cfg or max(1, examples // global_batch)
         log.info(

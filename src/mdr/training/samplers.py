@@ -54,7 +54,7 @@ class BatchSampler:
 
     def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform"):
         if batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {batch_size}")
+            raise InputError(f"data.datamodule.batch_size={batch_size} must be >= 1")
         self.corpus, self.batch_size, self.seed, self.weighting = corpus, batch_size, seed, weighting
 
     def plan(self, step: int) -> BatchPlan:

@@ -1,0 +1,49 @@
+"""One evaluation plan per run: the ``eval:`` settings checked, the attack settings parsed and every evaluation
+set read, once, before any model loads. ``train.py`` builds it before training (a bad evaluation file fails in
+seconds, not after hours), then scores the trained model and each merged row from the same loaded sets;
+``eval.py`` and ``merge.py`` build it before loading a model too."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdr.data.corpus import RetrievalSet
+from mdr.data.qrels import QrelsSet, load_qrels_spec
+from mdr.data.sources import load_eval_set
+from mdr.data.tatoeba import TatoebaSet
+from mdr.eval.attack import AttackSettings, sample_queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalPlan:
+    """What a run evaluates: the settings, the loaded sets in config order, the corpus-style (qrels) sets,
+    the query perturbations as (kind, rate) and the parsed attack settings."""
+
+    settings: object  # mdr.eval.suite.EvalSettings (imported lazily there: the suite imports this module)
+    sets: list[RetrievalSet | TatoebaSet] = field(default_factory=list)
+    qrels_sets: list[QrelsSet] = field(default_factory=list)
+    variants: list[tuple[str, float]] = field(default_factory=list)
+    attack: AttackSettings | None = None
+
+    @classmethod
+    def build(cls, settings, data_dir: str | Path) -> EvalPlan:
+        """Check the settings and read every set; fails with the file and the fix on the first problem."""
+        variants = settings.check()
+        attack = AttackSettings.from_config(dict(settings.attack)) if settings.attack else None
+        sets = [
+            load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets
+        ]
+        if attack:  # a sample larger than a language's queries fails here, before any encoding
+            for rs in sets:
+                if isinstance(rs, RetrievalSet):
+                    sample_queries(rs, attack)
+        qrels_sets = [load_qrels_spec(dict(spec)) for spec in settings.qrels_sets or []]
+        log.info(
+            "evaluation plan: %s",
+            ", ".join([s.name for s in sets] + [q.name for q in qrels_sets]) or "nothing to evaluate",
+        )
+        return cls(settings, sets, qrels_sets, variants, attack)
