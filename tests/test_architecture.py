@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mdr"
 LAYERS = ["runtime", "data", "modeling", "eval", "training", "report", "cli"]
 REPORT_MAY_IMPORT = {"runtime", "data", "report"}
 # ... and, from eval, the per-query file contract and the metric definitions it is recomputed with (no model code)
-REPORT_MAY_READ = {"mdr.eval.per_query", "mdr.eval.metrics"}
+REPORT_MAY_READ = {"mdr.eval.outputs.per_query", "mdr.eval.metrics"}
 
 
 def module_name(path: Path) -> str:

@@ -11,9 +11,9 @@ from mdr.data.corpus import RetrievalSet
 from mdr.data.edits import HOMOGLYPHS, KEYBOARD, Edit, Query, candidate_edits, counterpart
 from mdr.data.sources import load_eval_set
 from mdr.eval.attack import AttackSettings, margins, run_attack, sample_queries
-from mdr.eval.attack_outputs import ADVERSARIAL_FILE, summarise, write_attack_outputs
 from mdr.eval.lareqa import evaluate_lareqa
-from mdr.eval.per_query import per_query_metric
+from mdr.eval.outputs.attack import ADVERSARIAL_FILE, summarise, write_attack_outputs
+from mdr.eval.outputs.per_query import per_query_metric
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
@@ -246,7 +246,7 @@ def fake_attack_run(run_dir, sampler_class, encoder, rs, seed=0):
     """A run folder holding only an attack evaluation (metrics.json + per-query file), as eval.py writes it."""
     import yaml
 
-    from mdr.eval.attack_outputs import entry
+    from mdr.eval.outputs.attack import entry
     from mdr.runtime.files import atomic_write_json
 
     q, c = encoder.embed_texts(rs.query_texts), encoder.embed_texts(rs.cand_texts)

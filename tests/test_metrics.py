@@ -132,7 +132,7 @@ def small_xquad_run(tmp_path_factory, data_dir, tiny_model_dir):
     """Real ranked data: a tiny random encoder over 3 XQuAD-R languages, 150 ids, full-depth TREC runs."""
     from mdr.data.lareqa import read_lareqa, retrieval_set
     from mdr.eval.lareqa import evaluate_lareqa
-    from mdr.eval.outputs import TrecWriter
+    from mdr.eval.outputs.trec import TrecWriter
     from mdr.modeling.encoder import DualEncoder
 
     full = retrieval_set(read_lareqa(data_dir, "xquad_r", ["de", "en", "th"]), "xquad_r")

@@ -140,3 +140,14 @@ def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path,
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert set(on_disk["headline"]) == {"xquad_r", "xquad_r~word_drop@0", "xquad_r~char_noise@0.5"}
     assert (tmp_path / "eval" / "xquad_r~char_noise@0.5" / "pairs.csv").exists()
+
+
+def test_variant_names_tell_perturbed_attacked_and_clean_sets_apart():
+    from mdr.data.names import attacked_name, clean_name, is_attacked, is_perturbed, is_variant, perturbed_name
+
+    noisy, attacked = perturbed_name("xquad_r", "char_noise", 0.10), attacked_name("xquad_r")
+    assert (noisy, attacked) == ("xquad_r~char_noise@0.1", "xquad_r~attack")
+    assert clean_name(noisy) == clean_name(attacked) == clean_name("xquad_r") == "xquad_r"
+    assert is_perturbed(noisy) and not is_attacked(noisy)
+    assert is_attacked(attacked) and not is_perturbed(attacked)
+    assert is_variant(noisy) and is_variant(attacked) and not is_variant("xquad_r")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from mdr.eval.per_query import lareqa_units
+from mdr.eval.outputs.per_query import lareqa_units
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
@@ -230,7 +230,7 @@ def claims_file_text(claims, primary=3):
 def clusters_of(run_dir, claim):
     """Per-cluster sums of one run's per-unit numbers, recomputed here: LAReQA by question id (all language
     versions together), a Tatoeba group by language."""
-    from mdr.eval.per_query import tatoeba_units
+    from mdr.eval.outputs.per_query import tatoeba_units
 
     data = np.load(run_dir / "eval" / claim.dataset / "per_query.npz")
     if claim.dataset == "tatoeba":  # groups all and xtreme36: the four languages are XTREME-36 ones

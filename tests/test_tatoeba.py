@@ -18,7 +18,7 @@ from mdr.data.tatoeba import (
     read_tatoeba,
     select_langs,
 )
-from mdr.eval.per_query import tatoeba_units
+from mdr.eval.outputs.per_query import tatoeba_units
 from mdr.eval.tatoeba import evaluate_tatoeba, score_language
 from mdr.modeling.baselines import HashingEncoder
 

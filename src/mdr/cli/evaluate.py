@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli.common import configure_progress, eval_plan, failure_marker, make
 from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides, recorded_overrides
 from mdr.data.tatoeba import TatoebaSet
-from mdr.eval.outputs import load_embeddings
+from mdr.eval.outputs.embeddings import load_embeddings
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode

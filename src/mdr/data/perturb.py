@@ -22,10 +22,10 @@ import zlib
 import numpy as np
 
 from mdr.data.corpus import RetrievalSet
+from mdr.data.names import perturbed_name
 from mdr.runtime.errors import InputError
 
 KINDS = ("char_noise", "word_drop", "word_swap", "code_switch")
-PERTURBED = "~"  # xquad_r~char_noise@0.1: a dataset evaluated on perturbed queries
 
 
 def stochastic_round(x: float, rng: np.random.Generator) -> int:
@@ -141,10 +141,6 @@ def check_perturbations(specs: list[dict]) -> list[tuple[str, float]]:
             raise InputError(f"eval.perturb rate {rate!r} for {kind}: give a share in [0, 1]")
         out.append((kind, float(rate)))
     return out
-
-
-def perturbed_name(name: str, kind: str, rate: float) -> str:
-    return f"{name}{PERTURBED}{kind}@{rate:g}"
 
 
 def perturb_set(rs: RetrievalSet, kind: str, rate: float, seed: int = 0) -> tuple[RetrievalSet, int]:

@@ -36,6 +36,7 @@ import torch
 
 from mdr.data.corpus import RetrievalSet
 from mdr.data.edits import OPS, Edit, Query, candidate_edits
+from mdr.data.names import attacked_name
 from mdr.eval.lareqa import Pools
 from mdr.eval.metrics import PAD, metrics_from_ranks, relevant_ranks
 from mdr.runtime.errors import InputError
@@ -44,7 +45,6 @@ ATTACKS = ("greedy",)
 SETTINGS = ("mono", "cross", "multi")
 METHODS = ("greedy", "random")
 ATTACK_METRICS = ("map", "p@1", "mrr@5")
-ATTACKED = "~attack"  # xquad_r~attack: the attack's entry in metrics.json
 
 Encode = Callable[[list[str], str], np.ndarray]  # (texts, progress description) -> L2-normalised rows
 
@@ -305,12 +305,12 @@ class QueryAttack:
             proposals = [self._candidates(p, step) for p in active]
             texts = [p.queries[-1].apply(e).text for p, edits in zip(active, proposals) for e in edits]
             self.encoded += self.cache.fill(
-                texts, f"{self.rs.name}{ATTACKED}: step {step + 1}/{self.settings.max_budget}"
+                texts, f"{attacked_name(self.rs.name)}: step {step + 1}/{self.settings.max_budget}"
             )
             for p, edits in zip(active, proposals):
                 self._step(p, edits)
             progress(
-                f"{self.rs.name}{ATTACKED}: step {step + 1}/{self.settings.max_budget}: {len(active)} queries attacked, "
+                f"{attacked_name(self.rs.name)}: step {step + 1}/{self.settings.max_budget}: {len(active)} queries attacked, "
                 f"{sum(p.stop == 'success' for p in paths)} successes so far, {self.encoded} texts encoded"
             )
         for p in paths:
@@ -349,7 +349,7 @@ class QueryAttack:
                 queries.append(queries[-1].apply(edits[int(rng.integers(len(edits)))]))
             out[row] = queries
         texts = [q.text for qs in out.values() for q in qs]
-        self.encoded += self.cache.fill(texts, f"{self.rs.name}{ATTACKED}: random edits")
+        self.encoded += self.cache.fill(texts, f"{attacked_name(self.rs.name)}: random edits")
         return out
 
     def ranks(self, queries: list[Query | None], targets: list[Target]) -> torch.Tensor:

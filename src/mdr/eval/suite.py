@@ -7,7 +7,6 @@ Each dataset's texts are encoded once, then every setting is scored from the cac
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,22 +16,26 @@ import numpy as np
 import torch
 
 from mdr.data.corpus import RetrievalSet
+from mdr.data.names import attacked_name
 from mdr.data.perturb import check_perturbations, perturb_set
 from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
-from mdr.eval.attack import ATTACKED, AttackSettings, run_attack
-from mdr.eval.attack_outputs import entry as attack_entry
-from mdr.eval.attack_outputs import headline as attack_headline
-from mdr.eval.attack_outputs import summarise as summarise_attack
-from mdr.eval.attack_outputs import write_attack_outputs
+from mdr.eval.attack import AttackSettings, run_attack
 from mdr.eval.lareqa import evaluate_lareqa
-from mdr.eval.outputs import SCHEMA_VERSION, TrecWriter, headline, save_embeddings, write_dataset_reports
-from mdr.eval.per_query import PER_QUERY_FILE, save_lareqa_per_query
+from mdr.eval.outputs import SCHEMA_VERSION
+from mdr.eval.outputs.attack import entry as attack_entry
+from mdr.eval.outputs.attack import headline as attack_headline
+from mdr.eval.outputs.attack import summarise as summarise_attack
+from mdr.eval.outputs.attack import write_attack_outputs
+from mdr.eval.outputs.embeddings import save_embeddings
+from mdr.eval.outputs.lareqa import headline, write_dataset_reports
+from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_lareqa_per_query
+from mdr.eval.outputs.tatoeba import write_tatoeba_reports
+from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan
 from mdr.eval.qrels import SEARCHES, evaluate_qrels
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
-from mdr.eval.tatoeba_outputs import write_tatoeba_reports
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_json
@@ -167,16 +170,16 @@ class EvalRun:
             progress=log.info,
         )
         summary = summarise_attack(result)
-        write_attack_outputs(result, summary, rs.query_texts, self.out_dir / "eval" / f"{rs.name}{ATTACKED}")
+        write_attack_outputs(result, summary, rs.query_texts, self.out_dir / "eval" / attacked_name(rs.name))
         elapsed = time.perf_counter() - t0
         self.record(
-            f"{rs.name}{ATTACKED}",
+            attacked_name(rs.name),
             attack_entry(result, summary),
             attack_headline(summary, settings.budgets),
             elapsed,
             0.0,
         )
-        log.info("%s%s: %d texts encoded in %.0fs", rs.name, ATTACKED, result.encoded, elapsed)
+        log.info("%s: %d texts encoded in %.0fs", attacked_name(rs.name), result.encoded, elapsed)
 
     def perturbed(self, rs: RetrievalSet, cand_emb: np.ndarray, kind: str, rate: float) -> None:
         """Score ``rs`` with perturbed queries against its clean candidates (dataset ``<name>~<kind>@<rate>``)."""
@@ -219,7 +222,7 @@ class EvalRun:
         d = self.encode(qs.doc_texts, "passage", f"{qs.name}: corpus")
         t1 = time.perf_counter()
         result = evaluate_qrels(qs, q, d, depth=self.settings.run_depth, search=self.settings.search)
-        write_qrels_outputs(result, qs, self.out_dir / "eval" / qs.name)
+        write_qrels_outputs(result["run"], qs.qrels, self.out_dir / "eval" / qs.name)
         result.pop("run")
         head = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
         self.record(qs.name, result, head, t1 - t0, time.perf_counter() - t1)
@@ -263,16 +266,6 @@ def run_eval(
     run.report.update(extra or {})
     atomic_write_json(run.out_dir / "metrics.json", run.report)
     return run.report
-
-
-def write_qrels_outputs(result: dict, qs: QrelsSet, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "run.trec.gz", "wt", compresslevel=1) as fh:
-        for qid, docs in result["run"].items():
-            fh.writelines(f"{qid} Q0 {d} {r} {s:.6f} mdr\n" for r, (d, s) in enumerate(docs.items(), 1))
-    (out / "qrels.tsv").write_text(
-        "".join(f"{q} 0 {d} {rel}\n" for q, j in qs.qrels.items() for d, rel in j.items())
-    )
 
 
 def format_headline(report: dict) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdr.data.names import clean_name
 from mdr.report.collect import Report
 from mdr.report.significance import SIGNIFICANCE_LEVEL, holm, paired_randomization_test
 from mdr.report.stats import Cell, mean_ci
@@ -185,7 +186,7 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | 
                     + " | ".join(
                         [
                             *key,
-                            ds.split("~", 1)[0],
+                            clean_name(ds),
                             setting,
                             str(n),
                             _fmt(cells.get("clean P@1")),

@@ -11,7 +11,7 @@ Multi-Bootstrap of Sellam et al. (ICLR 2022, MultiBERTs):
   pair (a one-language Tatoeba claim). A row without seeds (the untrained backbone) is resampled over
   clusters only; with one seed per row the procedure is a plain clustered bootstrap.
 
-Everything works on per-(seed, cluster) sums of the per-unit contributions (``mdr.eval.per_query``), whose total
+Everything works on per-(seed, cluster) sums of the per-unit contributions (``mdr.eval.outputs.per_query``), whose total
 over clusters is the table's number: a replicate is one small matrix product, so thousands of replicates (and
 the coverage simulations in the tests) take well under a second.
 

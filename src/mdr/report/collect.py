@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from mdr.data.perturb import PERTURBED
+from mdr.data.names import is_variant
 from mdr.report.stats import Cell, mean_ci
 from mdr.runtime.errors import InputError, MissingInputError
 
@@ -190,7 +190,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
         for col, v in rv.values.items():
             pooled.setdefault(rv.key, {}).setdefault(col, []).append(v)
     datasets = sorted({col.split("|")[0] for cols in pooled.values() for col in cols} - set())
-    clean = [ds for ds in datasets if PERTURBED not in ds]
+    clean = [ds for ds in datasets if not is_variant(ds)]  # perturbed and attacked sets have their own tables
     report.columns = [
         (ds, label, higher) for ds in clean for label, _, higher in columns_for(kinds.get(ds, {}))
     ]

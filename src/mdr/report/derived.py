@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from mdr.data.perturb import PERTURBED
+from mdr.data.names import clean_name, is_perturbed
 from mdr.report.collect import Report, sampler_name
 from mdr.report.stats import Cell, mean_ci
 
@@ -32,9 +32,9 @@ def robustness(r: Report) -> dict[tuple, dict[str, dict[str, Cell]]]:
     for rv in r.runs:
         for col, v in rv.values.items():
             ds, label = col.split("|")
-            if PERTURBED not in ds or not label.endswith("mAP"):
+            if not is_perturbed(ds) or not label.endswith("mAP"):
                 continue
-            clean = rv.values.get(f"{ds.split(PERTURBED)[0]}|{label}")
+            clean = rv.values.get(f"{clean_name(ds)}|{label}")
             if clean is not None:
                 out.setdefault(rv.key, {}).setdefault(ds, {}).setdefault(label, []).append(clean - v)
     return {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdr.data.perturb import PERTURBED
+from mdr.data.names import is_variant, variant_of
 from mdr.report.collect import Report
 
 KINDS = ("mono mAP", "cross mAP", "multi mAP")
@@ -31,7 +31,7 @@ def row_label(r: Report, key: tuple) -> str:
 
 
 def _datasets(r: Report) -> list[str]:
-    return sorted({ds for ds, _, _ in r.columns if PERTURBED not in ds})
+    return sorted({ds for ds, _, _ in r.columns if not is_variant(ds)})
 
 
 def _err(cell) -> float:
@@ -100,7 +100,7 @@ def plot_alpha_curve(curves: dict, path: Path) -> None:
     panels = []
     for group, by_alpha in curves.items():
         datasets = sorted(
-            {c.split("|")[0] for cells in by_alpha.values() for c in cells if PERTURBED not in c}
+            {c.split("|")[0] for cells in by_alpha.values() for c in cells if not is_variant(c.split("|")[0])}
         )
         panels += [(group, ds, by_alpha) for ds in datasets]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
@@ -132,7 +132,7 @@ def plot_robustness(r: Report, drops: dict, path: Path) -> None:
     parsed: dict[str, dict[tuple, list[tuple[float, float, float]]]] = {}
     for key, by_ds in drops.items():
         for ds, cells in by_ds.items():
-            variant = ds.split(PERTURBED, 1)[1]
+            variant = variant_of(ds)
             kind, _, rate = variant.partition("@")
             if "multi mAP" in cells:
                 c = cells["multi mAP"]

@@ -2,7 +2,7 @@
 
 What is paired: for a table cell (dataset, column) each run's ``per_query.npz`` gives one number per unit
 (a LAReQA query = its language and id; a Tatoeba pair = language and line) whose sum over units is
-exactly the cell's macro average (``mdr.eval.per_query``). For the seeds both rows have, the units'
+exactly the cell's macro average (``mdr.eval.outputs.per_query``). For the seeds both rows have, the units'
 numbers are averaged over seeds, per row (a row without a training seed, such as the untrained backbone,
 is paired with the other row's mean over all its seeds); the test is Fisher's paired randomization test on the
 per-unit differences (random sign flips of whole units; all 2^n flips when that is fewer than the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mdr.data.tatoeba import language_groups
-from mdr.eval.per_query import lareqa_units, load_per_query, tatoeba_units
+from mdr.eval.outputs.per_query import lareqa_units, load_per_query, tatoeba_units
 from mdr.runtime.errors import InputError
 
 SIGNIFICANCE_LEVEL = 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from mdr.data.perturb import PERTURBED
+from mdr.data.names import is_variant, variant_of
 from mdr.report.collect import Report
 from mdr.report.significance import SIGNIFICANCE_LEVEL
 from mdr.report.stats import Cell
@@ -96,7 +96,7 @@ def alpha_markdown(curves: dict) -> str:
     lines = []
     for group, by_alpha in curves.items():
         present = {c for cells in by_alpha.values() for c in cells}
-        datasets = sorted({c.split("|")[0] for c in present if PERTURBED not in c})
+        datasets = sorted({c.split("|")[0] for c in present if not is_variant(c.split("|")[0])})
         cols = [f"{ds}|{label}" for ds in datasets for label in CURVE_LABELS if f"{ds}|{label}" in present]
         lines += [f"Alpha curve ({', '.join(group)}): share of X-X batches", ""]
         lines += ["| alpha | seeds | " + " | ".join(c.replace("|", " ") for c in cols) + " |"]
@@ -114,7 +114,7 @@ CURVE_LABELS = ("mono mAP", "cross mAP", "multi mAP", "rank dist")
 
 def robustness_markdown(r: Report, drops: dict) -> str:
     variants = sorted({ds for d in drops.values() for ds in d})
-    head = [*r.key_names, *(v.split(PERTURBED, 1)[1] for v in variants)]
+    head = [*r.key_names, *(variant_of(v) for v in variants)]
     lines = [
         "mAP drop under query perturbations (clean minus perturbed; mono / cross / multi; mean over seeds)",
         "",

@@ -1,15 +1,11 @@
-"""Write evaluation results into a run folder: the contract between training, ``eval.py`` and reports.
+"""A LAReQA set's files in a run folder (its TREC runs: :mod:`mdr.eval.outputs.trec`)::
 
-Layout (see docs/metrics.md for the ``metrics.json`` schema)::
-
-    metrics.json                     all datasets; written last, atomically
     eval/<dataset>/pairs.csv         one row per setting (x->y and x->all) with every metric
     eval/<dataset>/map_matrix.csv    query language x pool language (+ "all") mAP
     eval/<dataset>/summary.md        headline table
     eval/<dataset>/heatmap.png       the mAP matrix as a picture
     eval/<dataset>/runs/<x>-<y>.trec.gz    TREC run (top ``eval.run_depth``) per setting
     eval/<dataset>/qrels/<x>-<y>.qrels     TREC qrels per setting
-    embeddings.npz                   on request (eval.save_embeddings=true)
 """
 
 from __future__ import annotations
@@ -24,32 +20,6 @@ import numpy as np
 from mdr.eval.lareqa import EM_METRICS, METRICS, LareqaResult
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
-
-SCHEMA_VERSION = 1
-
-
-class TrecWriter:
-    """Run writer for :func:`evaluate_lareqa`: one gzipped TREC run and one qrels file per setting."""
-
-    def __init__(self, out_dir: Path, tag: str = "mdr"):
-        self.out_dir, self.tag = Path(out_dir), tag
-        (self.out_dir / "runs").mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "qrels").mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, setting, q_uids, c_uids, top_idx, top_scores, rel) -> None:
-        fname = setting.replace("->", "-")
-        c_uids_arr = np.asarray(c_uids)
-        lines = []
-        k = top_idx.shape[1]
-        ranks = np.arange(1, k + 1)
-        for qi, q in enumerate(q_uids):
-            docs = c_uids_arr[top_idx[qi]]
-            lines.extend(f"{q} Q0 {d} {r} {s:.6f} {self.tag}" for d, r, s in zip(docs, ranks, top_scores[qi]))
-        with gzip.open(self.out_dir / "runs" / f"{fname}.trec.gz", "wt", compresslevel=1) as fh:
-            fh.write("\n".join(lines) + "\n")
-        q_lines = [f"{q} 0 {c_uids[j]} 1" for qi, q in enumerate(q_uids) for j in rel[qi] if j >= 0]
-        (self.out_dir / "qrels" / f"{fname}.qrels").write_text("\n".join(q_lines) + "\n")
-
 
 def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
     out_dir = Path(out_dir)
@@ -191,36 +161,3 @@ def headline(result: LareqaResult) -> dict:
         "multi_map": s["multi"]["map"],
         "rank_distance": s["multi"]["rank_distance"],
     }
-
-
-def save_embeddings(path: Path, rs, q_emb: np.ndarray, c_emb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(
-        tmp,
-        query_emb=q_emb,
-        query_ids=np.asarray(rs.query_ids),
-        query_langs=np.asarray(rs.query_langs),
-        cand_emb=c_emb,
-        cand_uids=np.asarray(rs.cand_uids),
-    )
-    os.replace(tmp, path)
-
-
-def load_embeddings(path: Path, rs) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings saved by :func:`save_embeddings`, checked against the retrieval set they claim to cover."""
-    data = np.load(path)
-    missing = {"query_emb", "cand_emb", "query_ids", "cand_uids"} - set(data.files)
-    if missing:
-        raise InputError(f"{path} lacks arrays {sorted(missing)}; it was not written by eval.save_embeddings")
-    q, c = data["query_emb"], data["cand_emb"]
-    if (
-        q.shape[0] != len(rs.query_ids)
-        or c.shape[0] != len(rs.cand_uids)
-        or list(data["cand_uids"]) != rs.cand_uids
-    ):
-        raise InputError(
-            f"{path} has {q.shape[0]} query / {c.shape[0]} candidate rows that do not match {rs.name} "
-            f"({len(rs.query_ids)} / {len(rs.cand_uids)}); re-run eval with eval.save_embeddings=true"
-        )
-    return q, c

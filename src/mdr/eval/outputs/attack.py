@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mdr.eval.attack import ATTACK_METRICS, SETTINGS, AttackResult
-from mdr.eval.per_query import save_npz
+from mdr.eval.outputs.per_query import save_npz
 from mdr.runtime.files import atomic_write_text
 
 ADVERSARIAL_FILE = "adversarial_queries.jsonl"

@@ -14,7 +14,7 @@ import csv
 from pathlib import Path
 
 from mdr.data.tatoeba import ISO3_TO_TRAINING, XTREME36
-from mdr.eval.per_query import PER_QUERY_FILE, save_tatoeba_per_query
+from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_tatoeba_per_query
 from mdr.eval.tatoeba import LANG_METRICS, TatoebaResult
 from mdr.runtime.files import atomic_write_text
 
