@@ -175,11 +175,11 @@ def cpu_trainer(max_steps, callbacks, devices=1, **kwargs):
 
 
 # ---- in-process runs of the entry points (bad input: a clear error costs no subprocess start-up) ----
-def compose_cfg(name, overrides):
+def compose_cfg(name, overrides, return_hydra_config=False):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def in_process(overrides):

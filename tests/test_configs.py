@@ -3,15 +3,14 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import ROOT, compose_cfg
 from hydra.utils import instantiate
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(ROOT / "conf")
 
 
 def cfg(*overrides, name="train"):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+    return compose_cfg(name, overrides, return_hydra_config=True)
 
 
 def options(group: str) -> list[str]:
@@ -33,8 +32,30 @@ def targets(node) -> list[str]:
     return found
 
 
-GROUPS = [(g, o, "train") for g in ("model", "sampler", "data", "trainer", "finetune", "logger", "experiment", "eval")
-          for o in options(g)] + [(g, o, "eval") for g in ("model", "data", "finetune", "eval") for o in options(g)]  # fmt: skip
+def groups_of(entry: str) -> list[str]:
+    """The config groups an entry point's defaults list selects (read from its YAML, not listed by hand)."""
+    import yaml
+
+    return [g for g in selected_groups(Path(CONF) / f"{entry}.yaml") if g != "hydra"]
+
+
+def selected_groups(path: Path) -> list[str]:
+    import yaml
+
+    defaults = yaml.safe_load(path.read_text()).get("defaults") or []
+    return [next(iter(d)).removeprefix("override /") for d in defaults if isinstance(d, dict)]
+
+
+def for_entry(group: str, option: str, entry: str) -> bool:
+    """An experiment that selects a group its entry point lacks (a trainer, a sampler) is for train.py only."""
+    if group != "experiment":
+        return True
+    return set(selected_groups(Path(CONF) / group / f"{option}.yaml")) <= set(groups_of(entry))
+
+
+GROUPS = [
+    (g, o, e) for e in ("train", "eval") for g in groups_of(e) for o in options(g) if for_entry(g, o, e)
+]
 
 
 @pytest.mark.parametrize("group, option, entry", GROUPS, ids=[f"{e}:{g}={o}" for g, o, e in GROUPS])
@@ -53,7 +74,7 @@ def test_every_option_composes_resolves_and_names_real_classes(group, option, en
         for k in resolved
         if k != "hydra"  # Hydra's own sweep settings need a running sweep to resolve
     }
-    node = resolved if group == "experiment" else resolved[group]
+    node = resolved if group in ("experiment", "keep") else resolved[group]  # both write into the root
     for target in targets(
         {k: v for k, v in node.items() if k != "hydra"} if isinstance(node, dict) else node
     ):
@@ -193,3 +214,24 @@ def test_fp32_on_a_cpu_caps_the_default_run():
     short = cfg("data.datamodule.steps_per_epoch=20", "trainer.max_epochs=2")  # 40 steps: within the cap
     assert fp32_step_cap(short, "32-true") == {}
     assert fp32_step_cap(cfg("data.datamodule.steps_per_epoch=50"), "32-true")["max_steps"] == 80
+
+
+def test_pretraining_reads_the_sets_this_run_evaluates():
+    """One knob: pretrain.datasets follows eval.datasets, also when a user sets eval.datasets directly."""
+    assert list(cfg("eval.datasets=[mlqa_r]").pretrain.datasets) == ["mlqa_r"]
+    assert list(cfg("data=xquad_to_mlqa").pretrain.datasets) == list(cfg("data=xquad_to_mlqa").eval.datasets)
+
+
+def test_sweep_experiments_keep_the_best_checkpoint_only():
+    """keep=best (one group for what a run keeps) replaces the overrides each sweep experiment repeated."""
+    default = cfg()
+    assert default.checkpoint.save_last and default.export.enabled
+    for experiment in (
+        "decisive",
+        "paper_table",
+        "domain_shift",
+        "domain_adaptive",
+        "low_resource_zero_shot",
+    ):
+        composed = cfg(f"experiment={experiment}")
+        assert not composed.checkpoint.save_last and not composed.export.enabled, experiment

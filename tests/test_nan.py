@@ -3,12 +3,11 @@
 import lightning as L
 import pytest
 import torch
+from helpers import cpu_trainer, tiny_datamodule
 
 from mdr.modeling.encoder import DualEncoder
-from mdr.training.datamodule import RetrievalDataModule
 from mdr.training.loss import InfoNCELoss
 from mdr.training.module import DualEncoderModule, NonFiniteLossError
-from mdr.training.samplers import HybridSampler
 
 
 class NaNAtStep(DualEncoderModule):
@@ -19,28 +18,12 @@ class NaNAtStep(DualEncoderModule):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dir, data_dir):
     enc = DualEncoder(str(tiny_model_dir), query_max_length=24, passage_max_length=32)
-    dm = RetrievalDataModule(
-        {"kind": "lareqa", "name": "mlqa_r", "langs": ["en", "de"]},
-        str(data_dir),
-        HybridSampler,
-        encoder=enc,
-        batch_size=8,
-        steps_per_epoch=50,
-        val_batches=0,
-    )
+    dm = tiny_datamodule(data_dir, enc, steps_per_epoch=50, seed=0, batch_size=8)
     module = NaNAtStep(enc, InfoNCELoss(), lr=1e-3)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=tmp_path, filename="step{step}", every_n_train_steps=2, save_top_k=-1, save_last=True
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=20,
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-    )
+    trainer = cpu_trainer(20, [ckpt])
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at global step 4 .* last good checkpoint"):
         trainer.fit(module, datamodule=dm)
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)

@@ -143,7 +143,14 @@ def test_run_eval_scores_perturbed_queries_against_the_same_candidates(tmp_path,
 
 
 def test_variant_names_tell_perturbed_attacked_and_clean_sets_apart():
-    from mdr.data.names import attacked_name, clean_name, is_attacked, is_perturbed, is_variant, perturbed_name
+    from mdr.data.names import (
+        attacked_name,
+        clean_name,
+        is_attacked,
+        is_perturbed,
+        is_variant,
+        perturbed_name,
+    )
 
     noisy, attacked = perturbed_name("xquad_r", "char_noise", 0.10), attacked_name("xquad_r")
     assert (noisy, attacked) == ("xquad_r~char_noise@0.1", "xquad_r~attack")

@@ -42,7 +42,7 @@ class DualEncoder(nn.Module, TextEncoder):
         query_prefix: str = "",
         passage_prefix: str = "",
         query_max_length: int = 64,
-        passage_max_length: int = 128,
+        passage_max_length: int = 256,  # as conf/model/hf_base.yaml
         candidate_text: str = "sentence",
         freeze_embeddings: bool = False,
         offline_fallback: str | None = None,

@@ -47,8 +47,8 @@ def _weights(sizes: list[int], weighting: str) -> np.ndarray:
     return w / w.sum()
 
 
-class BatchSampler:
-    """Base: seeded per step. Subclasses implement :meth:`draw` with a generator."""
+class StepSampler:
+    """Base: one seeded batch plan per training step (not torch's ``BatchSampler``, which yields indices). Subclasses implement :meth:`draw` with a generator."""
 
     kind = "base"
 
@@ -73,7 +73,7 @@ class BatchSampler:
         )
 
 
-class XXSampler(BatchSampler):
+class XXSampler(StepSampler):
     """X-X: one language x per batch; every query and positive is in x (monolingual batch)."""
 
     kind = "xx"
@@ -94,7 +94,7 @@ class XXSampler(BatchSampler):
         return "xx", ids, [self.langs[i]] * len(ids), [self.langs[i]] * len(ids)
 
 
-class XYSampler(BatchSampler):
+class XYSampler(StepSampler):
     """X-Y: queries in x, positives in y != x. One (x, y) pair per batch by default; with
     ``per_example=True`` each example draws its own pair among the languages its id exists in."""
 
@@ -143,7 +143,7 @@ class XYSampler(BatchSampler):
         return "xy", ids, [x] * len(ids), [y] * len(ids)
 
 
-class HybridSampler(BatchSampler):
+class HybridSampler(StepSampler):
     """Hybrid (the paper): each batch is X-X with probability ``alpha``, X-Y otherwise."""
 
     kind = "hybrid"
@@ -169,7 +169,7 @@ class HybridSampler(BatchSampler):
         return (self.xx if use_xx else self.xy).draw(rng)
 
 
-class MixedSampler(BatchSampler):
+class MixedSampler(StepSampler):
     """Mixed (the usual multilingual baseline): distinct ids, and each example's query and passage
     languages drawn independently among the languages its id exists in, so one batch mixes languages."""
 
