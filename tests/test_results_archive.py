@@ -3,7 +3,7 @@ from the archive alone."""
 
 from __future__ import annotations
 
-import re
+import shutil
 
 import pytest
 import yaml
@@ -112,34 +112,47 @@ def test_docs_tables_rebuild_from_the_tracked_results(tmp_path):
     """Every tracked results folder has its table in docs/experiments.md, and that table is what report.py
     prints from the folder today (marker: ``<!-- report: python report.py results/X [--baseline k=v] -->``,
     or ``... -> adversarial.md -->`` for a table of another file report.py writes, ``--claims FILE -> claims.md``
-    for claim-by-claim verdicts)."""
-    from mdr.report.write import write_report
+    for claim-by-claim verdicts). Only tables whose inputs changed since docs_tables last wrote them are
+    recomputed (docs/experiments.tables.json), so the cost stays flat as results/ grows."""
+    from mdr.report.docs_tables import MARKER, stale_tables
 
-    docs = (ROOT / "docs" / "experiments.md").read_text()
-    quoted = re.findall(
-        r"<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: -> (\S+\.md))? -->"
-        r"\n(.*?)\n\n",
-        docs,
-        re.S,
+    doc = ROOT / "docs" / "experiments.md"
+    quoted = {m[2] for m in MARKER.finditer(doc.read_text())}
+    folders = {str(p.relative_to(ROOT)) for p in (ROOT / "results").glob("*") if p.is_dir()}
+    assert quoted == folders, "each results/ folder needs its table in the docs"
+    stale, _ = stale_tables(doc, ROOT, tmp_path)
+    assert stale == [], f"stale tables in docs/experiments.md: {stale}; run python -m mdr.report.docs_tables"
+
+
+def test_the_docs_check_recomputes_a_table_when_its_inputs_change(tmp_path, monkeypatch):
+    """A table is recomputed when its results, the report's code or the table text changed since the lock
+    was written, and reported stale when the recomputed numbers differ from the quoted ones."""
+    import mdr.report.docs_tables as docs_tables
+
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "results" / "adversarial_chars", root / "results" / "adversarial_chars")
+    doc = root / "doc.md"
+    marker = (
+        "<!-- report: python report.py results/adversarial_chars --baseline sampler=xx -> adversarial.md -->"
     )
-    folders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results").glob("*") if p.is_dir())
-    assert sorted({f for f, *_ in quoted}) == folders, "each results/ folder needs its table in the docs"
-    claims_of = {(folder, baseline): claims for folder, baseline, claims, *_ in quoted if claims}
-    reports = {}  # report.py once per (folder, baseline): its results table and claims.md share it
-    for folder, baseline, _, written, table in quoted:
-        if (folder, baseline) not in reports:
-            out = tmp_path / str(len(reports))
-            claims = claims_of.get((folder, baseline))
-            claims = ROOT / claims if claims else None
-            r = write_report(
-                ROOT / folder, out, baseline=baseline or None, permutations=10_000, claims=claims
-            )
-            reports[(folder, baseline)] = (out, r)
-        out, r = reports[(folder, baseline)]
-        printed = (out / written).read_text() if written else to_markdown(r)
-        assert table.strip() in printed, (
-            f"docs/experiments.md's table for {folder} ({written or 'results'}) is stale"
-        )
+    doc.write_text(f"{marker}\n| old |\n|---|\n\nprose\n")
+    docs_tables.refresh(doc, root, permutations=500)
+    check = lambda: docs_tables.stale_tables(doc, root, tmp_path / "check", permutations=500)  # noqa: E731
+    assert check() == ([], 0)  # nothing changed: nothing recomputed
+    config = next((root / "results").rglob("config.yaml"))
+    config.write_text(config.read_text() + "\n")  # an input changed, no number did
+    assert check() == ([], 1)
+    docs_tables.write_lock(doc, root)
+    table_line = next(line for line in doc.read_text().splitlines() if line.startswith("| hybrid"))
+    doc.write_text(doc.read_text().replace(table_line, table_line.replace("0.", "0.9", 1)))
+    assert check() == ([marker], 1)
+    doc.write_text(doc.read_text().replace(table_line.replace("0.", "0.9", 1), table_line))
+    assert check() == ([], 0)
+    extra = tmp_path / "changed_code.py"
+    extra.write_text("x = 1\n")
+    code = docs_tables.report_code()
+    monkeypatch.setattr(docs_tables, "report_code", lambda: [*code, extra])  # the report's code changed
+    assert check() == ([], 1)
 
 
 def test_docs_tables_refresh_rewrites_only_the_quoted_tables(tmp_path):

@@ -5,11 +5,20 @@ A quoted table follows a marker
 and ends at the first blank line; it is replaced by the first table of what report.py writes for that
 folder today (results.md, or the named file such as adversarial.md). A test checks that the docs hold
 exactly these tables, so after new cells land in results/: ``python -m mdr.report.docs_tables``.
+
+Beside the doc it writes ``<doc>.tables.json``: per marker, a digest of everything the table is computed
+from (the results folder's files, the claims file, the source of every ``mdr`` module the report imports,
+and the numpy / scipy versions) and of the table itself. A check (``stale_tables``) recomputes only the
+tables whose inputs changed since, so its cost does not grow with results/, and still fails when a tracked
+result or the code that turns results into tables changes a number.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -33,6 +42,110 @@ def first_table(markdown: str) -> str:
         raise InputError("the report holds no table")
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return "\n".join(lines[start:end])
+
+
+REPORT_ENTRY = ("mdr.report.write", "mdr.report.docs_tables")
+
+
+SRC = Path(__file__).resolve().parents[2]  # the folder holding the mdr package
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of an ``mdr`` module or package, found without importing it (None: not a module)."""
+    base = SRC / name.replace(".", "/")
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def report_code(entry: tuple[str, ...] = REPORT_ENTRY) -> list[Path]:
+    """The source files of every ``mdr`` module the report imports (followed statically, also imports inside
+    functions): the code that can change a number in a table."""
+    seen: dict[str, Path] = {}
+    todo = list(entry)
+    while todo:
+        name = todo.pop()
+        path = None if name in seen else module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mdr"):
+                todo += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("mdr")]
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # packages' __init__
+    return sorted(set(seen.values()))
+
+
+def inputs_digest(root: Path, folder: str, claims: str | None, code: list[Path]) -> str:
+    """sha256 over the results folder's files, the claims file, the report's code and numpy/scipy versions."""
+    import numpy
+    import scipy
+
+    h = hashlib.sha256(f"numpy {numpy.__version__} scipy {scipy.__version__}\n".encode())
+    files = sorted(p for p in (root / folder).rglob("*") if p.is_file())
+    for path in [*files, *([root / claims] if claims else []), *code]:
+        rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        h.update(f"{rel}\0".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def marker_key(m: re.Match) -> str:
+    return m.group(1).strip()
+
+
+def table_digest(table: str) -> str:
+    return hashlib.sha256(table.strip().encode()).hexdigest()
+
+
+def lock_path(doc: Path) -> Path:
+    return doc.with_name(f"{doc.stem}.tables.json")
+
+
+def write_lock(doc: Path, root: Path) -> None:
+    """Record, per marker of ``doc``, the digest of its inputs and of the table now quoted."""
+    text, code = doc.read_text(), report_code()
+    lock = {
+        marker_key(m): {"inputs": inputs_digest(root, m[2], m[4], code), "table": table_digest(m[6])}
+        for m in MARKER.finditer(text)
+    }
+    lock_path(doc).write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
+
+
+def stale_tables(doc: Path, root: Path, tmp: Path, permutations: int = 10_000) -> tuple[list[str], int]:
+    """The markers whose quoted table differs from what report.py computes today, and how many tables were
+    recomputed: a table whose inputs and text match the lock was computed from exactly these inputs when the
+    lock was written, so only the others are recomputed."""
+    text, code = doc.read_text(), report_code()
+    path = lock_path(doc)
+    lock = json.loads(path.read_text()) if path.is_file() else {}
+    claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
+    reports: dict = {}
+    stale, recomputed = [], 0
+    for m in MARKER.finditer(text):
+        _, folder, baseline, claims, written, old, _ = m.groups()
+        recorded = lock.get(marker_key(m)) or {}
+        digest = inputs_digest(root, folder, claims, code)
+        if recorded == {"inputs": digest, "table": table_digest(old)}:
+            continue
+        recomputed += 1
+        if (folder, baseline) not in reports:
+            out = tmp / str(len(reports))
+            claims_file = claims_of.get((folder, baseline))
+            report = write_report(
+                root / folder,
+                out,
+                baseline=baseline or None,
+                permutations=permutations,
+                claims=root / claims_file if claims_file else None,
+            )
+            reports[(folder, baseline)] = (out, report)
+        out, report = reports[(folder, baseline)]
+        new = first_table((out / written).read_text() if written else to_markdown(report))
+        if new.strip() != old.strip():
+            stale.append(marker_key(m))
+    return stale, recomputed
 
 
 def refresh(doc: Path, root: Path, permutations: int = 10_000) -> list[str]:
@@ -64,6 +177,7 @@ def refresh(doc: Path, root: Path, permutations: int = 10_000) -> list[str]:
             return marker + new + gap
 
         doc.write_text(MARKER.sub(replace, text))
+    write_lock(doc, root)
     return changed
 
 
