@@ -34,7 +34,6 @@ def targets(node) -> list[str]:
 
 def groups_of(entry: str) -> list[str]:
     """The config groups an entry point's defaults list selects (read from its YAML, not listed by hand)."""
-    import yaml
 
     return [g for g in selected_groups(Path(CONF) / f"{entry}.yaml") if g != "hydra"]
 

@@ -16,6 +16,8 @@ import json
 import logging
 from pathlib import Path
 
+from mdr.runtime.markdown import markdown_table
+
 log = logging.getLogger(__name__)
 
 
@@ -197,16 +199,17 @@ def model_card(encoder, metrics: dict | None, config: dict | None, adapters: dic
         lines += [
             "## Results (mAP; see metrics.json in the run folder)",
             "",
-            "| dataset | mono | cross | multi | rank distance |",
-            "|---|---|---|---|---|",
         ]
-        for name, h in metrics["headline"].items():
-            if "mono_map" in h:
-                lines.append(
-                    f"| {name} | {h['mono_map']:.4f} | {h['cross_map']:.4f} | {h['multi_map']:.4f} | "
-                    f"{h['rank_distance']:.1f} |"
-                )
-        lines.append("")
+        rows = [
+            [
+                name,
+                *(f"{h[k]:.4f}" for k in ("mono_map", "cross_map", "multi_map")),
+                f"{h['rank_distance']:.1f}",
+            ]
+            for name, h in metrics["headline"].items()
+            if "mono_map" in h
+        ]
+        lines += [markdown_table(["dataset", "mono", "cross", "multi", "rank distance"], rows), ""]
     if config:
         lines += ["## Training config", "", "```json", json.dumps(config, indent=2, default=str), "```", ""]
     return "\n".join(lines)

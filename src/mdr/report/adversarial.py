@@ -21,6 +21,7 @@ from mdr.data.names import clean_name
 from mdr.report.collect import Report
 from mdr.report.significance import SIGNIFICANCE_LEVEL, holm, paired_randomization_test
 from mdr.report.stats import Cell, mean_ci
+from mdr.runtime.markdown import markdown_table
 
 ATTACK_KIND = "attack"
 PER_QUERY = "per_query.npz"
@@ -167,9 +168,8 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | 
         f"Greedy query attack ({group}): P@1 of the attacked sample under k edits, random edits of the same "
         "size, and the share of clean-correct queries whose gold answer left the top 1 (mean over seeds)",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    rows = []
     for key, by_ds in t.rows.items():
         for ds, by_setting in by_ds.items():
             for setting in SETTINGS:
@@ -181,25 +181,22 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | 
                 tested = [t.tests.get((key, ds, setting, k)) for k in ks]
                 marks = ["†" if x and x[2] < SIGNIFICANCE_LEVEL else "" for x in tested]
 
-                lines.append(
-                    "| "
-                    + " | ".join(
-                        [
-                            *key,
-                            clean_name(ds),
-                            setting,
-                            str(n),
-                            _fmt(cells.get("clean P@1")),
-                            *(_fmt(cells.get(f"P@1 k={k}")) + m for k, m in zip(ks, marks)),
-                            *(_fmt(cells.get(f"random P@1 k={k}")) for k in ks),
-                            *(_fmt(cells.get(f"success k={k}")) for k in ks),
-                            _fmt(cells.get(f"edits k={kmax}"), 2),
-                            _fmt(cells.get(f"mAP k={kmax}")),
-                            _fmt(cells.get(f"MRR@5 k={kmax}")),
-                        ]
-                    )
-                    + " |"
+                rows.append(
+                    [
+                        *key,
+                        clean_name(ds),
+                        setting,
+                        str(n),
+                        _fmt(cells.get("clean P@1")),
+                        *(_fmt(cells.get(f"P@1 k={k}")) + m for k, m in zip(ks, marks)),
+                        *(_fmt(cells.get(f"random P@1 k={k}")) for k in ks),
+                        *(_fmt(cells.get(f"success k={k}")) for k in ks),
+                        _fmt(cells.get(f"edits k={kmax}"), 2),
+                        _fmt(cells.get(f"mAP k={kmax}")),
+                        _fmt(cells.get(f"MRR@5 k={kmax}")),
+                    ]
                 )
+    lines.append(markdown_table(head, rows))
     if baseline and t.tests:
         against = " or ".join(" / ".join(b) for b in sorted(set(baseline.values())))
         lines += [

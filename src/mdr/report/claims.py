@@ -34,10 +34,10 @@ import numpy as np
 
 from mdr.report.bootstrap import BootstrapResult, bootstrap_diff, cluster_sums, seeds_for_power
 from mdr.report.collect import BASE_KEYS
-from mdr.report.markdown import markdown_table
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
+from mdr.runtime.markdown import markdown_table
 
 EXPECTATIONS = (">", ">=", "<", "<=")
 LAREQA_KINDS = ("mono", "cross", "multi")

@@ -9,6 +9,7 @@ from mdr.data.names import is_variant, variant_of
 from mdr.report.collect import Report
 from mdr.report.significance import SIGNIFICANCE_LEVEL
 from mdr.report.stats import Cell
+from mdr.runtime.markdown import markdown_table
 
 
 def _cell(c: Cell | None, digits: int) -> str:
@@ -61,14 +62,15 @@ def _ds_label(r: Report, ds: str) -> str:
 
 def to_markdown(r: Report) -> str:
     head = [*r.key_names, "seeds"] + [f"{_ds_label(r, ds)} {label}" for ds, label, _ in r.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for key, cells in r.rows.items():
         n = max((c.n for c in cells.values()), default=0)
         out = []
         for ds, label, _ in r.columns:
             text = _cell(cells.get(f"{ds}|{label}"), _digits(label)) + _mark(r, key, f"{ds}|{label}")
             out.append(f"**{text}**" if r.best.get((ds, label)) == key else text)
-        lines.append("| " + " | ".join([*key, str(n), *out]) + " |")
+        rows.append([*key, str(n), *out])
+    lines = [markdown_table(head, rows)]
     lines += [
         "",
         "Mean ± half-width of the 95% t-interval over seeds; **bold**: best mean in the column "
@@ -99,13 +101,12 @@ def alpha_markdown(curves: dict) -> str:
         datasets = sorted({c.split("|")[0] for c in present if not is_variant(c.split("|")[0])})
         cols = [f"{ds}|{label}" for ds in datasets for label in CURVE_LABELS if f"{ds}|{label}" in present]
         lines += [f"Alpha curve ({', '.join(group)}): share of X-X batches", ""]
-        lines += ["| alpha | seeds | " + " | ".join(c.replace("|", " ") for c in cols) + " |"]
-        lines += ["|" + "---|" * (2 + len(cols))]
-        for a, cells in by_alpha.items():
-            n = max(c.n for c in cells.values())
-            row = [_cell(cells.get(c), _digits(c.split("|")[1])) for c in cols]
-            lines.append(f"| {a:g} | {n} | " + " | ".join(row) + " |")
-        lines.append("")
+        rows = [
+            [f"{a:g}", str(max(c.n for c in cells.values()))]
+            + [_cell(cells.get(c), _digits(c.split("|")[1])) for c in cols]
+            for a, cells in by_alpha.items()
+        ]
+        lines += [markdown_table(["alpha", "seeds", *(c.replace("|", " ") for c in cols)], rows), ""]
     return "\n".join(lines)
 
 
@@ -118,9 +119,8 @@ def robustness_markdown(r: Report, drops: dict) -> str:
     lines = [
         "mAP drop under query perturbations (clean minus perturbed; mono / cross / multi; mean over seeds)",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    rows = []
     for key, d in drops.items():
         cells = []
         for v in variants:
@@ -130,8 +130,8 @@ def robustness_markdown(r: Report, drops: dict) -> str:
                     f"{c[m].mean:+.3f}" if m in c else "-" for m in ("mono mAP", "cross mAP", "multi mAP")
                 )
             )
-        lines.append("| " + " | ".join([*key, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([*key, *cells])
+    return "\n".join([*lines, markdown_table(head, rows)]) + "\n"
 
 
 def to_latex(r: Report) -> str:

@@ -20,7 +20,7 @@ from mdr.data.corpus import ParallelCorpus, retrieval_set_from_corpus
 from mdr.data.sources import load_training_corpus
 from mdr.data.splits import split_ids_by_group
 from mdr.runtime.errors import InputError, MissingInputError
-from mdr.training.samplers import BatchPlan, StepSampler
+from mdr.training.samplers import BatchPlan, PlanSampler
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class PlanDataset(Dataset):
     """Step -> this rank's collated batch. Map-style, so workers compute batches independently."""
 
     def __init__(
-        self, sampler: StepSampler, collate: Callable[[BatchPlan], dict], rank: int = 0, world_size: int = 1
+        self, sampler: PlanSampler, collate: Callable[[BatchPlan], dict], rank: int = 0, world_size: int = 1
     ):
         self.sampler, self.collate, self.rank, self.world_size = sampler, collate, rank, world_size
 
@@ -122,7 +122,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self,
         train: dict,
         data_dir: str,
-        sampler_factory: Callable[..., StepSampler],
+        sampler_factory: Callable[..., PlanSampler],
         encoder=None,
         batch_size: int = 16,
         dev_fraction: float = 0.1,

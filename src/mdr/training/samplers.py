@@ -47,7 +47,7 @@ def _weights(sizes: list[int], weighting: str) -> np.ndarray:
     return w / w.sum()
 
 
-class StepSampler:
+class PlanSampler:
     """Base: one seeded batch plan per training step (not torch's ``BatchSampler``, which yields indices). Subclasses implement :meth:`draw` with a generator."""
 
     kind = "base"
@@ -73,7 +73,7 @@ class StepSampler:
         )
 
 
-class XXSampler(StepSampler):
+class XXSampler(PlanSampler):
     """X-X: one language x per batch; every query and positive is in x (monolingual batch)."""
 
     kind = "xx"
@@ -94,7 +94,7 @@ class XXSampler(StepSampler):
         return "xx", ids, [self.langs[i]] * len(ids), [self.langs[i]] * len(ids)
 
 
-class XYSampler(StepSampler):
+class XYSampler(PlanSampler):
     """X-Y: queries in x, positives in y != x. One (x, y) pair per batch by default; with
     ``per_example=True`` each example draws its own pair among the languages its id exists in."""
 
@@ -143,7 +143,7 @@ class XYSampler(StepSampler):
         return "xy", ids, [x] * len(ids), [y] * len(ids)
 
 
-class HybridSampler(StepSampler):
+class HybridSampler(PlanSampler):
     """Hybrid (the paper): each batch is X-X with probability ``alpha``, X-Y otherwise."""
 
     kind = "hybrid"
@@ -169,7 +169,7 @@ class HybridSampler(StepSampler):
         return (self.xx if use_xx else self.xy).draw(rng)
 
 
-class MixedSampler(StepSampler):
+class MixedSampler(PlanSampler):
     """Mixed (the usual multilingual baseline): distinct ids, and each example's query and passage
     languages drawn independently among the languages its id exists in, so one batch mixes languages."""
 

@@ -21,6 +21,7 @@ import numpy as np
 from mdr.eval.attack import ATTACK_METRICS, SETTINGS, AttackResult
 from mdr.eval.outputs.per_query import save_npz
 from mdr.runtime.files import atomic_write_text
+from mdr.runtime.markdown import markdown_table
 
 ADVERSARIAL_FILE = "adversarial_queries.jsonl"
 ATTACK_PER_QUERY_FILE = "per_query.npz"
@@ -156,26 +157,26 @@ def summary_markdown(summary: dict, budgets: list[int]) -> str:
         lines += [
             f"### {group}: P@1 under attack (greedy / random edits) and greedy success rate",
             "",
-            "| setting | queries | clean P@1 | "
-            + " | ".join(f"P@1 k={k}" for k in budgets)
-            + " | "
-            + " | ".join(f"success k={k}" for k in budgets)
-            + " | edits to success |",
-            "|" + "---|" * (3 + 2 * len(budgets) + 1),
         ]
+        header = [
+            "setting",
+            "queries",
+            "clean P@1",
+            *(f"P@1 k={k}" for k in budgets),
+            *(f"success k={k}" for k in budgets),
+            "edits to success",
+        ]
+        table = []
         for setting, row in rows.items():
             g, r = row["greedy"], row.get("random", {})
             p1 = [f"{g[str(k)]['p@1']:.3f} / " + (f"{r[str(k)]['p@1']:.3f}" if r else "-") for k in budgets]
             succ = [_fmt(g[str(k)]["success_rate"]) for k in budgets]
             top = g[str(max(budgets))]
-            lines.append(
-                f"| {setting} | {row['n_queries']} | {row['clean']['p@1']:.3f} | "
-                + " | ".join(p1)
-                + " | "
-                + " | ".join(succ)
-                + f" | {_fmt(top['mean_edits_to_success'], 2)} |"
+            table.append(
+                [setting, str(row["n_queries"]), f"{row['clean']['p@1']:.3f}", *p1, *succ]
+                + [_fmt(top["mean_edits_to_success"], 2)]
             )
-        lines.append("")
+        lines += [markdown_table(header, table), ""]
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from mdr.eval.lareqa import EM_METRICS, METRICS, LareqaResult
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
+from mdr.runtime.markdown import markdown_table
 
 def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
     out_dir = Path(out_dir)
@@ -105,19 +106,18 @@ def summary_markdown(result: LareqaResult) -> str:
         "",
         f"{result.n_queries} queries, {result.n_candidates} candidates, languages: {' '.join(result.langs)}",
         "",
-        "| setting | " + " | ".join(METRICS) + " | rank distance | settings |",
-        "|---|" + "---|" * (len(METRICS) + 2),
     ]
+    rows = []
     groups = [("", result.summary)]
     groups += [(f"{k} ", result.summary[k]) for k in ("seen", "unseen") if k in result.summary]
     for prefix, summ in groups:
         for kind in ("mono", "cross", "multi"):
             row = summ[kind]
-            lines.append(
-                f"| {prefix}{kind} | "
-                + " | ".join(_fmt(row[m]) for m in METRICS)
-                + f" | {_rank(row.get('rank_distance'))} | {row['n_settings']} |"
+            rows.append(
+                [f"{prefix}{kind}", *(_fmt(row[m]) for m in METRICS)]
+                + [_rank(row.get("rank_distance")), str(row["n_settings"])]
             )
+    lines.append(markdown_table(["setting", *METRICS, "rank distance", "settings"], rows))
     lines += ["", f"Skipped queries (no relevant candidate in the pool): {result.skipped['total']}", ""]
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from mdr.data.tatoeba import ISO3_TO_TRAINING, XTREME36
 from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_tatoeba_per_query
 from mdr.eval.tatoeba import LANG_METRICS, TatoebaResult
 from mdr.runtime.files import atomic_write_text
+from mdr.runtime.markdown import markdown_table
 
 
 def write_tatoeba_reports(result: TatoebaResult, out_dir: Path) -> None:
@@ -44,18 +45,17 @@ def summary_markdown(result: TatoebaResult) -> str:
         f"{len(result.langs)} languages, each paired with English; accuracy = nearest neighbour by cosine is the "
         "aligned line (macro average over languages).",
         "",
-        "| group | languages | accuracy | xx->eng | eng->xx | mAP | MRR@5 |",
-        "|---|---|---|---|---|---|---|",
     ]
     groups = [(g, row) for g, row in result.summary.items() if g not in ("seen", "unseen")]
     for split in ("seen", "unseen"):
         groups += [(f"{split} {g}", row) for g, row in result.summary.get(split, {}).items()]
-    for name, row in groups:
-        lines.append(
-            f"| {name} | {row['n_languages']} | {row['accuracy']:.4f} | {row['accuracy_to_eng']:.4f} | "
-            f"{row['accuracy_from_eng']:.4f} | {row['map']:.4f} | {row['mrr@5']:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
+    rows = [
+        [name, str(row["n_languages"])]
+        + [f"{row[k]:.4f}" for k in ("accuracy", "accuracy_to_eng", "accuracy_from_eng", "map", "mrr@5")]
+        for name, row in groups
+    ]
+    header = ["group", "languages", "accuracy", "xx->eng", "eng->xx", "mAP", "MRR@5"]
+    return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
 def _accuracy_plot(result: TatoebaResult, path: Path) -> None:
