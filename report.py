@@ -1,7 +1,8 @@
 """Turn a sweep into a results table: `python report.py multirun/<date>/<time> [--out DIR]`.
 
 Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best cells marked), the plots
-results_bars.png and bias.png, alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
+results_bars.png and bias.png, pareto.png for rows evaluated on XQuAD-R and Tatoeba (every
+recipe against the untrained backbone), alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
 evaluated on perturbed queries, adversarial.{md,csv,png} for runs evaluated with eval.attack
 (experiment=adversarial), and lists failed and incomplete runs instead of reading them.
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).

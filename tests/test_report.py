@@ -5,6 +5,7 @@ import math
 
 import pytest
 import yaml
+from helpers import ROOT
 
 from mdr.report.collect import collect
 from mdr.report.tables import to_latex, to_markdown
@@ -211,3 +212,23 @@ def test_unseen_subset_and_robustness_drops(tmp_path):
     assert "| hybrid | me5_small | full | +0.100 / +0.050 / +0.050 |" in md
     write_report(tmp_path, tmp_path / "out", subset="unseen")
     assert "xquad_r (unseen) cross mAP" in (tmp_path / "out" / "results_unseen.md").read_text()
+
+
+def test_pareto_front_by_hand():
+    from mdr.report.plots import pareto_front
+
+    points = {"a": (0.69, 0.30), "b": (0.67, 0.57), "c": (0.66, 0.55), "d": (0.69, 0.57), "e": (0.70, 0.10)}
+    assert pareto_front(points) == {"d", "e"}  # d beats a, b, c; e is alone best on x
+    assert pareto_front({"a": (1, 1), "b": (1, 1)}) == {"a", "b"}  # ties dominate nobody
+
+
+def test_the_pareto_figure_has_every_recipe_and_the_backbone(tmp_path):
+    """results/decisive holds XQuAD-R and Tatoeba rows and the untrained backbone: report.py draws pareto.png."""
+    from mdr.report.collect import collect
+    from mdr.report.plots import pareto_points, plot_pareto
+
+    r = collect(ROOT / "results" / "decisive")
+    points = pareto_points(r)
+    assert "untrained" in {k[0] for k in points}
+    assert {k[0] for k in points} >= {"xx", "xy", "hybrid", "mixed"}
+    assert plot_pareto(r, tmp_path / "pareto.png") and (tmp_path / "pareto.png").stat().st_size > 10_000

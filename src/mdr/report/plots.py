@@ -157,3 +157,68 @@ def plot_robustness(r: Report, drops: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+PARETO_X = (
+    "tatoeba",
+    "acc",
+)  # keeping what the backbone could do: bitext accuracy over all Tatoeba languages
+PARETO_PANELS = (("xquad_r", "multi mAP"), ("xquad_r", "mono mAP"))
+
+
+def pareto_points(r: Report) -> dict[tuple, dict[str, object]]:
+    """Each row's (bitext accuracy, multilingual mAP, monolingual mAP) cells, for rows that have all three."""
+    cols = [f"{ds}|{label}" for ds, label in (PARETO_X, *PARETO_PANELS)]
+    return {
+        key: {c: cells[c] for c in cols} for key, cells in r.rows.items() if all(c in cells for c in cols)
+    }
+
+
+def pareto_front(points: dict[tuple, tuple[float, float]]) -> set[tuple]:
+    """Rows no other row beats on both coordinates (higher is better on each), on the means."""
+    return {
+        k
+        for k, (x, y) in points.items()
+        if not any(x2 >= x and y2 >= y and (x2, y2) != (x, y) for k2, (x2, y2) in points.items() if k2 != k)
+    }
+
+
+def plot_pareto(r: Report, path: Path) -> bool:
+    """Every recipe's point with its seed interval (95% t, both axes): XQuAD-R multilingual mAP, and in a second
+    panel monolingual mAP, against Tatoeba accuracy; the untrained backbone as the reference (dashed lines);
+    the rows on the Pareto front of each panel ringed. False (nothing drawn) without those three columns."""
+    points = pareto_points(r)
+    if len(points) < 2:
+        return False
+    plt = _plt()
+    xcol = f"{PARETO_X[0]}|{PARETO_X[1]}"
+    fig, axes = plt.subplots(1, len(PARETO_PANELS), figsize=(6.5 * len(PARETO_PANELS), 5.5), squeeze=False)
+    for ax, (ds, label) in zip(axes[0], PARETO_PANELS):
+        ycol = f"{ds}|{label}"
+        front = pareto_front({k: (c[xcol].mean, c[ycol].mean) for k, c in points.items()})
+        for key, c in points.items():
+            untrained = key[0] == "untrained"
+            x, y = c[xcol], c[ycol]
+            ax.errorbar(
+                x.mean,
+                y.mean,
+                xerr=_err(x),
+                yerr=_err(y),
+                fmt="*" if untrained else "o",
+                markersize=12 if untrained else 6,
+                color="black" if untrained else None,
+                capsize=2,
+                mfc="none" if key not in front and not untrained else None,
+            )
+            ax.annotate(row_label(r, key).replace("\n", " "), (x.mean, y.mean), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+            if untrained:
+                ax.axvline(x.mean, color="grey", ls="--", lw=0.8)
+                ax.axhline(y.mean, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel(f"Tatoeba accuracy ({r.subset or 'all languages'})")
+        ax.set_ylabel(f"{ds} {label}")
+        ax.set_title(f"{ds} {label} vs bitext accuracy; filled: Pareto front (means)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return True

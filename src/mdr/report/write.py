@@ -9,7 +9,7 @@ from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversaria
 from mdr.report.claims import judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
-from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_robustness, row_label
+from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto, plot_robustness, row_label
 from mdr.report.significance import baseline_rows, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
 
@@ -22,7 +22,7 @@ def write_report(
     permutations: int = 10_000,
     claims: str | Path | None = None,
 ) -> Report:
-    """results.{md,csv,tex}, results_bars.png, bias.png; alpha_curve.{md,png} and robustness.{md,png} when the
+    """results.{md,csv,tex}, results_bars.png, bias.png, pareto.png (rows with XQuAD-R and Tatoeba); alpha_curve.{md,png} and robustness.{md,png} when the
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
     when several rows match (``significance.baseline_rows``), per cell."""
@@ -43,6 +43,8 @@ def write_report(
     if r.rows and r.columns:
         plot_bars(r, out / f"{stem}_bars.png")
         plot_bias(r, out / ("bias_" + subset + ".png" if subset else "bias.png"))
+    if not subset:
+        plot_pareto(r, out / "pareto.png")  # when the rows have XQuAD-R and Tatoeba (experiment=decisive)
     curves = alpha_curve(r)
     if curves:
         (out / "alpha_curve.md").write_text(alpha_markdown(curves))
