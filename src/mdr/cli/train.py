@@ -158,9 +158,9 @@ def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
     pretraining = make(cfg.pretrain)
     if not pretraining.enabled:
         return None
-    use_gpu = torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
-    device = "cuda" if use_gpu else "cpu"
-    return pretraining.run(encoder, cfg.paths.data_dir, int(cfg.seed), str(cfg.eval.precision), device)
+    accelerator = str(cfg.trainer.accelerator)
+    precision = trainer_precision(str(cfg.trainer.precision), accelerator)  # the training stage's rule
+    return pretraining.run(encoder, cfg.paths.data_dir, int(cfg.seed), precision, accelerator)
 
 
 def build_trainer(

@@ -7,18 +7,24 @@ logits are computed at the masked positions only, which keeps a 250k-word vocabu
 A fresh head sends noise into the encoder until it has learned something: ``head_warmup_steps`` first
 trains the head alone (the encoder runs without gradients), the usual remedy when a new head is put on a
 pretrained body.
+
+The loop runs on Lightning Fabric: device placement, the precision (``trainer.precision``, the same rule as
+the contrastive stage: ``mdr.runtime.precision.trainer_precision``), backward and gradient clipping are
+Lightning's; the loop itself stays a plain loop over seeded batches (one device, as a stage that runs before
+the DDP trainer starts; every rank runs it identically from the same seed).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from mdr.data.sources import load_eval_set
 from mdr.runtime.errors import InputError
-from mdr.runtime.precision import autocast_dtype
+from mdr.runtime.precision import trainer_precision
 from mdr.runtime.progress import progress
 
 log = logging.getLogger(__name__)
@@ -73,12 +79,17 @@ class MLMPretraining:
     max_length: int = 128
     head_warmup_steps: int = 0
 
-    def run(self, encoder, data_dir: str, seed: int, precision: str, device: str) -> dict:
-        """Pretrain ``encoder`` in place on ``device`` (it is moved back to the CPU); returns statistics."""
+    def run(self, encoder, data_dir: str, seed: int, precision: str, accelerator: str = "auto") -> dict:
+        """Pretrain ``encoder`` in place (Lightning ``precision`` and ``accelerator`` as the training stage's;
+        it is moved back to the CPU); returns statistics."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("enabled", "datasets")}
-        encoder.to(device)
         stats = mlm_pretrain(
-            encoder, passages_of(list(self.datasets), data_dir), seed=seed, precision=precision, **settings
+            encoder,
+            passages_of(list(self.datasets), data_dir),
+            seed=seed,
+            precision=precision,
+            accelerator=accelerator,
+            **settings,
         )
         encoder.to("cpu")
         return {**stats, "datasets": list(self.datasets)}
@@ -126,6 +137,41 @@ class MaskedBatches:
         return self.collator([{"input_ids": self.tokenized[i]} for i in idx])
 
 
+class MaskedLM(torch.nn.Module):
+    """The encoder's backbone and the MLM head as one module (what Fabric sets up): cross-entropy at the masked
+    positions only; during the head warm-up the backbone runs without gradients."""
+
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, batch: dict, labels: torch.Tensor, train_encoder: bool) -> torch.Tensor:
+        masked = labels != -100
+        with torch.set_grad_enabled(train_encoder):
+            hidden = self.backbone(**batch).last_hidden_state
+        logits = self.head(hidden[masked])
+        return torch.nn.functional.cross_entropy(logits.float(), labels[masked])
+
+
+def fabric_for(accelerator: str, precision: str):
+    """One device (this rank's GPU under DDP, else the CPU), Lightning's precision plugin, no cluster: the stage
+    runs in each process before the training strategy exists."""
+    import lightning as L
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    devices = [int(os.environ.get("LOCAL_RANK", 0))] if gpu else 1
+    return L.Fabric(
+        accelerator="cuda" if gpu else "cpu",
+        devices=devices,
+        precision=trainer_precision(PRECISION_NAMES.get(precision, precision), accelerator),
+        plugins=[LightningEnvironment()],
+    )
+
+
+PRECISION_NAMES = {"fp32": "32-true", "bf16": "bf16-mixed"}  # eval-style names; "auto" as trainer.precision
+
+
 def mlm_pretrain(
     encoder,
     texts: list[str],
@@ -135,7 +181,8 @@ def mlm_pretrain(
     mask_prob: float = 0.15,
     max_length: int = 128,
     seed: int = 0,
-    precision: str = "auto",
+    precision: str = "32-true",
+    accelerator: str = "cpu",
     show_progress: bool = True,
     head_warmup_steps: int = 0,
 ) -> dict:
@@ -144,46 +191,30 @@ def mlm_pretrain(
     check_settings(texts, steps, batch_size, head_warmup_steps)
     with torch.random.fork_rng(devices=[]):  # seeded on its own; the caller's RNG stream is left as it was
         torch.manual_seed(seed)
+        fabric = fabric_for(accelerator, precision)
         head = mlm_head(encoder)
-        device = next(encoder.parameters()).device
-        head.to(device)
         batches = MaskedBatches(encoder.tokenizer, texts, batch_size, mask_prob, max_length, seed)
-        params = [p for p in list(encoder.model.parameters()) + list(head.parameters()) if p.requires_grad]
-        params = list({id(p): p for p in params}.values())
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-        dtype = autocast_dtype(precision, device)
+        mlm = MaskedLM(encoder.model, head)
+        params = list({id(p): p for p in mlm.parameters() if p.requires_grad}.values())
+        model, opt = fabric.setup(mlm, torch.optim.AdamW(params, lr=lr, weight_decay=0.01))
         was_training = encoder.training
-        encoder.model.train()
+        model.train()
         losses = []
         for step in progress(range(steps), steps, "MLM pretraining", unit="steps", disable=not show_progress):
-            batch = {k: v.to(device) for k, v in batches.next().items()}
-            loss = _mlm_loss(encoder, head, batch, dtype, train_encoder=step >= head_warmup_steps)
-            if loss is None:
+            batch = fabric.to_device(batches.next())
+            labels = batch.pop("labels")
+            if not (labels != -100).any():
                 continue
+            loss = model(batch, labels, train_encoder=step >= head_warmup_steps)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretrain: MLM loss is {loss.item()}; lower pretrain.lr (now {lr})")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            fabric.backward(loss)
+            fabric.clip_gradients(model, opt, max_norm=1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())
         encoder.train(was_training)
     return _stats(losses, head_warmup_steps, len(texts))
-
-
-def _mlm_loss(encoder, head, batch: dict, dtype, train_encoder: bool) -> torch.Tensor | None:
-    """Cross-entropy at the masked positions only (None when the batch has none); during the head warm-up
-    the encoder runs without gradients."""
-    labels = batch.pop("labels")
-    masked = labels != -100
-    if not masked.any():
-        return None
-    device = labels.device
-    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        with torch.set_grad_enabled(train_encoder):
-            hidden = encoder.model(**batch).last_hidden_state
-        logits = head(hidden[masked])
-    return torch.nn.functional.cross_entropy(logits.float(), labels[masked])
 
 
 def _stats(losses: list[float], head_warmup_steps: int, passages: int) -> dict:
