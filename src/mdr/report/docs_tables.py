@@ -113,6 +113,33 @@ def write_lock(doc: Path, root: Path) -> None:
     lock_path(doc).write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
 
 
+class QuotedTables:
+    """report.py once per (folder, baseline) of a doc's markers, into ``tmp``: its results table and the files
+    it writes beside it (claims.md, adversarial.md, ...) share one report."""
+
+    def __init__(self, text: str, root: Path, tmp: Path, permutations: int):
+        self.claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
+        self.root, self.tmp, self.permutations = root, tmp, permutations
+        self.reports: dict = {}
+
+    def table(self, m: re.Match) -> str:
+        """What the marker quotes, as report.py writes it today."""
+        _, folder, baseline, _, written, _, _ = m.groups()
+        if (folder, baseline) not in self.reports:
+            out = self.tmp / str(len(self.reports))
+            claims = self.claims_of.get((folder, baseline))
+            report = write_report(
+                self.root / folder,
+                out,
+                baseline=baseline or None,
+                permutations=self.permutations,
+                claims=self.root / claims if claims else None,
+            )
+            self.reports[(folder, baseline)] = (out, report)
+        out, report = self.reports[(folder, baseline)]
+        return first_table((out / written).read_text() if written else to_markdown(report))
+
+
 def stale_tables(doc: Path, root: Path, tmp: Path, permutations: int = 10_000) -> tuple[list[str], int]:
     """The markers whose quoted table differs from what report.py computes today, and how many tables were
     recomputed: a table whose inputs and text match the lock was computed from exactly these inputs when the
@@ -120,58 +147,28 @@ def stale_tables(doc: Path, root: Path, tmp: Path, permutations: int = 10_000) -
     text, code = doc.read_text(), report_code()
     path = lock_path(doc)
     lock = json.loads(path.read_text()) if path.is_file() else {}
-    claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
-    reports: dict = {}
+    quoted = QuotedTables(text, root, tmp, permutations)
     stale, recomputed = [], 0
     for m in MARKER.finditer(text):
-        _, folder, baseline, claims, written, old, _ = m.groups()
-        recorded = lock.get(marker_key(m)) or {}
-        digest = inputs_digest(root, folder, claims, code)
-        if recorded == {"inputs": digest, "table": table_digest(old)}:
+        digest = inputs_digest(root, m[2], m[4], code)
+        if lock.get(marker_key(m)) == {"inputs": digest, "table": table_digest(m[6])}:
             continue
         recomputed += 1
-        if (folder, baseline) not in reports:
-            out = tmp / str(len(reports))
-            claims_file = claims_of.get((folder, baseline))
-            report = write_report(
-                root / folder,
-                out,
-                baseline=baseline or None,
-                permutations=permutations,
-                claims=root / claims_file if claims_file else None,
-            )
-            reports[(folder, baseline)] = (out, report)
-        out, report = reports[(folder, baseline)]
-        new = first_table((out / written).read_text() if written else to_markdown(report))
-        if new.strip() != old.strip():
+        if quoted.table(m).strip() != m[6].strip():
             stale.append(marker_key(m))
     return stale, recomputed
 
 
 def refresh(doc: Path, root: Path, permutations: int = 10_000) -> list[str]:
-    """Rewrite every quoted table of ``doc``; returns the folders whose table changed. report.py runs once
-    per (folder, baseline): its results table and the files it writes beside it (claims.md, ...) share it."""
+    """Rewrite every quoted table of ``doc`` and its lock; returns the folders whose table changed."""
     text = doc.read_text()
-    claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
     changed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        reports: dict = {}
+        quoted = QuotedTables(text, root, Path(tmp), permutations)
 
         def replace(m: re.Match) -> str:
-            marker, folder, baseline, _, written, old, gap = m.groups()
-            if (folder, baseline) not in reports:
-                out = Path(tmp) / str(len(reports))
-                claims = claims_of.get((folder, baseline))
-                report = write_report(
-                    root / folder,
-                    out,
-                    baseline=baseline or None,
-                    permutations=permutations,
-                    claims=root / claims if claims else None,
-                )
-                reports[(folder, baseline)] = (out, report)
-            out, report = reports[(folder, baseline)]
-            new = first_table((out / written).read_text() if written else to_markdown(report))
+            marker, folder, _, _, written, old, gap = m.groups()
+            new = quoted.table(m)
             if new != old:
                 changed.append(folder + (f" ({written})" if written else ""))
             return marker + new + gap
