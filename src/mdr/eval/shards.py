@@ -1,0 +1,171 @@
+"""Corpus embeddings in shards that any number of processes fill, resumably, and exact search that streams
+over them with bounded memory (issue #31; the way Tevatron encodes a corpus in shards and merges top-k).
+
+A corpus of ``n`` documents is cut into shards of ``shard_size`` consecutive documents. Process ``rank`` of
+``world`` (one per GPU, or one SLURM array task) encodes shards ``rank, rank + world, ...`` into
+``<dir>/shard_00007.npy`` (fp32, or fp16 to halve the disk) and writes ``shard_00007.done`` after the array is
+complete on disk, so a killed job re-encodes at most the shard it was writing. ``manifest.json`` pins the
+corpus size, shard size, dtype and dimension: a second job that disagrees is refused rather than mixed in.
+
+A plain per-rank loop, not Lightning's distributed prediction: every rank writes its own files and needs no
+collective (no gather of a corpus-sized array, no process group to set up on an array task), and resuming is
+a file check. Search reads each shard memory-mapped, scores it against the queries in fp32 and keeps a running
+top-k, so memory is (queries x shard) + (queries x k), whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """How ``n_docs`` documents fall into shards (recorded in ``manifest.json``)."""
+
+    n_docs: int
+    shard_size: int
+    dim: int
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.n_docs < 1 or self.shard_size < 1 or self.dim < 1:
+            raise InputError(f"shards need n_docs, shard_size and dim >= 1, got {asdict(self)}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"shard dtype {self.dtype!r}: choose one of {DTYPES}")
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_docs // self.shard_size)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        start = shard * self.shard_size
+        return start, min(start + self.shard_size, self.n_docs)
+
+    def assigned(self, rank: int, world: int) -> list[int]:
+        """This process's shards: round-robin, so every rank gets a near-equal share."""
+        if not 0 <= rank < world:
+            raise InputError(f"rank {rank} is not in [0, world={world})")
+        return list(range(rank, self.n_shards, world))
+
+
+def shard_path(folder: Path, shard: int) -> Path:
+    return folder / f"shard_{shard:05d}.npy"
+
+
+def done_path(folder: Path, shard: int) -> Path:
+    return folder / f"shard_{shard:05d}.done"
+
+
+def open_layout(folder: Path, layout: ShardLayout) -> None:
+    """Write the manifest, or check that the folder's matches (a shard folder serves one corpus and setting)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.json"
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != asdict(layout):
+            raise InputError(
+                f"{path} records {recorded}, this job asks for {asdict(layout)}; encode into a new folder "
+                "(or delete it to start over)"
+            )
+        return
+    try:  # several ranks may start at once: the first one writes, the others check
+        with open(path, "x") as fh:
+            fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
+    except FileExistsError:
+        open_layout(folder, layout)
+
+
+def encode_shards(
+    encode: Callable[[Sequence[str]], np.ndarray],
+    texts: Sequence[str],
+    folder: str | Path,
+    layout: ShardLayout,
+    rank: int = 0,
+    world: int = 1,
+) -> list[int]:
+    """Encode this rank's shards that are not done yet; returns the shards encoded now (a resumed job skips the
+    done ones and logs how many). ``encode`` maps a list of texts to their (len, dim) embeddings."""
+    folder = Path(folder)
+    if len(texts) != layout.n_docs:
+        raise InputError(f"{len(texts)} texts for a layout of {layout.n_docs} documents")
+    open_layout(folder, layout)
+    mine = layout.assigned(rank, world)
+    todo = [s for s in mine if not done_path(folder, s).exists()]
+    if len(todo) < len(mine):
+        log.info(
+            "rank %d: %d of its %d shards already done in %s", rank, len(mine) - len(todo), len(mine), folder
+        )
+    for n, shard in enumerate(todo, 1):
+        start, stop = layout.bounds(shard)
+        emb = np.asarray(encode(texts[start:stop]), dtype=np.float32)
+        if emb.shape != (stop - start, layout.dim):
+            raise InputError(
+                f"the encoder gave {emb.shape} for shard {shard}; expected {(stop - start, layout.dim)}"
+            )
+        tmp = shard_path(folder, shard).with_suffix(".partial.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=layout.dtype, shape=emb.shape)
+        out[:] = emb
+        out.flush()
+        del out
+        os.replace(tmp, shard_path(folder, shard))
+        atomic_write_text(done_path(folder, shard), f"{start} {stop}\n")
+        log.info(
+            "rank %d: shard %d done (%d of %d this run; docs %d-%d)", rank, shard, n, len(todo), start, stop
+        )
+    return todo
+
+
+def check_complete(folder: str | Path) -> ShardLayout:
+    """The folder's layout, once every shard is done (else one line naming the missing shards and the fix)."""
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise MissingInputError(f"{folder} holds no manifest.json: encode the corpus into it first")
+    layout = ShardLayout(**json.loads(path.read_text()))
+    missing = [s for s in range(layout.n_shards) if not done_path(folder, s).exists()]
+    if missing:
+        raise MissingInputError(
+            f"{folder}: {len(missing)} of {layout.n_shards} shards are not done (e.g. {missing[:5]}); run the "
+            "encoding again with the same settings: done shards are skipped"
+        )
+    return layout
+
+
+def search_shards(
+    query_emb: np.ndarray, folder: str | Path, k: int, query_chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``k`` over every shard (document indices into the whole corpus, and scores, best
+    first), streaming: one shard memory-mapped at a time, a running top-k per query."""
+    folder = Path(folder)
+    layout = check_complete(folder)
+    k = min(k, layout.n_docs)
+    q = torch.from_numpy(np.ascontiguousarray(query_emb, dtype=np.float32))
+    best_scores = torch.full((len(q), k), -torch.inf)
+    best_idx = torch.full((len(q), k), -1, dtype=torch.int64)
+    for shard in range(layout.n_shards):
+        start, _ = layout.bounds(shard)
+        docs = torch.from_numpy(np.load(shard_path(folder, shard), mmap_mode="r").astype(np.float32))
+        for a in range(0, len(q), query_chunk):
+            scores = q[a : a + query_chunk] @ docs.T
+            top = scores.topk(min(k, docs.shape[0]), dim=1)
+            merged_scores = torch.cat([best_scores[a : a + query_chunk], top.values], dim=1)
+            merged_idx = torch.cat([best_idx[a : a + query_chunk], top.indices + start], dim=1)
+            keep = merged_scores.topk(k, dim=1)
+            best_scores[a : a + query_chunk] = keep.values
+            best_idx[a : a + query_chunk] = merged_idx.gather(1, keep.indices)
+    return best_idx.numpy(), best_scores.numpy()
