@@ -41,7 +41,7 @@ def test_sharded_search_equals_single_array_search(tmp_path):
     idx, scores = search_shards(queries, tmp_path, k=20, query_chunk=3)
     ref_idx, ref_scores = exact_top_k(queries, full, 20)
     np.testing.assert_array_equal(idx, ref_idx)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-6, atol=1e-6)  # fp32 sums in another order
     assert search_shards(queries, tmp_path, k=500)[0].shape == (7, 103)  # k capped at the corpus size
 
 
