@@ -53,6 +53,12 @@ def evaluate_qrels(
         )
     k = min(max(depth, 100), len(qs.doc_ids))
     top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search)
+    return score_ranking(qs, top_idx, top_scores, depth)
+
+
+def score_ranking(qs: QrelsSet, top_idx: np.ndarray, top_scores: np.ndarray, depth: int = 100) -> dict:
+    """nDCG@10 and R@100 from each query's ranked documents (indices into ``qs.doc_ids``, best first, at least
+    100 deep or the whole corpus), and the top-``depth`` run: shared by in-memory and sharded search."""
     run: dict[str, dict[str, float]] = {}
     ndcgs, recall, skipped = [], [], 0
     for a in range(0, len(qs.query_ids), 256):

@@ -63,6 +63,16 @@ class ShardLayout:
         return list(range(rank, self.n_shards, world))
 
 
+def shard_rank() -> tuple[int, int]:
+    """(rank, world) of this process for shard assignment: a SLURM array task (``SLURM_ARRAY_TASK_ID`` of
+    ``SLURM_ARRAY_TASK_COUNT``), a torchrun / Lightning rank (``RANK`` of ``WORLD_SIZE``), else (0, 1)."""
+    env = os.environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
 def shard_path(folder: Path, shard: int) -> Path:
     return folder / f"shard_{shard:05d}.npy"
 

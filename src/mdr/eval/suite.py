@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_lareqa_per_query
 from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan
-from mdr.eval.qrels import SEARCHES, evaluate_qrels
+from mdr.eval.qrels import SEARCHES, evaluate_qrels, score_ranking
+from mdr.eval.shards import ShardLayout, encode_shards, search_shards, shard_rank
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
 from mdr.modeling.text_encoder import TextEncoder
@@ -65,6 +66,9 @@ class EvalSettings:
     perturb_seed: int = 0
     qrels_sets: list[dict] = field(default_factory=list)
     search: str = "torch"
+    # corpus-style sets encoded into resumable shards and searched shard by shard (mdr.eval.shards):
+    # {shard_size: 50000, dtype: float32 | float16, dir: null (<run>/eval/<set>/shards) or a shared folder}
+    corpus_shards: dict | None = None
     show_progress: bool = True
     tatoeba_langs: str | list[str] = "all"  # all | xtreme36 | xtreme36+low_resource | ISO 639-3 codes
     attack: dict | None = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
@@ -216,16 +220,47 @@ class EvalRun:
         self.record(ts.name, result.to_dict(), tatoeba_headline(result), t1 - t0, time.perf_counter() - t1)
 
     def qrels(self, qs: QrelsSet) -> None:
-        """Score one corpus-style set (exact search), write its TREC run and qrels."""
+        """Score one corpus-style set (exact search; in shards with ``eval.corpus_shards``), write its TREC run
+        and qrels."""
         t0 = time.perf_counter()
         q = self.encode(qs.query_texts, "query", f"{qs.name}: queries")
-        d = self.encode(qs.doc_texts, "passage", f"{qs.name}: corpus")
-        t1 = time.perf_counter()
-        result = evaluate_qrels(qs, q, d, depth=self.settings.run_depth, search=self.settings.search)
+        if self.settings.corpus_shards:
+            result = self.sharded_qrels(qs, q)
+            t1 = time.perf_counter()
+        else:
+            d = self.encode(qs.doc_texts, "passage", f"{qs.name}: corpus")
+            t1 = time.perf_counter()
+            result = evaluate_qrels(qs, q, d, depth=self.settings.run_depth, search=self.settings.search)
         write_qrels_outputs(result["run"], qs.qrels, self.out_dir / "eval" / qs.name)
         result.pop("run")
         head = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
         self.record(qs.name, result, head, t1 - t0, time.perf_counter() - t1)
+
+    def sharded_qrels(self, qs: QrelsSet, query_emb: np.ndarray) -> dict:
+        """Encode this process's corpus shards (resuming: done shards are skipped), then search every shard."""
+        spec = dict(self.settings.corpus_shards)
+        folder = Path(spec.get("dir") or self.out_dir / "eval" / qs.name / "shards")
+        layout = ShardLayout(
+            len(qs.doc_ids),
+            int(spec.get("shard_size", 50_000)),
+            query_emb.shape[1],
+            str(spec.get("dtype", "float32")),
+        )
+        rank, world = shard_rank()
+        encode_shards(
+            lambda texts: self.encode(list(texts), "passage", f"{qs.name}: corpus shard"),
+            qs.doc_texts,
+            folder,
+            layout,
+            rank,
+            world,
+        )
+        k = min(max(self.settings.run_depth, 100), len(qs.doc_ids))
+        top_idx, top_scores = search_shards(query_emb, folder, k)
+        return {
+            **score_ranking(qs, top_idx, top_scores, self.settings.run_depth),
+            "shards": {"dir": str(folder), **asdict(layout)},
+        }
 
 
 def run_eval(
