@@ -162,9 +162,14 @@ def test_miracl_in_corpus_shards_equals_in_memory_and_resumes(tmp_path, tiny_mod
     )
     shards = tmp_path / "shards"
     size = -(-len(docids) // 5)
-    outs = {name: tmp_path / name for name in ("memory", "sharded", "resumed")}
+    outs = {name: tmp_path / name for name in ("memory", "sharded", "resumed", "ivf")}
     for name, out in outs.items():
-        extra = [] if name == "memory" else [f"eval.corpus_shards={{shard_size: {size}, dir: {shards}}}"]
+        extra = (
+            []
+            if name == "memory"
+            else [f"eval.corpus_shards={{shard_size: {size}, dir: {shards}, nlist: 8}}"]
+        )
+        extra += ["eval.search=ivf"] if name == "ivf" else []
         proc = run(
             "eval.py",
             *eval_overrides(
@@ -180,6 +185,8 @@ def test_miracl_in_corpus_shards_equals_in_memory_and_resumes(tmp_path, tiny_mod
         assert results["sharded"][key] == pytest.approx(results["memory"][key], abs=1e-9), key
         assert results["resumed"][key] == results["sharded"][key], key
     assert results["sharded"]["shards"]["n_docs"] == len(docids) and len(list(shards.glob("*.done"))) == 5
+    ivf = results["ivf"]["shards"]["ivf"]  # approximate search over the same shards, its recall reported
+    assert ivf["nlist"] == 8 and 0 < ivf["recall@100_vs_exact"] <= 1 and "ndcg@10" in results["ivf"]
 
     def ranking(out):
         with gzip.open(out / "eval" / "miracl-sw" / "run.trec.gz", "rt") as fh:

@@ -99,3 +99,25 @@ def test_a_folder_serves_one_layout(tmp_path):
         encode_shards(fake_encoder([]), TEXTS, tmp_path / "x", ShardLayout(50, 10, DIM))
     with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
         search_shards(np.zeros((1, DIM), np.float32), tmp_path / "empty", k=5)
+
+
+def test_ivf_search_reports_its_recall_against_exact(tmp_path):
+    """Clustered data: IVF with enough probes finds (nearly) what exact search finds, and says how much."""
+    from mdr.eval.shards import ivf_search
+
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((20, DIM))
+    docs = (centers[rng.integers(0, 20, 2000)] + 0.3 * rng.standard_normal((2000, DIM))).astype(np.float32)
+    texts = [str(i) for i in range(len(docs))]
+    layout = ShardLayout(len(docs), shard_size=300, dim=DIM)
+    encode_shards(lambda batch: docs[[int(t) for t in batch]], texts, tmp_path, layout)
+    queries = (centers[rng.integers(0, 20, 50)] + 0.3 * rng.standard_normal((50, DIM))).astype(np.float32)
+    exact_idx, _ = exact_top_k(queries, docs, 10)
+    idx, scores, info = ivf_search(queries, tmp_path, k=10, nlist=20, nprobe=20, recall_queries=50)
+    assert info["recall@10_vs_exact"] == pytest.approx(1.0)  # every list probed: exact
+    np.testing.assert_array_equal(np.sort(idx, 1), np.sort(exact_idx, 1))
+    _, _, few = ivf_search(queries, tmp_path, k=10, nlist=20, nprobe=1, recall_queries=50)
+    measured = np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(ivf_search(queries, tmp_path, 10, 20, 1)[0], exact_idx)]
+    )
+    assert few["recall@10_vs_exact"] == pytest.approx(measured) and few["nprobe"] == 1

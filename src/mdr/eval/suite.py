@@ -34,7 +34,7 @@ from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan
 from mdr.eval.qrels import SEARCHES, evaluate_qrels, score_ranking
-from mdr.eval.shards import ShardLayout, encode_shards, search_shards, shard_rank
+from mdr.eval.shards import ShardLayout, encode_shards, ivf_search, search_shards, shard_rank
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
 from mdr.modeling.text_encoder import TextEncoder
@@ -78,8 +78,13 @@ class EvalSettings:
         are parsed (and checked) once, by :class:`mdr.eval.plan.EvalPlan`."""
         if self.run_files not in RUN_KINDS:
             raise InputError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
-        if self.search not in SEARCHES:
-            raise InputError(f"eval.search={self.search!r}; choose one of {SEARCHES}")
+        if self.search not in (*SEARCHES, "ivf"):
+            raise InputError(f"eval.search={self.search!r}; choose one of {(*SEARCHES, 'ivf')}")
+        if self.search == "ivf" and not self.corpus_shards:
+            raise InputError(
+                "eval.search=ivf builds a FAISS IVF index over corpus shards: also set eval.corpus_shards="
+                "{shard_size: 50000, nlist: 1024, nprobe: 32}"
+            )
         return check_perturbations(list(self.perturb or []))
 
 
@@ -256,11 +261,13 @@ class EvalRun:
             world,
         )
         k = min(max(self.settings.run_depth, 100), len(qs.doc_ids))
-        top_idx, top_scores = search_shards(query_emb, folder, k)
-        return {
-            **score_ranking(qs, top_idx, top_scores, self.settings.run_depth),
-            "shards": {"dir": str(folder), **asdict(layout)},
-        }
+        shards = {"dir": str(folder), **asdict(layout)}
+        if self.settings.search == "ivf":  # approximate; its recall against exact search is reported
+            ivf = {key: int(spec[key]) for key in ("nlist", "nprobe") if key in spec}
+            top_idx, top_scores, shards["ivf"] = ivf_search(query_emb, folder, k, **ivf)
+        else:
+            top_idx, top_scores = search_shards(query_emb, folder, k)
+        return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}
 
 
 def run_eval(
