@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -213,12 +214,15 @@ def ivf_search(
         ]
     )
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(layout.dim), layout.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
     index.train(train)
     for s in range(layout.n_shards):
         index.add(np.ascontiguousarray(np.load(shard_path(folder, s), mmap_mode="r"), dtype=np.float32))
     index.nprobe = min(nprobe, nlist)
     q = np.ascontiguousarray(query_emb, dtype=np.float32)
+    t1 = time.perf_counter()
     scores, idx = index.search(q, k)
+    t2 = time.perf_counter()
     probe = np.sort(rng.choice(len(q), size=min(len(q), recall_queries), replace=False))
     exact_idx, _ = search_shards(q[probe], folder, k)
     found = [len(set(idx[p]) & set(e)) / k for p, e in zip(probe, exact_idx)]
@@ -227,5 +231,7 @@ def ivf_search(
         "nprobe": index.nprobe,
         f"recall@{k}_vs_exact": float(np.mean(found)),
         "recall_queries": len(probe),
+        "build_s": t1 - t0,
+        "search_s": t2 - t1,
     }
     return idx, scores, info
