@@ -367,6 +367,7 @@ def merged_rows(
             "config": {**config, "merged": row},
             "merged": row,
             "train": {"train_langs": run.datamodule.train_corpus.langs},
+            "environment": describe(),
         }
         reports[name] = run_eval(encoder, plan, folder, run.datamodule.train_corpus.langs, extra)
         log.info(
