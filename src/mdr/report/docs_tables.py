@@ -82,6 +82,7 @@ def inputs_digest(root: Path, folder: str, claims: str | None, code: list[Path])
     import numpy
     import scipy
 
+    root = root.resolve()  # the same relative names whether root was given as "." or as an absolute path
     h = hashlib.sha256(f"numpy {numpy.__version__} scipy {scipy.__version__}\n".encode())
     files = sorted(p for p in (root / folder).rglob("*") if p.is_file())
     for path in [*files, *([root / claims] if claims else []), *code]:
