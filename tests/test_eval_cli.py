@@ -115,12 +115,13 @@ def test_faiss_search_equals_torch():
     np.testing.assert_allclose(s_t, s_f, atol=1e-4)
 
 
-@pytest.mark.slow
-def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
+def miracl_sw(data_dir, tmp_path, distractors=0):
+    """MIRACL-sw dev topics and qrels with a synthetic corpus on the qrels' docids (+ distractors): the qrels
+    rows, the docids, and the data.qrels_sets entry for eval.py."""
     d = data_dir / "miracl"
     qrels = [line.split() for line in (d / "qrels.miracl-v1.0-sw-dev.tsv").read_text().splitlines() if line]
+    docids = sorted({row[2] for row in qrels}) + [f"distractor#{i}" for i in range(distractors)]
     corpus = tmp_path / "corpus.jsonl"
-    docids = sorted({row[2] for row in qrels})
     corpus.write_text(
         "".join(json.dumps({"docid": x, "title": "", "text": f"makala {x}"}) + "\n" for x in docids)
     )
@@ -128,6 +129,12 @@ def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
         f"{{name: miracl-sw, topics: {d / 'topics.miracl-v1.0-sw-dev.tsv'}, qrels: {d / 'qrels.miracl-v1.0-sw-dev.tsv'},"
         f" corpus: {corpus}}}"
     )
+    return qrels, docids, spec
+
+
+@pytest.mark.slow
+def test_miracl_files_through_eval_py(tmp_path, tiny_model_dir, data_dir):
+    qrels, docids, spec = miracl_sw(data_dir, tmp_path)
     out = tmp_path / "eval"
     run(
         "eval.py",
@@ -149,17 +156,7 @@ def test_miracl_in_corpus_shards_equals_in_memory_and_resumes(tmp_path, tiny_mod
     shard folder encodes nothing and gives the same numbers."""
     import gzip
 
-    d = data_dir / "miracl"
-    qrels = [line.split() for line in (d / "qrels.miracl-v1.0-sw-dev.tsv").read_text().splitlines() if line]
-    docids = sorted({row[2] for row in qrels}) + [f"distractor#{i}" for i in range(200)]
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(
-        "".join(json.dumps({"docid": x, "title": "", "text": f"makala {x}"}) + "\n" for x in docids)
-    )
-    spec = (
-        f"{{name: miracl-sw, topics: {d / 'topics.miracl-v1.0-sw-dev.tsv'}, qrels: {d / 'qrels.miracl-v1.0-sw-dev.tsv'},"
-        f" corpus: {corpus}}}"
-    )
+    _, docids, spec = miracl_sw(data_dir, tmp_path, distractors=200)
     shards = tmp_path / "shards"
     size = -(-len(docids) // 5)
     outs = {name: tmp_path / name for name in ("memory", "sharded", "resumed", "ivf")}
