@@ -47,7 +47,8 @@ def merge(cfg: DictConfig) -> Path | None:
     evaluating = bool(cfg.get("evaluate")) or bool(results_dir)
     parents = [training_config(c) for c in checkpoints]
     name = merge_name([float(w) for w in cfg.weights], float(cfg.get("pretrained_weight") or 0.0))
-    cell = soup_cell([parent_cell(c) for c in checkpoints], name) if evaluating else []
+    cells = [parent_cell(c) for c in checkpoints] if evaluating else []  # also checks each has a run folder
+    cell = soup_cell(cells, name) if evaluating else []
     done = archived_cell(results_dir, cell)
     if done is not None:
         atomic_write_text(run_dir / "SKIPPED", f"this merge's results are already in {done}\n")
@@ -85,7 +86,7 @@ def merge(cfg: DictConfig) -> Path | None:
                 "name": name,
                 "weights": all_weights,
                 "of": [str(c) for c in checkpoints],
-                "cells": [parent_cell(c) for c in checkpoints],
+                "cells": cells,
                 "row": soup_row_key(parents),
                 "seed": common_seed(parents),
             }
@@ -141,8 +142,7 @@ def parents_eval(cfg: DictConfig, checkpoints: list[str], parents: list[dict | N
     readable, and the first parent's config: a merge is compared with its parents, so it is scored exactly like
     them (same eval settings, same encoder lengths)."""
     sections = []
-    for ckpt, parent in zip(checkpoints, parents):
-        parent_cell(ckpt)
+    for parent in parents:  # each checked to have a run folder (parent_cell) before this
         node = OmegaConf.create(parent)
         node.paths = cfg.paths  # this machine's data folder
         sections.append(node)
