@@ -7,6 +7,14 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Corpus caches (parallel JSONL, mMARCO) go to a folder of this test session, never to the user's ~/.cache.
+if "MDR_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["MDR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdr-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["MDR_CACHE_DIR"], True)
 # The tests' models are tiny: their matrix products are too small to split across threads, and OpenMP
 # threads that spin-wait on a busy 2-core machine made a 20-step tiny train.py run 2.5x slower.
 # Subprocesses (train.py, eval.py) inherit it. Set OMP_NUM_THREADS yourself to override.

@@ -120,13 +120,17 @@ GOOD_ROW = {"id": "q1", "lang": "en", "query": "who?", "positive": "someone."}
     ],
     ids=["bad bytes", "empty", "truncated", "wrong kind", "unequal (missing field)"],
 )
-def test_parallel_jsonl_bad_file(tmp_path, content, message):
+@pytest.mark.parametrize("cached", [False, True], ids=["in memory", "arrow cache"])
+def test_parallel_jsonl_bad_file(tmp_path, content, message, cached):
     from mdr.data.jsonl import read_parallel_jsonl
 
     path = tmp_path / "my.jsonl"
     path.write_bytes(content)
+    cache = tmp_path / "cache"
     with pytest.raises(InputError, match=message):
-        read_parallel_jsonl(path)
+        read_parallel_jsonl(path, cache_dir=cache if cached else None)
+    left = [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] if cache.exists() else []
+    assert not left, f"a failed build left {left} in the cache folder"
 
 
 # ---- topics / qrels / corpus ----

@@ -8,10 +8,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+import pytest
 from conftest import DATA_DIR
 
+from mdr.data.jsonl import read_parallel_jsonl
 from mdr.data.sources import load_training_corpus
 from mdr.data.splits import split_ids_by_group
+from mdr.runtime.errors import InputError
 from mdr.training.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
 
 REFERENCE = Path(__file__).parent / "data" / "batch_plans_reference.json"
@@ -60,6 +64,11 @@ def plan_cases(tmp_dir: Path):
     sources = {
         "mlqa_r": {"kind": "lareqa", "name": "mlqa_r", "langs": None},
         "jsonl": {"kind": "jsonl", "path": str(write_gappy_jsonl(tmp_dir / "gappy.jsonl")), "langs": None},
+        "jsonl_cached": {
+            "kind": "jsonl",
+            "path": str(tmp_dir / "gappy.jsonl"),
+            "cache_dir": str(tmp_dir / "cache"),
+        },
         "jsonl_4langs": {
             "kind": "jsonl",
             "path": str(tmp_dir / "gappy.jsonl"),
@@ -89,6 +98,108 @@ def test_batch_plans_equal_the_in_memory_corpus_plans(tmp_path):
     reference digests were written by the samplers before the Arrow store existed)."""
     expected = json.loads(REFERENCE.read_text())["digests"]
     got = dict(plan_cases(tmp_path))
+    cached = {
+        k.replace("jsonl_cached/", "jsonl/"): v for k, v in got.items() if k.startswith("jsonl_cached/")
+    }
+    assert cached == {k: v for k, v in got.items() if k.startswith("jsonl/")}, (
+        "the cached corpus gave other plans"
+    )
+    got = {k: v for k, v in got.items() if not k.startswith("jsonl_cached/")}
     assert got.keys() == expected.keys()
     differing = [k for k in expected if got[k] != expected[k]]
     assert not differing, f"batch plans changed for {differing}"
+
+
+def _read_reference(path: Path) -> dict:
+    """The file parsed with json alone: (id, lang) -> (query, positive, negatives, group)."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        out[(row["id"], row["lang"])] = (
+            row["query"],
+            row["positive"],
+            tuple(row.get("negatives", [])),
+            row.get("group", row["id"]),
+        )
+    return out
+
+
+def test_cached_corpus_holds_every_example_and_gives_the_same_batches(tmp_path):
+    path = write_gappy_jsonl(tmp_path / "gappy.jsonl")
+    cache = tmp_path / "cache"
+    corpus = read_parallel_jsonl(path, cache_dir=cache)
+    assert isinstance(corpus.index.rows, np.memmap), "the index is mapped from the cache, not rebuilt"
+    reference = _read_reference(path)
+    assert len(corpus) == len(reference) and len(corpus.ids) == len({i for i, _ in reference})
+    for (id_, lang), (query, positive, negatives, group) in reference.items():
+        ex = corpus.get(id_, lang)
+        assert (ex.query, ex.positive, ex.negatives, ex.group) == (query, positive, negatives, group)
+    in_memory = read_parallel_jsonl(path)
+    for make in (lambda c: HybridSampler(c, 8, seed=1), lambda c: MixedSampler(c, 8, seed=1)):
+        assert _digest(make(corpus).plan(s) for s in range(60)) == _digest(
+            make(in_memory).plan(s) for s in range(60)
+        )
+
+
+def test_cache_is_built_once_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+    from mdr.data import jsonl
+
+    path = write_gappy_jsonl(tmp_path / "gappy.jsonl")
+    cache = tmp_path / "cache"
+    reads = []
+    original = jsonl.parallel_rows
+    monkeypatch.setattr(jsonl, "parallel_rows", lambda p: reads.append(p) or original(p))
+    first = read_parallel_jsonl(path, cache_dir=cache)
+    second = read_parallel_jsonl(path, cache_dir=cache)
+    assert len(reads) == 1, "the second start parsed the file again"
+    assert second.ids == first.ids and len(second) == len(first)
+    path.write_text(
+        path.read_text() + json.dumps({"id": "new", "lang": "en", "query": "q", "positive": "p"}) + "\n"
+    )
+    third = read_parallel_jsonl(path, cache_dir=cache)
+    assert len(reads) == 2 and len(third) == len(first) + 1 and "new" in third.ids
+    folders = sorted(p.name for p in cache.iterdir() if p.is_dir())
+    assert len(folders) == 2 and not any(".tmp-" in f for f in folders)
+
+
+def _read_in_child(path, cache, log_file):
+    import logging
+
+    logging.basicConfig(filename=log_file, level=logging.INFO)
+    corpus = read_parallel_jsonl(path, cache_dir=cache)
+    return len(corpus)
+
+
+def test_concurrent_ranks_build_the_cache_once(tmp_path):
+    """Two processes starting together (two ranks of a node): one builds, the other waits and maps it."""
+    import multiprocessing as mp
+
+    path = write_gappy_jsonl(tmp_path / "gappy.jsonl", n_ids=3000)
+    cache = tmp_path / "cache"
+    logs = [tmp_path / f"rank{r}.log" for r in range(2)]
+    with mp.get_context("spawn").Pool(2) as pool:
+        sizes = pool.starmap(_read_in_child, [(path, cache, log) for log in logs])
+    assert sizes[0] == sizes[1] == len(_read_reference(path))
+    built = sum(log.read_text().count("corpus cache: built") for log in logs)
+    assert built == 1, f"the cache was built {built} times"
+
+
+def test_repeated_id_and_language_names_both_lines(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    rows = [{"id": "a", "lang": "en", "query": "q", "positive": "p"}] * 2
+    path.write_text("\n".join(json.dumps(r) for r in [rows[0], {**rows[0], "lang": "de"}, rows[1]]) + "\n")
+    with pytest.raises(
+        InputError, match=r"id 'a' appears twice in language 'en' \(.*dup.jsonl:1 and .*dup.jsonl:3\)"
+    ):
+        read_parallel_jsonl(path, cache_dir=tmp_path / "cache")
+
+
+def test_groups_must_agree_across_languages(tmp_path):
+    path = tmp_path / "groups.jsonl"
+    rows = [
+        {"id": "a", "lang": "en", "query": "q", "positive": "p", "group": "g1"},
+        {"id": "a", "lang": "de", "query": "q", "positive": "p", "group": "g2"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(InputError, match="id 'a' has different groups in different languages"):
+        read_parallel_jsonl(path, cache_dir=tmp_path / "cache")

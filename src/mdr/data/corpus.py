@@ -6,10 +6,15 @@ masking, relevance) is keyed by it.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mdr.data.language_index import IdSequence, LanguageIndex
 from mdr.runtime.errors import InputError
 
 
@@ -35,52 +40,135 @@ class ParallelExample:
     negative_ids: tuple[tuple[str, ...], ...] = ()
 
 
-class ParallelCorpus:
-    """Examples indexed by language and id; an id exists only in the languages that have it."""
+class ExampleStore(Protocol):
+    """Where the examples live: a Python list (small sets) or a memory-mapped Arrow file (``arrow_store``)."""
 
-    def __init__(self, examples: Sequence[ParallelExample], name: str = "corpus"):
-        if not examples:
-            raise InputError(f"{name}: no examples; check the data path and the language list")
-        self.name = name
-        self.examples: list[ParallelExample] = list(examples)
-        self.by_lang: dict[str, dict[str, int]] = defaultdict(dict)
-        for i, ex in enumerate(self.examples):
-            if ex.id in self.by_lang[ex.lang]:
-                raise InputError(
-                    f"{name}: id {ex.id!r} appears twice in language {ex.lang!r}; ids must be unique per language"
-                )
-            self.by_lang[ex.lang][ex.id] = i
-        self.by_lang = dict(sorted(self.by_lang.items()))
-        self.langs: list[str] = list(self.by_lang)
-        self.ids: list[str] = sorted({ex.id for ex in self.examples})
+    def example(self, row: int) -> ParallelExample: ...
+
+    def group_values(self, rows: np.ndarray) -> pa.Array: ...
+
+
+class ListStore:
+    """Examples held as Python objects (the LAReQA sets: a few thousand)."""
+
+    def __init__(self, examples: Sequence[ParallelExample]):
+        self.examples = list(examples)
+
+    def example(self, row: int) -> ParallelExample:
+        return self.examples[row]
+
+    def group_values(self, rows: np.ndarray) -> pa.Array:
+        return pa.array([self.examples[r].group or self.examples[r].id for r in rows], type=pa.string())
+
+
+class ExampleView(Sequence):
+    """The corpus's examples in storage order, materialised one at a time."""
+
+    def __init__(self, store: ExampleStore, rows: np.ndarray):
+        self.store, self.rows = store, rows
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.store.example(int(r)) for r in self.rows[i]]
+        return self.store.example(int(self.rows[i]))
+
+
+class ParallelCorpus:
+    """Examples indexed by language and id; an id exists only in the languages that have it.
+
+    The samplers and the collator see ids through ``index`` (arrays: positions in sorted id order), so a
+    memory-mapped corpus of millions of examples costs a few bytes per example in each rank.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[ParallelExample] | ExampleStore,
+        name: str = "corpus",
+        index: LanguageIndex | None = None,
+    ):
+        self.name = name
+        if index is None:
+            examples = list(examples)
+            if not examples:
+                raise InputError(f"{name}: no examples; check the data path and the language list")
+            index = LanguageIndex.build(
+                pa.array([ex.id for ex in examples], type=pa.string()),
+                pa.array([ex.lang for ex in examples], type=pa.string()),
+                name,
+            )
+            examples = ListStore(examples)
+        elif index.n_ids == 0:
+            raise InputError(f"{name}: no examples; check the data path and the language list")
+        self.store, self.index = examples, index
+        self.langs: list[str] = index.langs
+        self.ids: IdSequence = index.ids
+        self._size: int | None = None
+
+    def __len__(self) -> int:
+        if self._size is None:
+            self._size = int(self.index.lang_counts().sum())
+        return self._size
+
+    @property
+    def examples(self) -> ExampleView:
+        rows = np.asarray(self.index.rows)
+        return ExampleView(self.store, np.sort(rows[rows >= 0]))
+
+    def example(self, position: int, lang: str) -> ParallelExample:
+        """The example of the id at ``position`` (in ``ids``) in ``lang``."""
+        return self.store.example(self.index.row(position, lang))
 
     def get(self, id_: str, lang: str) -> ParallelExample:
-        return self.examples[self.by_lang[lang][id_]]
+        position = int(self.ids.position_or_none([id_])[0])
+        if position < 0:
+            raise KeyError(f"{self.name}: no id {id_!r}")
+        return self.example(position, lang)
 
     def ids_in(self, lang: str) -> list[str]:
-        return sorted(self.by_lang[lang])
+        return self.ids.take(self.index.in_lang(lang))
 
     def ids_in_pair(self, query_lang: str, passage_lang: str) -> list[str]:
-        a, b = self.by_lang[query_lang], self.by_lang[passage_lang]
-        return sorted(a.keys() & b.keys())
+        return self.ids.take(self.index.in_pair(query_lang, passage_lang))
 
     def langs_of(self, id_: str) -> list[str]:
-        return [lang for lang in self.langs if id_ in self.by_lang[lang]]
+        position = int(self.ids.position_or_none([id_])[0])
+        return self.index.langs_at(position) if position >= 0 else []
+
+    def group_of_ids(self) -> pa.Array:
+        """Each id's group (the article that keeps it on one side of a split), in id order. An id whose
+        languages disagree on its group is an error."""
+        rows = np.asarray(self.index.rows)
+        first = rows.max(axis=1)  # any present row; ids always have at least one
+        groups = self.store.group_values(first)
+        for k in range(len(self.langs)):
+            present = np.flatnonzero(rows[:, k] >= 0)
+            other = self.store.group_values(rows[present, k])
+            differs = pc.not_equal(other, groups.take(pa.array(present))).to_numpy(zero_copy_only=False)
+            if differs.any():
+                bad = self.ids[int(present[np.flatnonzero(differs)[0]])]
+                raise InputError(
+                    f"id {bad!r} has different groups in different languages; groups must be per id"
+                )
+        return groups
+
+    def subset_positions(
+        self, positions: np.ndarray | None = None, langs: Iterable[str] | None = None, name: str | None = None
+    ) -> ParallelCorpus:
+        """The corpus restricted to the ids at ``positions`` and to ``langs``, sharing this one's storage."""
+        index = self.index.subset(positions, list(langs) if langs is not None else None)
+        return ParallelCorpus(self.store, name or self.name, index=index)
 
     def subset(
         self, ids: Iterable[str] | None = None, langs: Iterable[str] | None = None, name: str | None = None
     ) -> ParallelCorpus:
-        keep_ids = set(ids) if ids is not None else None
-        keep_langs = set(langs) if langs is not None else None
-        kept = [
-            ex
-            for ex in self.examples
-            if (keep_ids is None or ex.id in keep_ids) and (keep_langs is None or ex.lang in keep_langs)
-        ]
-        return ParallelCorpus(kept, name or self.name)
+        positions = None
+        if ids is not None:
+            positions = self.ids.position_or_none(list(ids))
+            positions = np.unique(positions[positions >= 0])
+        return self.subset_positions(positions, langs, name)
 
 
 @dataclass

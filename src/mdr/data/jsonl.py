@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from mdr.data.corpus import ParallelCorpus, ParallelExample
+from mdr.data.arrow_store import build_in_memory, cached_corpus, fingerprint
+from mdr.data.corpus import ParallelCorpus
 from mdr.data.errors import DataFormatError
 from mdr.runtime.errors import InputError, MissingInputError
 
@@ -53,15 +54,9 @@ def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int
         raise DataFormatError(f"{what} {path} is empty; it needs one JSON object per line")
 
 
-def read_parallel_jsonl(
-    path: str | Path, langs: list[str] | None = None, name: str | None = None
-) -> ParallelCorpus:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(
-            f"parallel JSONL file {path} does not exist: set data.train.path to your file"
-        )
-    examples = []
+def parallel_rows(path: Path) -> Iterator[dict]:
+    """The file's examples as row dicts (``mdr.data.arrow_store.SCHEMA``), each checked; a bad line stops the
+    read with its file and line."""
     for lineno, row in iter_jsonl(path, "parallel JSONL file"):
         missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row.get(k)]
         if missing:
@@ -71,17 +66,36 @@ def read_parallel_jsonl(
         negatives = row.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
             raise DataFormatError(f"{path}:{lineno}: 'negatives' must be a list of strings")
-        examples.append(
-            ParallelExample(
-                id=row["id"],
-                lang=row["lang"],
-                query=row["query"],
-                positive=row["positive"],
-                negatives=tuple(negatives),
-                group=str(row.get("group", row["id"])),
-            )
+        yield {
+            "line": lineno,
+            "id": row["id"],
+            "lang": row["lang"],
+            "query": row["query"],
+            "positive": row["positive"],
+            "negatives": negatives,
+            "group": str(row.get("group", row["id"])),
+        }
+
+
+def read_parallel_jsonl(
+    path: str | Path,
+    langs: list[str] | None = None,
+    name: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> ParallelCorpus:
+    """The file as a corpus. With ``cache_dir`` it is converted once to memory-mapped Arrow there (see
+    ``arrow_store``) and every later start maps it; without, it is read into memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(
+            f"parallel JSONL file {path} does not exist: set data.train.path to your file"
         )
-    corpus = ParallelCorpus(examples, name or path.stem)
+    name = name or path.stem
+    if cache_dir is None:
+        corpus = build_in_memory(parallel_rows(path), str(path), name)
+    else:
+        key = fingerprint([path], {"reader": "parallel_jsonl"})
+        corpus = cached_corpus(lambda: parallel_rows(path), cache_dir, key, str(path), name)
     if langs is not None:
         unknown = sorted(set(langs) - set(corpus.langs))
         if unknown:

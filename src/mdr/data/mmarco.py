@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 
-from mdr.data.corpus import ParallelCorpus, ParallelExample
+from mdr.data.arrow_store import build_in_memory, cached_corpus, fingerprint
+from mdr.data.corpus import ParallelCorpus
 from mdr.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -57,11 +60,31 @@ def _read_tsv(path: str, columns: list[str]):
 
 
 def read_mmarco(
-    langs: list[str], root: str = HUB_ROOT, max_queries: int | None = 10000, negatives_per_query: int = 1
+    langs: list[str],
+    root: str = HUB_ROOT,
+    max_queries: int | None = 10000,
+    negatives_per_query: int = 1,
+    cache_dir: str | Path | None = None,
 ) -> ParallelCorpus:
+    """The training examples of ``langs``. With ``cache_dir`` the joined examples are written once as
+    memory-mapped Arrow (``arrow_store``) and later starts map them; without, they are built in memory."""
     unknown = [lang for lang in langs if lang not in LANGUAGE_NAMES]
     if unknown:
         raise InputError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGE_NAMES)}")
+    source = f"mMARCO {root}"
+    if cache_dir is None:
+        return build_in_memory(_rows(langs, root, max_queries, negatives_per_query), source, "mmarco")
+    local = [] if root.startswith("hf://") else [Path(root) / "data" / "triples.train.ids.small.tsv"]
+    settings = {"reader": "mmarco", "root": root, "langs": sorted(langs), "max_queries": max_queries}
+    settings["negatives_per_query"] = negatives_per_query
+    key = fingerprint(local, settings)
+    return cached_corpus(
+        lambda: _rows(langs, root, max_queries, negatives_per_query), cache_dir, key, source, "mmarco"
+    )
+
+
+def _rows(langs: list[str], root: str, max_queries: int | None, negatives_per_query: int) -> Iterator[dict]:
+    """(query, positive, negatives) rows per language, joined from the triples and the language's files."""
     triples = _read_tsv(f"{root}/data/triples.train.ids.small.tsv", ["qid", "pos", "neg"])
     positives: dict[str, str] = {}
     negatives: dict[str, list[str]] = defaultdict(list)
@@ -73,22 +96,28 @@ def read_mmarco(
         if len(negatives[row["qid"]]) < negatives_per_query:
             negatives[row["qid"]].append(row["neg"])
     wanted_pids = set(positives.values()) | {p for ns in negatives.values() for p in ns}
-    examples = []
     for lang in langs:
         name = LANGUAGE_NAMES[lang]
-        queries = _read_tsv(f"{root}/data/google/queries/train/{name}_queries.train.tsv", ["qid", "text"])
+        queries_file = f"{root}/data/google/queries/train/{name}_queries.train.tsv"
+        queries = _read_tsv(queries_file, ["qid", "text"])
         collection = _read_tsv(f"{root}/data/google/collections/{name}_collection.tsv", ["pid", "text"])
         collection = collection.filter(lambda r: r["pid"] in wanted_pids)
         passages = dict(zip(collection["pid"], collection["text"]))
         skipped = 0
-        for qid, text in zip(queries["qid"], queries["text"]):
+        for line, (qid, text) in enumerate(zip(queries["qid"], queries["text"]), 1):
             if qid not in positives:
                 continue
             if positives[qid] not in passages:
                 skipped += 1
                 continue
-            negs = tuple(passages[p] for p in negatives[qid] if p in passages)
-            examples.append(ParallelExample(qid, lang, text, passages[positives[qid]], negs, group=qid))
+            yield {
+                "line": line,
+                "id": qid,
+                "lang": lang,
+                "query": text,
+                "positive": passages[positives[qid]],
+                "negatives": [passages[p] for p in negatives[qid] if p in passages],
+                "group": qid,
+            }
         if skipped:
             log.warning("mMARCO %s: skipped %d queries whose positive passage is missing", lang, skipped)
-    return ParallelCorpus(examples, "mmarco")

@@ -34,7 +34,7 @@ def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, R
         files = read_lareqa(data_dir, source["name"], langs)
         return parallel_corpus(files, source["name"]), retrieval_set(files, source["name"])
     if kind == "jsonl":
-        return read_parallel_jsonl(source["path"], langs), None
+        return read_parallel_jsonl(source["path"], langs, cache_dir=source.get("cache_dir")), None
     if kind == "mmarco":
         from mdr.data.mmarco import read_mmarco
 
@@ -43,5 +43,6 @@ def load_training_corpus(source: dict, data_dir: str) -> tuple[ParallelCorpus, R
             source.get("root") or "hf://datasets/unicamp-dl/mmarco",
             source.get("max_queries"),
             source.get("negatives_per_query", 1),
+            source.get("cache_dir"),
         ), None
     raise InputError(f"unknown data.train.kind={kind!r}; choose lareqa, jsonl or mmarco")

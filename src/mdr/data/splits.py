@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 
 from mdr.data.corpus import ParallelCorpus
 from mdr.runtime.errors import InputError
 
 
+def split_positions_by_group(
+    corpus: ParallelCorpus, dev_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in ``corpus.ids``) of the train and dev ids: groups, sorted, are shuffled with ``seed`` and
+    whole groups fill the dev side up to ``dev_fraction`` of the ids. Arrays, so millions of ids stay cheap."""
+    if not 0.0 <= dev_fraction < 1.0:
+        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
+    group_of = corpus.group_of_ids()
+    groups = pc.unique(group_of).sort()
+    group_index = pc.index_in(group_of, value_set=groups).to_numpy().astype(np.int64)
+    members = np.argsort(group_index, kind="stable")  # ids grouped, in id order within a group
+    starts = np.searchsorted(group_index[members], np.arange(len(groups) + 1))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    target = round(dev_fraction * len(group_of))
+    taken, chosen = 0, []
+    for g in order:
+        if taken >= target:
+            break
+        chosen.append(members[starts[g] : starts[g + 1]])
+        taken += starts[g + 1] - starts[g]
+    is_dev = np.zeros(len(group_of), dtype=bool)
+    if chosen:
+        is_dev[np.concatenate(chosen)] = True
+    return np.flatnonzero(~is_dev), np.flatnonzero(is_dev)
+
+
 def split_ids_by_group(
     corpus: ParallelCorpus, dev_fraction: float, seed: int = 0
 ) -> tuple[list[str], list[str]]:
-    """Shuffle groups with ``seed`` and fill the dev side up to ``dev_fraction`` of the ids."""
-    if not 0.0 <= dev_fraction < 1.0:
-        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
-    group_of: dict[str, str] = {}
-    for ex in corpus.examples:
-        if group_of.setdefault(ex.id, ex.group or ex.id) != (ex.group or ex.id):
-            raise InputError(
-                f"id {ex.id!r} has different groups in different languages; groups must be per id"
-            )
-    groups = sorted(set(group_of.values()))
-    members: dict[str, list[str]] = {g: [] for g in groups}
-    for id_, g in sorted(group_of.items()):
-        members[g].append(id_)
-    order = np.random.default_rng(seed).permutation(len(groups))
-    target = round(dev_fraction * len(group_of))
-    dev: list[str] = []
-    for i in order:
-        if len(dev) >= target:
-            break
-        dev.extend(members[groups[i]])
-    dev_set = set(dev)
-    train = [i for i in sorted(group_of) if i not in dev_set]
-    return train, sorted(dev_set)
+    """The split as sorted id strings."""
+    train, dev = split_positions_by_group(corpus, dev_fraction, seed)
+    return corpus.ids.take(train), corpus.ids.take(dev)

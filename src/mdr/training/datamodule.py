@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mdr.data.corpus import ParallelCorpus, retrieval_set_from_corpus
 from mdr.data.sources import load_training_corpus
-from mdr.data.splits import split_ids_by_group
+from mdr.data.splits import split_positions_by_group
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.training.samplers import BatchPlan, PlanSampler
 
@@ -68,7 +68,21 @@ class Collator:
     ):
         self.corpus, self.tq, self.tp = corpus, tokenize_queries, tokenize_passages
         self.hard_negatives, self.use_context = hard_negatives, use_context
-        self.id_index = {i: n for n, i in enumerate(corpus.ids)}
+
+    def _positions_of(self, ids: tuple[str, ...]) -> tuple[int, ...]:
+        """A plan written by hand names ids only."""
+        found = self.corpus.ids.position_or_none(ids)
+        if (found < 0).any():
+            raise InputError(f"batch plan id {ids[int((found < 0).argmax())]!r} is not in {self.corpus.name}")
+        return tuple(int(p) for p in found)
+
+    def _answer_positions(self, answer_ids: tuple[str, ...], own: int) -> list[int]:
+        """Positions of the ids a passage answers (LAReQA sentences can answer several questions); ids outside
+        this corpus (the other side of the split) are dropped, as they cannot be in the batch."""
+        if not answer_ids:
+            return [own]
+        found = self.corpus.ids.position_or_none(answer_ids)
+        return [int(p) for p in found if p >= 0]
 
     def __call__(self, plan: BatchPlan) -> dict:
         if not plan.ids:
@@ -76,12 +90,13 @@ class Collator:
         queries, positives, contexts, answer_ids = [], [], [], []
         negatives, neg_contexts, neg_answer_ids = [], [], []
         max_k = 1
-        for id_, ql, pl in zip(plan.ids, plan.query_langs, plan.passage_langs):
-            q_ex, p_ex = self.corpus.get(id_, ql), self.corpus.get(id_, pl)
+        positions = plan.positions or self._positions_of(plan.ids)
+        for position, id_, ql, pl in zip(positions, plan.ids, plan.query_langs, plan.passage_langs):
+            q_ex, p_ex = self.corpus.example(position, ql), self.corpus.example(position, pl)
             queries.append(q_ex.query)
             positives.append(p_ex.positive)
             contexts.append(p_ex.positive_context)
-            answers = [self.id_index[a] for a in (p_ex.positive_ids or (id_,)) if a in self.id_index]
+            answers = self._answer_positions(p_ex.positive_ids, position)
             answer_ids.append(answers)
             max_k = max(max_k, len(answers))
             for j in range(self.hard_negatives):
@@ -92,7 +107,7 @@ class Collator:
                     neg, neg_ans = p_ex.positive, (id_,)
                 negatives.append(neg)
                 neg_contexts.append(p_ex.positive_context)
-                ids = [self.id_index[a] for a in neg_ans if a in self.id_index]
+                ids = self._answer_positions(neg_ans, position) if neg_ans else []
                 neg_answer_ids.append(ids)
                 max_k = max(max_k, len(ids))
         all_answers = answer_ids + neg_answer_ids
@@ -108,7 +123,7 @@ class Collator:
             "passage_langs": list(plan.passage_langs),
             "query": self.tq(queries),
             "passage": self.tp(passages, ctx),
-            "query_ids": torch.tensor([self.id_index[i] for i in plan.ids], dtype=torch.long),
+            "query_ids": torch.tensor(positions, dtype=torch.long),
             "cand_answer_ids": cand_ids,
             "labels": torch.arange(len(plan.ids), dtype=torch.long),
         }
@@ -156,15 +171,16 @@ class RetrievalDataModule(L.LightningDataModule):
                 f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR"
             )
         corpus, pool = load_training_corpus(self.train_source, self.data_dir)
-        train_ids, dev_ids = split_ids_by_group(corpus, self.dev_fraction, self.split_seed)
+        train_positions, dev_positions = split_positions_by_group(corpus, self.dev_fraction, self.split_seed)
         if self.dev_max_ids is not None:
-            dev_ids = dev_ids[: self.dev_max_ids]
-        self.train_ids, self.dev_ids = train_ids, dev_ids
-        self.train_corpus = corpus.subset(train_ids, name=f"{corpus.name}-train")
-        self.dev_corpus = corpus.subset(dev_ids, name=f"{corpus.name}-dev") if dev_ids else None
+            dev_positions = dev_positions[: self.dev_max_ids]
+        self.train_corpus = corpus.subset_positions(train_positions, name=f"{corpus.name}-train")
+        self.dev_corpus = (
+            corpus.subset_positions(dev_positions, name=f"{corpus.name}-dev") if len(dev_positions) else None
+        )
         if self.dev_corpus is not None:
             self.dev_set = (
-                pool.subset(dev_ids, name=f"{corpus.name}-dev")
+                pool.subset(list(self.dev_corpus.ids), name=f"{corpus.name}-dev")
                 if pool is not None
                 else retrieval_set_from_corpus(self.dev_corpus)
             )
@@ -181,7 +197,6 @@ class RetrievalDataModule(L.LightningDataModule):
         if self._ready:
             return
         self.load_data()
-        train_ids, dev_ids = self.train_ids, self.dev_ids
         world = self.world_size
         global_batch = self.batch_size * world
         self.sampler = (
@@ -194,9 +209,9 @@ class RetrievalDataModule(L.LightningDataModule):
         log.info(
             "train: %d examples (%d ids, langs %s), dev: %d ids; global batch %d (%d x %d ranks), %d steps/epoch",
             examples,
-            len(train_ids),
+            len(self.train_corpus.ids),
             self.train_corpus.langs,
-            len(dev_ids),
+            len(self.dev_corpus.ids) if self.dev_corpus is not None else 0,
             global_batch,
             self.batch_size,
             world,
@@ -204,9 +219,10 @@ class RetrievalDataModule(L.LightningDataModule):
         )
         if self.dev_corpus is not None and self.val_batches > 0:
             langs = self.dev_corpus.langs
+            index = self.dev_corpus.index
             smallest = min(
-                [len(self.dev_corpus.ids_in(x)) for x in langs]
-                + [len(self.dev_corpus.ids_in_pair(x, y)) for x in langs for y in langs if x != y]
+                [int(index.present(x).sum()) for x in langs]
+                + [int((index.present(x) & index.present(y)).sum()) for x in langs for y in langs if x != y]
             )
             dev_batch = max(world, min(self.batch_size * world, smallest) // world * world)
             try:

@@ -6,6 +6,11 @@ under DDP every rank computes the same global plan and keeps a disjoint slice of
 batch stays one coherent X-X or X-Y batch whatever the per-device batch size.
 
 A batch never holds one id twice: two translations of a question in one batch would be false negatives.
+
+Samplers draw positions in the corpus's id x language index (``mdr.data.language_index``), never lists of
+id strings: an X-Y sampler over 14 languages would otherwise hold 182 pools of every id. A pair's pool is
+computed when its batch is drawn (a vectorised pass over the ids), in the id order the lists had, so the
+batches are the same as when the pools were lists.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class BatchPlan:
     ids: tuple[str, ...]
     query_langs: tuple[str, ...]
     passage_langs: tuple[str, ...]
+    positions: tuple[int, ...] = ()  # the ids' positions in the sampler's corpus (the collator reads by them)
 
     def shard(self, rank: int, world_size: int) -> BatchPlan:
         """This rank's disjoint, contiguous slice of the global batch."""
@@ -37,7 +43,9 @@ class BatchPlan:
             raise InputError(f"global batch {len(self.ids)} is not divisible by world size {world_size}")
         n = len(self.ids) // world_size
         sl = slice(rank * n, (rank + 1) * n)
-        return BatchPlan(self.step, self.kind, self.ids[sl], self.query_langs[sl], self.passage_langs[sl])
+        return BatchPlan(
+            self.step, self.kind, self.ids[sl], self.query_langs[sl], self.passage_langs[sl], self.positions[sl]
+        )
 
 
 def _weights(sizes: list[int], weighting: str) -> np.ndarray:
@@ -59,10 +67,13 @@ class PlanSampler:
 
     def plan(self, step: int) -> BatchPlan:
         rng = np.random.default_rng([self.seed, step])
-        kind, ids, q_langs, p_langs = self.draw(rng)
-        return BatchPlan(step, kind, tuple(ids), tuple(q_langs), tuple(p_langs))
+        kind, positions, q_langs, p_langs = self.draw(rng)
+        positions = [int(p) for p in positions]
+        ids = self.corpus.ids.take(positions)
+        return BatchPlan(step, kind, tuple(ids), tuple(q_langs), tuple(p_langs), tuple(positions))
 
-    def draw(self, rng: np.random.Generator) -> tuple[str, list[str], list[str], list[str]]:
+    def draw(self, rng: np.random.Generator) -> tuple[str, np.ndarray, list[str], list[str]]:
+        """(kind, id positions, query languages, passage languages) of one global batch."""
         raise NotImplementedError
 
     def _too_small(self, what: str, available: int) -> ValueError:
@@ -81,7 +92,7 @@ class XXSampler(PlanSampler):
     def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform"):
         super().__init__(corpus, batch_size, seed, weighting)
         self.langs = corpus.langs
-        self.pools = [corpus.ids_in(lang) for lang in self.langs]
+        self.pools = [corpus.index.in_lang(lang) for lang in self.langs]
         for lang, pool in zip(self.langs, self.pools):
             if len(pool) < batch_size:
                 raise self._too_small(f"language {lang}", len(pool))
@@ -90,7 +101,7 @@ class XXSampler(PlanSampler):
     def draw(self, rng):
         i = rng.choice(len(self.langs), p=self.p)
         pool = self.pools[i]
-        ids = [pool[j] for j in rng.choice(len(pool), size=self.batch_size, replace=False)]
+        ids = pool[rng.choice(len(pool), size=self.batch_size, replace=False)]
         return "xx", ids, [self.langs[i]] * len(ids), [self.langs[i]] * len(ids)
 
 
@@ -113,33 +124,34 @@ class XYSampler(PlanSampler):
             raise InputError(
                 f"X-Y batches need at least two training languages; {corpus.name} has {corpus.langs}"
             )
-        self.per_example = per_example
+        self.per_example, self.index = per_example, corpus.index
         if per_example:
-            self.ids = [i for i in corpus.ids if len(corpus.langs_of(i)) >= 2]
-            self.langs_of = {i: corpus.langs_of(i) for i in self.ids}
+            self.ids = np.flatnonzero(self.index.lang_counts() >= 2)
             if len(self.ids) < batch_size:
                 raise self._too_small("ids in two or more languages", len(self.ids))
             return
         self.pairs = list(permutations(corpus.langs, 2))
-        self.pools = [corpus.ids_in_pair(x, y) for x, y in self.pairs]
-        for (x, y), pool in zip(self.pairs, self.pools):
-            if len(pool) < batch_size:
-                raise self._too_small(f"language pair {x}->{y}", len(pool))
-        self.p = _weights([len(p) for p in self.pools], weighting)
+        present = {lang: self.index.present(lang) for lang in corpus.langs}
+        sizes = [int(np.count_nonzero(present[x] & present[y])) for x, y in self.pairs]
+        for (x, y), size in zip(self.pairs, sizes):
+            if size < batch_size:
+                raise self._too_small(f"language pair {x}->{y}", size)
+        self.p = _weights(sizes, weighting)
 
     def draw(self, rng):
         if self.per_example:
-            ids = [self.ids[j] for j in rng.choice(len(self.ids), size=self.batch_size, replace=False)]
+            ids = self.ids[rng.choice(len(self.ids), size=self.batch_size, replace=False)]
             q_langs, p_langs = [], []
             for i in ids:
-                x, y = rng.choice(len(self.langs_of[i]), size=2, replace=False)
-                q_langs.append(self.langs_of[i][x])
-                p_langs.append(self.langs_of[i][y])
+                langs = self.index.langs_at(i)
+                x, y = rng.choice(len(langs), size=2, replace=False)
+                q_langs.append(langs[x])
+                p_langs.append(langs[y])
             return "xy", ids, q_langs, p_langs
         k = rng.choice(len(self.pairs), p=self.p)
-        pool = self.pools[k]
-        ids = [pool[j] for j in rng.choice(len(pool), size=self.batch_size, replace=False)]
         x, y = self.pairs[k]
+        pool = self.index.in_pair(x, y)
+        ids = pool[rng.choice(len(pool), size=self.batch_size, replace=False)]
         return "xy", ids, [x] * len(ids), [y] * len(ids)
 
 
@@ -177,14 +189,15 @@ class MixedSampler(PlanSampler):
 
     def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform"):
         super().__init__(corpus, batch_size, seed, weighting)
-        self.ids = corpus.ids
-        self.langs_of = {i: corpus.langs_of(i) for i in self.ids}
-        if len(self.ids) < batch_size:
-            raise self._too_small("the whole corpus", len(self.ids))
-        self.p = _weights([len(self.langs_of[i]) for i in self.ids], weighting)
+        self.index = corpus.index
+        n_ids = self.index.n_ids
+        if n_ids < batch_size:
+            raise self._too_small("the whole corpus", n_ids)
+        self.p = _weights(self.index.lang_counts(), weighting)
 
     def draw(self, rng):
-        ids = [self.ids[j] for j in rng.choice(len(self.ids), size=self.batch_size, replace=False, p=self.p)]
-        q_langs = [self.langs_of[i][rng.integers(len(self.langs_of[i]))] for i in ids]
-        p_langs = [self.langs_of[i][rng.integers(len(self.langs_of[i]))] for i in ids]
+        ids = rng.choice(len(self.p), size=self.batch_size, replace=False, p=self.p)
+        langs = [self.index.langs_at(i) for i in ids]
+        q_langs = [ls[rng.integers(len(ls))] for ls in langs]
+        p_langs = [ls[rng.integers(len(ls))] for ls in langs]
         return "mixed", ids, q_langs, p_langs

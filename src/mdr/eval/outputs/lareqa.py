@@ -11,16 +11,14 @@
 from __future__ import annotations
 
 import csv
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mdr.eval.lareqa import EM_METRICS, METRICS, LareqaResult
-from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.markdown import markdown_table
+
 
 def write_dataset_reports(result: LareqaResult, out_dir: Path) -> None:
     out_dir = Path(out_dir)
