@@ -201,6 +201,48 @@ def test_miracl_in_corpus_shards_equals_in_memory_and_resumes(tmp_path, tiny_mod
 
 
 @pytest.mark.slow
+def test_submitit_local_array_encodes_in_two_jobs_and_rank_0_searches(tmp_path, tiny_model_dir, data_dir):
+    """The README's multi-process recipe, run: Hydra's submitit_local launcher starts two jobs (ranks 0 and 1 of
+    2) on one shard folder; each encodes its own shards, rank 0 waits for rank 1's and searches. The numbers
+    equal one process's; rank 1's job records no ranking."""
+    _, docids, spec = miracl_sw(data_dir, tmp_path, distractors=200)
+    size = -(-len(docids) // 6)
+    common = ["data=miracl", f"data.qrels_sets=[{spec}]"]
+    one = tmp_path / "one"
+    run(
+        "eval.py",
+        *eval_overrides(one, tiny_model_dir, data_dir, *common),
+        f"eval.corpus_shards={{shard_size: {size}, dir: {tmp_path / 'one_shards'}}}",
+    )
+    shards, sweep = tmp_path / "shards", tmp_path / "sweep"
+    overrides = eval_overrides(sweep, tiny_model_dir, data_dir, *common)[1:]  # a sweep: no hydra.run.dir
+    run(
+        "eval.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.timeout_min=20",
+        *overrides,
+        f"eval.corpus_shards={{shard_size: {size}, dir: {shards}, rank: null, world_size: 2, wait_s: 600}}",
+        "eval.corpus_shards.rank=0,1",
+    )
+    jobs = [
+        json.loads((sweep / str(n) / "metrics.json").read_text())["datasets"]["miracl-sw"] for n in (0, 1)
+    ]
+    alone = json.loads((one / "metrics.json").read_text())["datasets"]["miracl-sw"]
+    assert jobs[0]["shards"]["rank"] == 0 and jobs[1]["shards"]["rank"] == 1
+    assert (
+        jobs[0]["ndcg@10"] == pytest.approx(alone["ndcg@10"], abs=1e-9) and jobs[0]["r@100"] == alone["r@100"]
+    )
+    assert jobs[1]["ndcg@10"] is None and not (sweep / "1" / "eval" / "miracl-sw" / "run.trec.gz").exists()
+    encoded = {
+        n: len(re.findall(rf"rank {n}: shard \d+ done", (sweep / str(n) / "eval.log").read_text()))
+        for n in (0, 1)
+    }
+    assert encoded == {0: 3, 1: 3}, encoded
+
+
+@pytest.mark.slow
 def test_evaluation_only_encoder_through_eval_py(tmp_path, data_dir):
     """A non-torch baseline (hashed character n-grams) is scored like any model: lexical overlap wins
     monolingually and collapses across languages."""

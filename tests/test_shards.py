@@ -7,6 +7,7 @@ import pytest
 
 from mdr.eval.qrels import exact_top_k
 from mdr.eval.shards import (
+    PROBE_TEXT,
     ShardLayout,
     check_complete,
     done_path,
@@ -72,6 +73,8 @@ def test_a_killed_job_re_encodes_only_the_shard_it_was_writing(tmp_path):
     calls, seen = [], []
 
     def dies_in_the_fourth_shard(texts):
+        if texts[0] == PROBE_TEXT:  # the encoder's identity check, before any shard
+            return fake_encoder([])(texts)
         seen.append(texts[0])
         if len(seen) == 4:
             raise KeyboardInterrupt  # as a kill would stop it: no shard file, no done marker for shard 3
@@ -110,7 +113,8 @@ def test_ivf_search_reports_its_recall_against_exact(tmp_path):
     docs = (centers[rng.integers(0, 20, 2000)] + 0.3 * rng.standard_normal((2000, DIM))).astype(np.float32)
     texts = [str(i) for i in range(len(docs))]
     layout = ShardLayout(len(docs), shard_size=300, dim=DIM)
-    encode_shards(lambda batch: docs[[int(t) for t in batch]], texts, tmp_path, layout)
+    by_id = {t: v for t, v in zip(texts, docs)}
+    encode_shards(lambda batch: np.stack([by_id.get(t, docs[0]) for t in batch]), texts, tmp_path, layout)
     queries = (centers[rng.integers(0, 20, 50)] + 0.3 * rng.standard_normal((50, DIM))).astype(np.float32)
     exact_idx, _ = exact_top_k(queries, docs, 10)
     idx, scores, info = ivf_search(queries, tmp_path, k=10, nlist=20, nprobe=20, recall_queries=50)
@@ -121,3 +125,41 @@ def test_ivf_search_reports_its_recall_against_exact(tmp_path):
         [len(set(a) & set(b)) / 10 for a, b in zip(ivf_search(queries, tmp_path, 10, 20, 1)[0], exact_idx)]
     )
     assert few["recall@10_vs_exact"] == pytest.approx(measured) and few["nprobe"] == 1
+
+
+def test_bad_shard_folders_are_refused_and_keep_their_finished_shards(tmp_path):
+    """Another model (probe vector), another dimension, a changed corpus: one clear error, nothing deleted.
+    A truncated shard: search names it; the next encoding re-encodes that shard alone."""
+    from mdr.eval.shards import corpus_fingerprint
+
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    layout = ShardLayout(len(TEXTS), shard_size=10, dim=DIM, corpus=corpus_fingerprint(ids, TEXTS))
+    encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=0, world=2)
+    done = sorted(p.name for p in tmp_path.glob("*.done"))
+
+    def other_model(texts):
+        return -fake_encoder([])(texts)
+
+    with pytest.raises(InputError, match="written by another encoder"):
+        encode_shards(other_model, TEXTS, tmp_path, layout, rank=1, world=2)
+    wider = ShardLayout(len(TEXTS), shard_size=10, dim=DIM * 2, corpus=layout.corpus)
+    with pytest.raises(InputError, match="32-dimensional.*16.*another model|16-dimensional.*32.*another model"):
+        encode_shards(fake_encoder([]), TEXTS, tmp_path, wider, rank=1, world=2)
+    changed = [*TEXTS[:-1], "a document edited since"]
+    moved = ShardLayout(len(TEXTS), shard_size=10, dim=DIM, corpus=corpus_fingerprint(ids, changed))
+    with pytest.raises(InputError, match="the corpus changed since these shards were written"):
+        encode_shards(fake_encoder([]), changed, tmp_path, moved, rank=1, world=2)
+    assert sorted(p.name for p in tmp_path.glob("*.done")) == done, "a refused job removed finished shards"
+
+    encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=1, world=2)
+    path = shard_path(tmp_path, 4)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError, match="shard_00004.npy is truncated"):
+        search_shards(np.zeros((1, DIM), np.float32), tmp_path, k=5)
+    calls = []
+    assert encode_shards(fake_encoder(calls), TEXTS, tmp_path, layout) == [4]
+    clean = tmp_path / "clean"
+    encode_shards(fake_encoder([]), TEXTS, clean, layout)
+    q = np.random.default_rng(1).standard_normal((7, DIM)).astype(np.float32)
+    for a, b in zip(search_shards(q, tmp_path, k=20), search_shards(q, clean, k=20)):
+        np.testing.assert_array_equal(a, b)

@@ -110,7 +110,7 @@ def _index(store: ArrowStore, name: str) -> LanguageIndex:
 
 def _corpus(store: ArrowStore, index: LanguageIndex, name: str) -> ParallelCorpus:
     corpus = ParallelCorpus(store, name, index=index)
-    corpus.group_of_ids()  # an id with different groups per language fails at build, not at every start
+    corpus.check_groups()  # at build, not at every start
     return corpus
 
 

@@ -106,6 +106,8 @@ class ParallelCorpus:
         self.langs: list[str] = index.langs
         self.ids: IdSequence = index.ids
         self._size: int | None = None
+        if isinstance(examples, ListStore):
+            self.check_groups()
 
     def __len__(self) -> int:
         if self._size is None:
@@ -138,11 +140,14 @@ class ParallelCorpus:
         return self.index.langs_at(position) if position >= 0 else []
 
     def group_of_ids(self) -> pa.Array:
-        """Each id's group (the article that keeps it on one side of a split), in id order. An id whose
-        languages disagree on its group is an error."""
+        """Each id's group (the article that keeps it on one side of a split), in id order."""
         rows = np.asarray(self.index.rows)
-        first = rows.max(axis=1)  # any present row; ids always have at least one
-        groups = self.store.group_values(first)
+        return self.store.group_values(rows.max(axis=1))  # any present row; every id has one
+
+    def check_groups(self) -> None:
+        """An id whose languages disagree on its group is an error (run once, when the corpus is built)."""
+        rows = np.asarray(self.index.rows)
+        groups = self.group_of_ids()
         for k in range(len(self.langs)):
             present = np.flatnonzero(rows[:, k] >= 0)
             other = self.store.group_values(rows[present, k])
@@ -152,7 +157,6 @@ class ParallelCorpus:
                 raise InputError(
                     f"id {bad!r} has different groups in different languages; groups must be per id"
                 )
-        return groups
 
     def subset_positions(
         self, positions: np.ndarray | None = None, langs: Iterable[str] | None = None, name: str | None = None

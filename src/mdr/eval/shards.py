@@ -5,7 +5,9 @@ A corpus of ``n`` documents is cut into shards of ``shard_size`` consecutive doc
 ``world`` (one per GPU, or one SLURM array task) encodes shards ``rank, rank + world, ...`` into
 ``<dir>/shard_00007.npy`` (fp32, or fp16 to halve the disk) and writes ``shard_00007.done`` after the array is
 complete on disk, so a killed job re-encodes at most the shard it was writing. ``manifest.json`` pins the
-corpus size, shard size, dtype and dimension: a second job that disagrees is refused rather than mixed in.
+corpus size, shard size, dtype, dimension and the corpus's fingerprint (docids and texts), and ``probe.npy`` the
+encoder's vector for a fixed text: a job with another corpus, setting or model is refused rather than mixed in,
+and a shard marked done whose file is truncated is encoded again.
 
 A plain per-rank loop, not Lightning's distributed prediction: every rank writes its own files and needs no
 collective (no gather of a corpus-sized array, no process group to set up on an array task), and resuming is
@@ -15,6 +17,7 @@ top-k, so memory is (queries x shard) + (queries x k), whatever the corpus size.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +45,7 @@ class ShardLayout:
     shard_size: int
     dim: int
     dtype: str = "float32"
+    corpus: str = ""  # fingerprint of the documents' ids and texts (corpus_fingerprint); "" when unknown
 
     def __post_init__(self):
         if self.n_docs < 1 or self.shard_size < 1 or self.dim < 1:
@@ -64,14 +68,54 @@ class ShardLayout:
         return list(range(rank, self.n_shards, world))
 
 
-def shard_rank() -> tuple[int, int]:
-    """(rank, world) of this process for shard assignment: a SLURM array task (``SLURM_ARRAY_TASK_ID`` of
+PROBE_TEXT = (
+    "A fixed probe passage: the encoder that wrote these shards encodes it to the vector in probe.npy."
+)
+
+
+def corpus_fingerprint(doc_ids: Sequence[str], texts: Sequence[str]) -> str:
+    """A digest of every (docid, text): shards written for one corpus are refused for a changed one."""
+    h = hashlib.blake2b(digest_size=16)
+    for doc_id, text in zip(doc_ids, texts):
+        h.update(doc_id.encode("utf-8", "surrogatepass"))
+        h.update(b"\t")
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return f"{len(doc_ids)}:{h.hexdigest()}"
+
+
+def shard_rank(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """(rank, world) of this process for shard assignment: as configured (``eval.corpus_shards.rank`` /
+    ``world_size``, e.g. one Hydra multirun job each), else a SLURM array task (``SLURM_ARRAY_TASK_ID`` of
     ``SLURM_ARRAY_TASK_COUNT``), a torchrun / Lightning rank (``RANK`` of ``WORLD_SIZE``), else (0, 1)."""
+    if rank is not None or world is not None:
+        if rank is None or world is None:
+            raise InputError("set both eval.corpus_shards.rank and eval.corpus_shards.world_size, or neither")
+        if not 0 <= int(rank) < int(world):
+            raise InputError(f"eval.corpus_shards.rank={rank} must be in [0, world_size={world})")
+        return int(rank), int(world)
     env = os.environ
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
         first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
         return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def wait_for_shards(folder: str | Path, layout: ShardLayout, wait_s: float, poll_s: float = 5.0) -> None:
+    """Rank 0 searches once the other ranks' shards are done: it waits up to ``wait_s`` seconds, saying in the
+    log what it waits for; then ``check_complete`` names what is still missing."""
+    folder = Path(folder)
+    deadline, last_log = time.monotonic() + wait_s, 0.0
+    while time.monotonic() < deadline:
+        missing = [s for s in range(layout.n_shards) if not done_path(folder, s).exists()]
+        if not missing:
+            return
+        if time.monotonic() - last_log >= 60:
+            log.info(
+                "waiting for %d of %d shards from the other ranks (%s)", len(missing), layout.n_shards, folder
+            )
+            last_log = time.monotonic()
+        time.sleep(poll_s)
 
 
 def shard_path(folder: Path, shard: int) -> Path:
@@ -82,23 +126,80 @@ def done_path(folder: Path, shard: int) -> Path:
     return folder / f"shard_{shard:05d}.done"
 
 
-def open_layout(folder: Path, layout: ShardLayout) -> None:
-    """Write the manifest, or check that the folder's matches (a shard folder serves one corpus and setting)."""
+def open_layout(
+    folder: Path, layout: ShardLayout, encode: Callable[[Sequence[str]], np.ndarray] | None = None
+) -> None:
+    """Write the manifest (and the encoder's probe vector), or check that the folder's match: a shard folder
+    serves one corpus, one setting and one encoder."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.json"
     if path.exists():
         recorded = json.loads(path.read_text())
-        if recorded != asdict(layout):
-            raise InputError(
-                f"{path} records {recorded}, this job asks for {asdict(layout)}; encode into a new folder "
-                "(or delete it to start over)"
-            )
+        _check_manifest(path, recorded, asdict(layout))
+    else:
+        try:  # several ranks may start at once: the first one writes, the others check
+            with open(path, "x") as fh:
+                fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
+        except FileExistsError:
+            return open_layout(folder, layout, encode)
+    if encode is not None:
+        _check_probe(folder, np.asarray(encode([PROBE_TEXT]), dtype=np.float32)[0])
+
+
+def _check_manifest(path: Path, recorded: dict, wanted: dict) -> None:
+    if recorded.get("corpus", "") and wanted["corpus"] and recorded["corpus"] != wanted["corpus"]:
+        raise InputError(
+            f"{path}: the corpus changed since these shards were written (fingerprint {recorded['corpus']}, now "
+            f"{wanted['corpus']}); encode into a new folder (eval.corpus_shards.dir), or delete this one"
+        )
+    if recorded.get("dim") != wanted["dim"]:
+        raise InputError(
+            f"{path}: the shards hold {recorded.get('dim')}-dimensional vectors, this encoder gives {wanted['dim']}: "
+            "they come from another model; encode into a new folder (eval.corpus_shards.dir)"
+        )
+    if {k: v for k, v in recorded.items() if k != "corpus"} != {
+        k: v for k, v in wanted.items() if k != "corpus"
+    }:
+        raise InputError(
+            f"{path} records {recorded}, this job asks for {wanted}; encode into a new folder "
+            "(or delete it to start over)"
+        )
+
+
+def _check_probe(folder: Path, probe: np.ndarray) -> None:
+    """The first job stores the encoder's vector for PROBE_TEXT; a later job whose encoder gives another
+    vector (another model or checkpoint) is refused before it mixes its shards in."""
+    path = folder / "probe.npy"
+    if not path.exists():
+        tmp = folder / f"probe.{os.getpid()}.npy"
+        np.save(tmp, probe)
+        os.replace(tmp, path)
         return
-    try:  # several ranks may start at once: the first one writes, the others check
-        with open(path, "x") as fh:
-            fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
-    except FileExistsError:
-        open_layout(folder, layout)
+    stored = np.load(path)
+    cosine = float(stored @ probe / (np.linalg.norm(stored) * np.linalg.norm(probe) + 1e-12))
+    if stored.shape != probe.shape or cosine < 0.999:
+        raise InputError(
+            f"{folder}: these shards were written by another encoder (its probe vector differs: cosine "
+            f"{cosine:.4f}); encode into a new folder (eval.corpus_shards.dir) for this model or checkpoint"
+        )
+
+
+def shard_problem(folder: Path, layout: ShardLayout, shard: int) -> str | None:
+    """Why a shard marked done cannot be used (missing, truncated, wrong shape or dtype), or None."""
+    start, stop = layout.bounds(shard)
+    path = shard_path(folder, shard)
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except ValueError as e:  # numpy: the header promises more bytes than the file holds
+        return f"{path.name} is truncated or damaged ({e})"
+    if arr.shape != (stop - start, layout.dim) or arr.dtype != np.dtype(layout.dtype):
+        return (
+            f"{path.name} holds {arr.shape} {arr.dtype}, the manifest says {(stop - start, layout.dim)} "
+            f"{layout.dtype} (a shard from another model or setting)"
+        )
+    return None
 
 
 def encode_shards(
@@ -114,9 +215,16 @@ def encode_shards(
     folder = Path(folder)
     if len(texts) != layout.n_docs:
         raise InputError(f"{len(texts)} texts for a layout of {layout.n_docs} documents")
-    open_layout(folder, layout)
+    open_layout(folder, layout, encode)
     mine = layout.assigned(rank, world)
-    todo = [s for s in mine if not done_path(folder, s).exists()]
+    todo = []
+    for shard in mine:
+        if not done_path(folder, shard).exists():
+            todo.append(shard)
+        elif problem := shard_problem(folder, layout, shard):
+            log.warning("rank %d: shard %d was marked done but %s: encoding it again", rank, shard, problem)
+            done_path(folder, shard).unlink()
+            todo.append(shard)
     if len(todo) < len(mine):
         log.info(
             "rank %d: %d of its %d shards already done in %s", rank, len(mine) - len(todo), len(mine), folder
@@ -154,6 +262,12 @@ def check_complete(folder: str | Path) -> ShardLayout:
             f"{folder}: {len(missing)} of {layout.n_shards} shards are not done (e.g. {missing[:5]}); run the "
             "encoding again with the same settings: done shards are skipped"
         )
+    for shard in range(layout.n_shards):
+        if problem := shard_problem(folder, layout, shard):
+            raise InputError(
+                f"{folder}: {problem}; run the encoding again with the same settings: it re-encodes this shard "
+                "and keeps the others"
+            )
     return layout
 
 

@@ -34,7 +34,15 @@ from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan
 from mdr.eval.qrels import SEARCHES, evaluate_qrels, score_ranking
-from mdr.eval.shards import ShardLayout, encode_shards, ivf_search, search_shards, shard_rank
+from mdr.eval.shards import (
+    ShardLayout,
+    corpus_fingerprint,
+    encode_shards,
+    ivf_search,
+    search_shards,
+    shard_rank,
+    wait_for_shards,
+)
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
 from mdr.modeling.text_encoder import TextEncoder
@@ -67,7 +75,9 @@ class EvalSettings:
     qrels_sets: list[dict] = field(default_factory=list)
     search: str = "torch"
     # corpus-style sets encoded into resumable shards and searched shard by shard (mdr.eval.shards):
-    # {shard_size: 50000, dtype: float32 | float16, dir: null (<run>/eval/<set>/shards) or a shared folder}
+    # {shard_size: 50000, dtype: float32 | float16, dir: null (<run>/eval/<set>/shards) or a shared folder,
+    #  rank / world_size: this job's share (null: SLURM array task, RANK/WORLD_SIZE, else 0 of 1),
+    #  wait_s: how long rank 0 waits for the other ranks' shards before it searches, nlist / nprobe (ivf)}
     corpus_shards: dict | None = None
     show_progress: bool = True
     tatoeba_langs: str | list[str] = "all"  # all | xtreme36 | xtreme36+low_resource | ISO 639-3 codes
@@ -236,8 +246,8 @@ class EvalRun:
             d = self.encode(qs.doc_texts, "passage", f"{qs.name}: corpus")
             t1 = time.perf_counter()
             result = evaluate_qrels(qs, q, d, depth=self.settings.run_depth, search=self.settings.search)
-        write_qrels_outputs(result["run"], qs.qrels, self.out_dir / "eval" / qs.name)
-        result.pop("run")
+        if "run" in result:  # not on a shard-encoding rank other than 0 (it has no ranking)
+            write_qrels_outputs(result.pop("run"), qs.qrels, self.out_dir / "eval" / qs.name)
         head = {"ndcg@10": result["ndcg@10"], "r@100": result["r@100"]}
         self.record(qs.name, result, head, t1 - t0, time.perf_counter() - t1)
 
@@ -250,8 +260,9 @@ class EvalRun:
             int(spec.get("shard_size", 50_000)),
             query_emb.shape[1],
             str(spec.get("dtype", "float32")),
+            corpus_fingerprint(qs.doc_ids, qs.doc_texts),
         )
-        rank, world = shard_rank()
+        rank, world = shard_rank(spec.get("rank"), spec.get("world_size"))
         encode_shards(
             lambda texts: self.encode(list(texts), "passage", f"{qs.name}: corpus shard"),
             qs.doc_texts,
@@ -260,8 +271,23 @@ class EvalRun:
             rank,
             world,
         )
+        shards = {"dir": str(folder), **asdict(layout), "rank": rank, "world_size": world}
+        if rank != 0:  # one rank searches: the others' job ends with their shards
+            log.info(
+                "%s: rank %d of %d encoded its shards; rank 0 searches once all are done",
+                qs.name,
+                rank,
+                world,
+            )
+            return {
+                "dataset": qs.name,
+                "n_docs": len(qs.doc_ids),
+                "ndcg@10": None,
+                "r@100": None,
+                "shards": shards,
+            }
+        wait_for_shards(folder, layout, float(spec.get("wait_s", 3600)) if world > 1 else 0.0)
         k = min(max(self.settings.run_depth, 100), len(qs.doc_ids))
-        shards = {"dir": str(folder), **asdict(layout)}
         if self.settings.search == "ivf":  # approximate; its recall against exact search is reported
             ivf = {key: int(spec[key]) for key in ("nlist", "nprobe") if key in spec}
             top_idx, top_scores, shards["ivf"] = ivf_search(query_emb, folder, k, **ivf)
@@ -333,5 +359,8 @@ def format_headline(report: dict) -> str:
                 f"{h['rank_distance']:.1f}"
             )
         else:
-            lines.append(f"{name:<12} nDCG@10 {h['ndcg@10']:.4f}  R@100 {h['r@100']:.4f}")
+            if h["ndcg@10"] is None:  # a shard-encoding rank other than 0, or no judged query
+                lines.append(f"{name:<12} nDCG@10 -  R@100 -  (not searched here)")
+            else:
+                lines.append(f"{name:<12} nDCG@10 {h['ndcg@10']:.4f}  R@100 {h['r@100']:.4f}")
     return "\n".join(lines)

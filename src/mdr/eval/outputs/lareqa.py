@@ -1,11 +1,11 @@
 """A LAReQA set's files in a run folder (its TREC runs: :mod:`mdr.eval.outputs.trec`)::
 
-    eval/<dataset>/pairs.csv         one row per setting (x->y and x->all) with every metric
-    eval/<dataset>/map_matrix.csv    query language x pool language (+ "all") mAP
-    eval/<dataset>/summary.md        headline table
-    eval/<dataset>/heatmap.png       the mAP matrix as a picture
-    eval/<dataset>/runs/<x>-<y>.trec.gz    TREC run (top ``eval.run_depth``) per setting
-    eval/<dataset>/qrels/<x>-<y>.qrels     TREC qrels per setting
+eval/<dataset>/pairs.csv         one row per setting (x->y and x->all) with every metric
+eval/<dataset>/map_matrix.csv    query language x pool language (+ "all") mAP
+eval/<dataset>/summary.md        headline table
+eval/<dataset>/heatmap.png       the mAP matrix as a picture
+eval/<dataset>/runs/<x>-<y>.trec.gz    TREC run (top ``eval.run_depth``) per setting
+eval/<dataset>/qrels/<x>-<y>.qrels     TREC qrels per setting
 """
 
 from __future__ import annotations

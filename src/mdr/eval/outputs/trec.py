@@ -42,10 +42,14 @@ class TrecWriter:
         (self.out_dir / "qrels" / f"{fname}.qrels").write_text("\n".join(q_lines) + "\n")
 
 
-def write_qrels_outputs(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], out: Path) -> None:
+def write_qrels_outputs(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], out: Path
+) -> None:
     """A corpus-style set's ``run.trec.gz`` (docs in rank order) and ``qrels.tsv``."""
     out.mkdir(parents=True, exist_ok=True)
     with gzip.open(out / "run.trec.gz", "wt", compresslevel=1) as fh:
         for qid, docs in run.items():
             fh.writelines(run_line(qid, d, r, s) + "\n" for r, (d, s) in enumerate(docs.items(), 1))
-    (out / "qrels.tsv").write_text("".join(qrels_line(q, d, rel) + "\n" for q, j in qrels.items() for d, rel in j.items()))
+    (out / "qrels.tsv").write_text(
+        "".join(qrels_line(q, d, rel) + "\n" for q, j in qrels.items() for d, rel in j.items())
+    )
