@@ -15,7 +15,8 @@ first batch (texts, without tokenising). Peers in the same run:
 Reported per size: time to the first batch, peak RSS growth over the interpreter with its imports
 (ru_maxrss), and bytes per example as the slope between sizes. Then two ranks at once on the largest size
 (both alive when measured): the sum of their PSS (proportional set size, /proc/self/smaps_rollup: shared
-pages split between the processes that map them) over the interpreter baseline, against one rank's.
+pages split between the processes that map them) over the interpreter baseline, against one rank's, at the
+first batch and again after each rank has read every text once (as an epoch does).
 """
 
 from __future__ import annotations
@@ -111,11 +112,25 @@ def child(path: str, cache_dir: str, barrier: str | None) -> None:
         while not Path(f"{barrier}.go").exists():
             time.sleep(0.05)
         out["pss_growth_mib"] = (pss_kib() - base_pss) / 1024
+        store = getattr(dm.train_corpus, "store", None)
+        if hasattr(store, "table"):  # an epoch reads every example: touch every text page of the mapped file
+            import pyarrow.compute as pc
+
+            for column in ("query", "positive", "id", "lang", "group"):
+                pc.sum(pc.utf8_length(store.table.column(column)))
+            Path(f"{barrier}.read.{os.getpid()}").write_text("read")
+            while len(list(Path(barrier).parent.glob(Path(barrier).name + ".read.*"))) < int(
+                os.environ["RANKS"]
+            ):
+                time.sleep(0.05)
+            out["pss_after_reading_all_mib"] = (pss_kib() - base_pss) / 1024
     print(json.dumps(out), flush=True)
 
 
-def run_child(pythonpath: str, path: Path, cache_dir: str, barrier: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
+def run_child(
+    pythonpath: str, path: Path, cache_dir: str, barrier: str | None = None, ranks: int = 1
+) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", "RANKS": str(ranks)}
     args = [sys.executable, __file__, "--child", str(path), cache_dir, barrier or ""]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -132,7 +147,7 @@ def two_ranks(pythonpath: str, path: Path, cache_dir: str, tmp: Path) -> tuple[d
     results = []
     for n in (1, 2):
         barrier = str(tmp / f"barrier{n}")
-        procs = [run_child(pythonpath, path, cache_dir, barrier) for _ in range(n)]
+        procs = [run_child(pythonpath, path, cache_dir, barrier, n) for _ in range(n)]
         while len(list(tmp.glob(f"barrier{n}.[0-9]*"))) < n:
             if any(p.poll() not in (None, 0) for p in procs):
                 raise SystemExit("a rank failed")
@@ -197,6 +212,7 @@ def main() -> None:
                 / (b["examples"] - a["examples"])
             )
     pss_two = sum(r["pss_growth_mib"] for r in two)
+    read_one, read_two = one["pss_after_reading_all_mib"], sum(r["pss_after_reading_all_mib"] for r in two)
     result = {
         "cpu": cpu_model()[0],
         "cpu_flags": cpu_model()[1],
@@ -208,6 +224,11 @@ def main() -> None:
             "one_rank_pss_mib": one["pss_growth_mib"],
             "two_ranks_pss_mib": pss_two,
             "two_over_one": pss_two / one["pss_growth_mib"],
+            "after_reading_all": {
+                "one_rank_pss_mib": read_one,
+                "two_ranks_pss_mib": read_two,
+                "two_over_one": read_two / read_one,
+            },
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +249,10 @@ def main() -> None:
     print(
         "\nbytes of peak RSS per example (slope, smallest to largest size):",
         {k: round(v, 1) for k, v in slope.items()},
+    )
+    print(
+        f"after each rank read every example once (every text page touched): one rank {read_one:.0f} MiB, "
+        f"two ranks together {read_two:.0f} MiB ({read_two / read_one:.2f}x)"
     )
     print(
         f"PSS over the interpreter at {largest:,} examples: one rank {one['pss_growth_mib']:.0f} MiB, "

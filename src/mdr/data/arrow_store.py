@@ -1,7 +1,7 @@
 """Training corpora as memory-mapped Arrow, built once per source file and shared by every rank of a node.
 
 A cache folder holds ``examples.arrow`` (the examples, one record batch per ``BATCH_ROWS``), the id x
-language index (``ids.arrow``, ``rows.npy``) and ``meta.json``, written last (the done marker). A folder is
+language index (``ids.arrow``, ``rows.npy``), each id's group rank for splits (``groups.npy``) and ``meta.json``, written last (the done marker). A folder is
 built under a temporary name and renamed when complete, under a file lock, so concurrent ranks build it
 once and a killed build leaves nothing that looks finished. The folder's name carries a fingerprint of
 the source (path, size, modification time, reader settings, format version): a changed file gets a new
@@ -28,7 +28,7 @@ from mdr.data.language_index import LanguageIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: groups.npy
 BATCH_ROWS = 65536
 SCHEMA = pa.schema(
     [
@@ -156,6 +156,7 @@ def _build(folder: Path, rows: Iterable[dict], source: str, name: str) -> None:
             with pa.ipc.new_file(sink, ids_schema) as writer:
                 writer.write_table(pa.table({"id": index.ids.array}, schema=ids_schema))
         np.save(tmp / "rows.npy", index.rows)
+        np.save(tmp / "groups.npy", ParallelCorpus(store, name, index=index).group_ranks())
         meta = {
             "format_version": FORMAT_VERSION,
             "source": source,
@@ -185,5 +186,6 @@ def _open(folder: Path, source: str, name: str) -> ParallelCorpus:
     store = ArrowStore.open(folder / "examples.arrow", source)
     ids = pa.ipc.open_file(pa.memory_map(str(folder / "ids.arrow"))).get_batch(0).column(0)
     rows = np.load(folder / "rows.npy", mmap_mode="r")
+    groups = np.load(folder / "groups.npy", mmap_mode="r")
     log.info("corpus cache: %s (%d examples, %d ids, memory-mapped)", folder, meta["examples"], meta["ids"])
-    return ParallelCorpus(store, name, index=LanguageIndex(ids, meta["langs"], rows))
+    return ParallelCorpus(store, name, index=LanguageIndex(ids, meta["langs"], rows, groups))

@@ -144,6 +144,15 @@ class ParallelCorpus:
         rows = np.asarray(self.index.rows)
         return self.store.group_values(rows.max(axis=1))  # any present row; every id has one
 
+    def group_ranks(self) -> np.ndarray:
+        """Per id, the rank of its group among the corpus's sorted group names (what a split needs): read from
+        the corpus cache when there is one, else computed once here."""
+        if self.index.group_ranks is None:
+            groups = self.group_of_ids()
+            ranks = pc.index_in(groups, value_set=pc.unique(groups).sort()).to_numpy()
+            self.index.group_ranks = ranks.astype(np.int32 if len(ranks) < 2**31 else np.int64)
+        return self.index.group_ranks
+
     def check_groups(self) -> None:
         """An id whose languages disagree on its group is an error (run once, when the corpus is built)."""
         rows = np.asarray(self.index.rows)

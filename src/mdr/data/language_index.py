@@ -59,10 +59,14 @@ class IdSequence(Sequence):
 class LanguageIndex:
     """Which (id, language) pairs exist and where each one is stored."""
 
-    def __init__(self, ids: pa.Array, langs: Sequence[str], rows: np.ndarray):
+    def __init__(
+        self, ids: pa.Array, langs: Sequence[str], rows: np.ndarray, group_ranks: np.ndarray | None = None
+    ):
         if rows.shape != (len(ids), len(langs)):
             raise ValueError(f"index rows {rows.shape} do not match {len(ids)} ids x {len(langs)} languages")
         self.ids, self.langs, self.rows = IdSequence(ids), list(langs), rows
+        # per id, the rank of its group among the sorted group names (splits need only the order); None until known
+        self.group_ranks = group_ranks
         self._lang_pos = {lang: k for k, lang in enumerate(self.langs)}
 
     @classmethod
@@ -127,10 +131,11 @@ class LanguageIndex:
         """The index restricted to some ids and languages; ids and languages left without any example drop out,
         as they did from the in-memory corpus."""
         rows = np.asarray(self.rows)
-        ids = self.ids.array
+        ids, groups = self.ids.array, self.group_ranks
         if positions is not None:
             positions = np.asarray(positions, dtype=np.int64)
             rows, ids = rows[positions], ids.take(pa.array(positions))
+            groups = groups[positions] if groups is not None else None
         keep_langs = [k for k, lang in enumerate(self.langs) if langs is None or lang in set(langs)]
         rows = rows[:, keep_langs]
         lang_names = [self.langs[k] for k in keep_langs]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.compute as pc
 
 from mdr.data.corpus import ParallelCorpus
 from mdr.runtime.errors import InputError
@@ -16,20 +15,19 @@ def split_positions_by_group(
     whole groups fill the dev side up to ``dev_fraction`` of the ids. Arrays, so millions of ids stay cheap."""
     if not 0.0 <= dev_fraction < 1.0:
         raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
-    group_of = corpus.group_of_ids()
-    groups = pc.unique(group_of).sort()
-    group_index = pc.index_in(group_of, value_set=groups).to_numpy().astype(np.int64)
+    # ranks among a larger corpus's groups keep their order: renumber them 0..n_groups-1 for this corpus
+    groups, group_index = np.unique(np.asarray(corpus.group_ranks()), return_inverse=True)
     members = np.argsort(group_index, kind="stable")  # ids grouped, in id order within a group
     starts = np.searchsorted(group_index[members], np.arange(len(groups) + 1))
     order = np.random.default_rng(seed).permutation(len(groups))
-    target = round(dev_fraction * len(group_of))
+    target = round(dev_fraction * len(group_index))
     taken, chosen = 0, []
     for g in order:
         if taken >= target:
             break
         chosen.append(members[starts[g] : starts[g + 1]])
         taken += starts[g + 1] - starts[g]
-    is_dev = np.zeros(len(group_of), dtype=bool)
+    is_dev = np.zeros(len(group_index), dtype=bool)
     if chosen:
         is_dev[np.concatenate(chosen)] = True
     return np.flatnonzero(~is_dev), np.flatnonzero(is_dev)

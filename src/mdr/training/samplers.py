@@ -10,7 +10,7 @@ A batch never holds one id twice: two translations of a question in one batch wo
 Samplers draw positions in the corpus's id x language index (``mdr.data.language_index``), never lists of
 id strings: an X-Y sampler over 14 languages would otherwise hold 182 pools of every id. A pair's pool is
 computed when its batch is drawn (a vectorised pass over the ids), in the id order the lists had, so the
-batches are the same as when the pools were lists.
+batches are the same as when the pools were lists. Language pools are computed the same way.
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ class BatchPlan:
         n = len(self.ids) // world_size
         sl = slice(rank * n, (rank + 1) * n)
         return BatchPlan(
-            self.step, self.kind, self.ids[sl], self.query_langs[sl], self.passage_langs[sl], self.positions[sl]
+            self.step,
+            self.kind,
+            self.ids[sl],
+            self.query_langs[sl],
+            self.passage_langs[sl],
+            self.positions[sl],
         )
 
 
@@ -91,16 +96,16 @@ class XXSampler(PlanSampler):
 
     def __init__(self, corpus: ParallelCorpus, batch_size: int, seed: int = 0, weighting: str = "uniform"):
         super().__init__(corpus, batch_size, seed, weighting)
-        self.langs = corpus.langs
-        self.pools = [corpus.index.in_lang(lang) for lang in self.langs]
-        for lang, pool in zip(self.langs, self.pools):
-            if len(pool) < batch_size:
-                raise self._too_small(f"language {lang}", len(pool))
-        self.p = _weights([len(p) for p in self.pools], weighting)
+        self.langs, self.index = corpus.langs, corpus.index
+        sizes = [int(np.count_nonzero(self.index.present(lang))) for lang in self.langs]
+        for lang, size in zip(self.langs, sizes):
+            if size < batch_size:
+                raise self._too_small(f"language {lang}", size)
+        self.p = _weights(sizes, weighting)
 
     def draw(self, rng):
         i = rng.choice(len(self.langs), p=self.p)
-        pool = self.pools[i]
+        pool = self.index.in_lang(self.langs[i])
         ids = pool[rng.choice(len(pool), size=self.batch_size, replace=False)]
         return "xx", ids, [self.langs[i]] * len(ids), [self.langs[i]] * len(ids)
 
