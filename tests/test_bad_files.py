@@ -177,14 +177,18 @@ QRELS_CASES = {
 }
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["lists", "mapped corpus"])
 @pytest.mark.parametrize("kind", QRELS_CASES)
-def test_qrels_set_bad_file(kind, tmp_path):
+def test_qrels_set_bad_file(kind, tmp_path, cached):
     from mdr.data.qrels import load_qrels_set
 
     contents, message = QRELS_CASES[kind]
     topics, qrels, corpus = qrels_files(tmp_path, **contents)
+    cache = tmp_path / "cache"
     with pytest.raises(InputError, match=message):
-        load_qrels_set("mini", topics, qrels, corpus)
+        load_qrels_set("mini", topics, qrels, corpus, cache if cached else None)
+    left = [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] if cache.exists() else []
+    assert not left, f"a failed conversion left {left}"
 
 
 # ---- per-query archives (report.py) ----

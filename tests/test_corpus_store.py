@@ -180,7 +180,7 @@ def test_concurrent_ranks_build_the_cache_once(tmp_path):
     with mp.get_context("spawn").Pool(2) as pool:
         sizes = pool.starmap(_read_in_child, [(path, cache, log) for log in logs])
     assert sizes[0] == sizes[1] == len(_read_reference(path))
-    built = sum(log.read_text().count("corpus cache: built") for log in logs)
+    built = sum(log.read_text().count("cache: built") for log in logs)
     assert built == 1, f"the cache was built {built} times"
 
 
@@ -203,3 +203,29 @@ def test_groups_must_agree_across_languages(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(InputError, match="id 'a' has different groups in different languages"):
         read_parallel_jsonl(path, cache_dir=tmp_path / "cache")
+
+
+def test_mapped_search_corpus_equals_the_lists_across_batches(tmp_path, monkeypatch):
+    """A corpus JSONL through the cache (record batches of 7 rows here) reads back as the same docids and texts,
+    by index, by slices across batch boundaries and by iteration, and is converted once."""
+    from mdr.data import cache_folder, corpus_texts
+    from mdr.data.qrels import read_corpus_jsonl
+
+    monkeypatch.setattr(cache_folder, "BATCH_ROWS", 7)
+    monkeypatch.setattr(corpus_texts, "BATCH_ROWS", 7)
+    path = tmp_path / "corpus.jsonl"
+    docs = [{"docid": f"d{i}", "title": "T" if i % 3 == 0 else "", "text": f"text {i} ü"} for i in range(40)]
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    ids, texts = read_corpus_jsonl(path)
+    mapped_ids, mapped_texts = corpus_texts.read_corpus_texts(path, tmp_path / "cache")
+    assert len(mapped_ids.chunks) == 6 and len(mapped_texts) == 40
+    assert list(mapped_ids) == ids and list(mapped_texts) == texts
+    assert [mapped_texts[i] for i in (0, 6, 7, 39, -1)] == [texts[i] for i in (0, 6, 7, 39, -1)]
+    for a, b in [(0, 40), (5, 16), (7, 14), (13, 13), (30, 99)]:
+        assert mapped_texts[a:b] == texts[a:b] and mapped_ids[a:b] == ids[a:b]
+    with pytest.raises(IndexError):
+        mapped_ids[40]
+    calls = []
+    monkeypatch.setattr(corpus_texts, "corpus_rows", lambda p: calls.append(p) or iter(()))
+    again_ids, _ = corpus_texts.read_corpus_texts(path, tmp_path / "cache")
+    assert not calls and list(again_ids) == ids, "the second read converted the file again"

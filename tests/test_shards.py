@@ -143,7 +143,9 @@ def test_bad_shard_folders_are_refused_and_keep_their_finished_shards(tmp_path):
     with pytest.raises(InputError, match="written by another encoder"):
         encode_shards(other_model, TEXTS, tmp_path, layout, rank=1, world=2)
     wider = ShardLayout(len(TEXTS), shard_size=10, dim=DIM * 2, corpus=layout.corpus)
-    with pytest.raises(InputError, match="32-dimensional.*16.*another model|16-dimensional.*32.*another model"):
+    with pytest.raises(
+        InputError, match="32-dimensional.*16.*another model|16-dimensional.*32.*another model"
+    ):
         encode_shards(fake_encoder([]), TEXTS, tmp_path, wider, rank=1, world=2)
     changed = [*TEXTS[:-1], "a document edited since"]
     moved = ShardLayout(len(TEXTS), shard_size=10, dim=DIM, corpus=corpus_fingerprint(ids, changed))

@@ -59,4 +59,4 @@ def eval_plan(cfg: DictConfig) -> EvalPlan:
     """The ``eval:`` group as one plan: settings checked and every evaluation set read, once, before any
     training or model loading is spent; the run's evaluations all score these loaded sets."""
     settings: EvalSettings = make(cfg.eval)
-    return EvalPlan.build(settings, cfg.paths.data_dir)
+    return EvalPlan.build(settings, cfg.paths.data_dir, cfg.paths.get("cache_dir"))

@@ -9,11 +9,14 @@ Scoring (nDCG@10, R@100) is ``mdr.eval.qrels``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdr.data.cache_folder import fingerprint
+from mdr.data.corpus_texts import FORMAT_VERSION as CORPUS_FORMAT
+from mdr.data.corpus_texts import cached_corpus_texts, corpus_rows, read_corpus_texts
 from mdr.data.errors import DataFormatError
-from mdr.data.jsonl import iter_jsonl
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.inputs import read_text
 
@@ -23,8 +26,8 @@ class QrelsSet:
     name: str
     query_ids: list[str]
     query_texts: list[str]
-    doc_ids: list[str]
-    doc_texts: list[str]
+    doc_ids: Sequence[str]  # lists, or memory-mapped columns (corpus_texts.TextColumn)
+    doc_texts: Sequence[str]
     qrels: dict[str, dict[str, int]]
 
 
@@ -65,24 +68,26 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 def read_corpus_jsonl(path: str | Path) -> tuple[list[str], list[str]]:
+    """Docids and texts as Python lists (small corpora; ``corpus_texts.read_corpus_texts`` maps large ones)."""
     ids, texts = [], []
     first_line: dict[str, int] = {}
-    for lineno, row in iter_jsonl(path, "corpus file"):
-        docid = row.get("docid", row.get("_id"))
-        if docid is None or "text" not in row:
-            raise DataFormatError(f"{path}:{lineno}: a corpus line needs 'docid' (or '_id') and 'text'")
-        if str(docid) in first_line:
+    for row in corpus_rows(Path(path)):
+        if row["docid"] in first_line:
             raise DataFormatError(
-                f"{path}:{lineno}: docid {docid!r} repeats line {first_line[str(docid)]}; docids must be unique"
+                f"{path}:{row['line']}: docid {row['docid']!r} repeats line {first_line[row['docid']]}; docids "
+                "must be unique"
             )
-        first_line[str(docid)] = lineno
-        ids.append(str(docid))
-        title = row.get("title") or ""
-        texts.append(f"{title} {row['text']}".strip() if title else row["text"])
+        first_line[row["docid"]] = row["line"]
+        ids.append(row["docid"])
+        texts.append(row["text"])
     return ids, texts
 
 
-def load_qrels_set(name: str, topics: str | Path, qrels: str | Path, corpus: str | Path) -> QrelsSet:
+def load_qrels_set(
+    name: str, topics: str | Path, qrels: str | Path, corpus: str | Path, cache_dir: str | Path | None = None
+) -> QrelsSet:
+    """Topics and qrels as Python objects (thousands of queries); the corpus memory-mapped from ``cache_dir``
+    (converted there once), or read into lists without one."""
     for p in (topics, qrels, corpus):
         if not Path(p).is_file():
             raise MissingInputError(f"{name}: {p} does not exist; check the topics / qrels / corpus paths")
@@ -94,44 +99,52 @@ def load_qrels_set(name: str, topics: str | Path, qrels: str | Path, corpus: str
             f"{name}: topics {topics} and qrels {qrels} share no query id (e.g. {next(iter(t))!r} vs "
             f"{next(iter(q))!r}); they must be the same split of the same collection"
         )
-    ids, texts = read_corpus_jsonl(corpus)
+    ids, texts = read_corpus_texts(corpus, cache_dir) if cache_dir else read_corpus_jsonl(corpus)
     return QrelsSet(name, qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids})
 
 
-def load_qrels_spec(spec: dict) -> QrelsSet:
-    """A configured corpus-style set: ``{name, topics, qrels, corpus}`` files, or ``{name, hub: miracl, lang}``."""
+def load_qrels_spec(spec: dict, cache_dir: str | Path | None = None) -> QrelsSet:
+    """A configured corpus-style set: ``{name, topics, qrels, corpus}`` files, or ``{name, hub: miracl, lang}``;
+    with ``cache_dir`` the corpus is memory-mapped from there (converted once)."""
     if spec.get("hub") == "miracl":
-        return load_miracl_from_hub(spec["lang"], spec.get("split", "dev"))
+        return load_miracl_from_hub(spec["lang"], spec.get("split", "dev"), cache_dir)
     missing = [k for k in ("name", "topics", "qrels", "corpus") if not spec.get(k)]
     if missing:
         raise InputError(
             f"qrels set {spec} lacks {missing}: give name, topics, qrels and corpus paths, or hub: miracl"
         )
-    return load_qrels_set(spec["name"], spec["topics"], spec["qrels"], spec["corpus"])
+    return load_qrels_set(spec["name"], spec["topics"], spec["qrels"], spec["corpus"], cache_dir)
 
 
-def load_miracl_from_hub(lang: str, split: str = "dev") -> QrelsSet:  # pragma: no cover - needs the hub
+def load_miracl_from_hub(
+    lang: str, split: str = "dev", cache_dir: str | Path | None = None
+) -> QrelsSet:  # pragma: no cover - needs the hub
     """MIRACL from the hub: topics and qrels files of ``miracl/miracl``, the corpus ``miracl/miracl-corpus``
-    (``miracl-corpus-v1.0-<lang>/docs-*.jsonl.gz``: docid, title, text). Users without the hub pass local
-    files instead (``{name, topics, qrels, corpus}``)."""
+    (``miracl-corpus-v1.0-<lang>/docs-*.jsonl.gz``: docid, title, text), streamed once into the memory-mapped
+    cache when ``cache_dir`` is set (MIRACL-de: 15.9 M passages). Users without the hub pass local files
+    instead (``{name, topics, qrels, corpus}``)."""
     from datasets import load_dataset
     from huggingface_hub import hf_hub_download
 
     base = f"miracl-v1.0-{lang}"
     topics = hf_hub_download("miracl/miracl", f"{base}/topics/topics.{base}-{split}.tsv", repo_type="dataset")
     qrels = hf_hub_download("miracl/miracl", f"{base}/qrels/qrels.{base}-{split}.tsv", repo_type="dataset")
-    corpus = load_dataset(
-        "json",
-        data_files=f"hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-{lang}/*.jsonl.gz",
-        split="train",
-    )
+    files = f"hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-{lang}/*.jsonl.gz"
     t, q = read_topics(topics), read_qrels(qrels)
     qids = [i for i in t if i in q]
-    return QrelsSet(
-        f"miracl-{lang}",
-        qids,
-        [t[i] for i in qids],
-        list(corpus["docid"]),
-        [f"{ti} {x}".strip() for ti, x in zip(corpus["title"], corpus["text"])],
-        {i: q[i] for i in qids},
-    )
+
+    def rows():
+        corpus = load_dataset("json", data_files=files, split="train")
+        line = 0
+        for batch in corpus.iter(batch_size=10_000):
+            for docid, title, text in zip(batch["docid"], batch["title"], batch["text"]):
+                line += 1
+                yield {"line": line, "docid": str(docid), "text": f"{title} {text}".strip()}
+
+    if cache_dir:
+        key = fingerprint([], {"reader": "miracl-hub", "lang": lang}, CORPUS_FORMAT)
+        ids, texts = cached_corpus_texts(rows, cache_dir, key, f"miracl-corpus-{lang}", files)
+    else:
+        docs = list(rows())
+        ids, texts = [d["docid"] for d in docs], [d["text"] for d in docs]
+    return QrelsSet(f"miracl-{lang}", qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids})

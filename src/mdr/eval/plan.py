@@ -30,8 +30,9 @@ class EvalPlan:
     attack: AttackSettings | None = None
 
     @classmethod
-    def build(cls, settings, data_dir: str | Path) -> EvalPlan:
-        """Check the settings and read every set; fails with the file and the fix on the first problem."""
+    def build(cls, settings, data_dir: str | Path, cache_dir: str | Path | None = None) -> EvalPlan:
+        """Check the settings and read every set; fails with the file and the fix on the first problem. Corpora
+        of corpus-style sets are memory-mapped from ``cache_dir`` (converted there once) when it is given."""
         variants = settings.check()
         attack = AttackSettings.from_config(dict(settings.attack)) if settings.attack else None
         sets = [
@@ -41,7 +42,7 @@ class EvalPlan:
             for rs in sets:
                 if isinstance(rs, RetrievalSet):
                     sample_queries(rs, attack)
-        qrels_sets = [load_qrels_spec(dict(spec)) for spec in settings.qrels_sets or []]
+        qrels_sets = [load_qrels_spec(dict(spec), cache_dir) for spec in settings.qrels_sets or []]
         log.info(
             "evaluation plan: %s",
             ", ".join([s.name for s in sets] + [q.name for q in qrels_sets]) or "nothing to evaluate",
