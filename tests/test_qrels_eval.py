@@ -73,3 +73,45 @@ def test_bad_qrels_line(tmp_path):
     p.write_text("1 Q0 d1 1\n1 Q0 d2\n")
     with pytest.raises(DataFormatError, match="q.tsv:2: expected 'query_id Q0 docid relevance'"):
         read_qrels(p)
+
+
+def test_miracl_hub_path_with_a_stand_in_hub(tmp_path, monkeypatch, data_dir):
+    """``{hub: miracl, lang: sw}`` without network: hf_hub_download and load_dataset answer from local files
+    (the real MIRACL-sw topics/qrels, a corpus dataset on their docids). The corpus is streamed into the cache
+    once, titles go before texts, and the set equals the local-files reader's."""
+    import datasets
+    import huggingface_hub
+
+    from mdr.data.qrels import load_qrels_spec
+
+    d = data_dir / "miracl"
+    files = {"topics": d / "topics.miracl-v1.0-sw-dev.tsv", "qrels": d / "qrels.miracl-v1.0-sw-dev.tsv"}
+    monkeypatch.setattr(
+        huggingface_hub,
+        "hf_hub_download",
+        lambda repo, name, repo_type: str(files["topics" if "/topics/" in name else "qrels"]),
+    )
+    docids = sorted({line.split()[2] for line in files["qrels"].read_text().splitlines() if line})
+    rows = {"docid": docids, "title": ["Kichwa" if i % 2 else "" for i in range(len(docids))]}
+    rows["text"] = [f"makala {x}" for x in docids]
+    loads = []
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: loads.append(k) or datasets.Dataset.from_dict(rows)
+    )
+    hub = load_qrels_spec({"name": "miracl-sw", "hub": "miracl", "lang": "sw"}, tmp_path / "cache")
+    again = load_qrels_spec({"name": "miracl-sw", "hub": "miracl", "lang": "sw"}, tmp_path / "cache")
+    assert len(loads) == 1, "the second load streamed the hub corpus again instead of mapping the cache"
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"docid": x, "title": t, "text": y}) + "\n" for x, t, y in zip(*rows.values()))
+    )
+    local = load_qrels_spec(
+        {"name": "miracl-sw", **{k: str(v) for k, v in files.items()}, "corpus": str(corpus)}
+    )
+    assert (
+        hub.name == local.name == "miracl-sw"
+        and hub.query_ids == local.query_ids
+        and hub.qrels == local.qrels
+    )
+    assert list(hub.doc_ids) == list(local.doc_ids) == list(again.doc_ids)
+    assert list(hub.doc_texts) == list(local.doc_texts) and hub.doc_texts[1] == f"Kichwa makala {docids[1]}"
