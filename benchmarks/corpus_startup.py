@@ -14,7 +14,7 @@ first batch (texts, without tokenising). Peers in the same run:
 
 Reported per size: time to the first batch, peak RSS growth over the interpreter with its imports
 (ru_maxrss), and bytes per example as the slope between sizes. Then two ranks at once on the largest size
-(both alive when measured): the sum of their PSS (proportional set size, /proc/self/smaps_rollup: shared
+(every rank alive until all have measured: a rank that exits early would hand its pages to the others' PSS): the sum of their PSS (proportional set size, /proc/self/smaps_rollup: shared
 pages split between the processes that map them) over the interpreter baseline, against one rank's, at the
 first batch and again after each rank has read every text once (as an epoch does).
 """
@@ -112,19 +112,26 @@ def child(path: str, cache_dir: str, barrier: str | None) -> None:
         while not Path(f"{barrier}.go").exists():
             time.sleep(0.05)
         out["pss_growth_mib"] = (pss_kib() - base_pss) / 1024
+        wait_for_all(
+            barrier, "measured"
+        )  # no rank reads or exits while another measures: PSS splits by mappers
         store = getattr(dm.train_corpus, "store", None)
         if hasattr(store, "table"):  # an epoch reads every example: touch every text page of the mapped file
             import pyarrow.compute as pc
 
             for column in ("query", "positive", "id", "lang", "group"):
                 pc.sum(pc.utf8_length(store.table.column(column)))
-            Path(f"{barrier}.read.{os.getpid()}").write_text("read")
-            while len(list(Path(barrier).parent.glob(Path(barrier).name + ".read.*"))) < int(
-                os.environ["RANKS"]
-            ):
-                time.sleep(0.05)
+            wait_for_all(barrier, "read")
             out["pss_after_reading_all_mib"] = (pss_kib() - base_pss) / 1024
+            wait_for_all(barrier, "measured-again")
     print(json.dumps(out), flush=True)
+
+
+def wait_for_all(barrier: str, step: str) -> None:
+    """A file barrier across the ranks of one measurement (RANKS of them)."""
+    Path(f"{barrier}.{step}.{os.getpid()}").write_text(step)
+    while len(list(Path(barrier).parent.glob(f"{Path(barrier).name}.{step}.*"))) < int(os.environ["RANKS"]):
+        time.sleep(0.05)
 
 
 def run_child(
