@@ -135,6 +135,9 @@ def test_cached_corpus_holds_every_example_and_gives_the_same_batches(tmp_path):
         ex = corpus.get(id_, lang)
         assert (ex.query, ex.positive, ex.negatives, ex.group) == (query, positive, negatives, group)
     in_memory = read_parallel_jsonl(path)
+    assert list(corpus.examples) == list(in_memory.examples) == corpus.examples[:], (
+        "bulk and one-by-one reads differ"
+    )
     for make in (lambda c: HybridSampler(c, 8, seed=1), lambda c: MixedSampler(c, 8, seed=1)):
         assert _digest(make(corpus).plan(s) for s in range(60)) == _digest(
             make(in_memory).plan(s) for s in range(60)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from mdr.data import cache_folder
 from mdr.data.cache_folder import BATCH_ROWS, cached_folder, map_arrow, record_batches, write_arrow
 from mdr.data.corpus import ParallelCorpus, ParallelExample
-from mdr.data.language_index import LanguageIndex
+from mdr.data.language_index import LanguageIndex, arrow_positions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,17 @@ SCHEMA = pa.schema(
 )
 
 
+def _example(values: dict) -> ParallelExample:
+    return ParallelExample(
+        id=values["id"],
+        lang=values["lang"],
+        query=values["query"],
+        positive=values["positive"],
+        negatives=tuple(values["negatives"] or ()),
+        group=values["group"],
+    )
+
+
 class ArrowStore:
     """Examples read from Arrow record batches of ``BATCH_ROWS`` rows (memory-mapped, or in memory)."""
 
@@ -52,18 +63,16 @@ class ArrowStore:
 
     def example(self, row: int) -> ParallelExample:
         batch, offset = divmod(row, BATCH_ROWS)
-        values = {name: col[offset].as_py() for name, col in zip(SCHEMA.names, self.batches[batch].columns)}
-        return ParallelExample(
-            id=values["id"],
-            lang=values["lang"],
-            query=values["query"],
-            positive=values["positive"],
-            negatives=tuple(values["negatives"] or ()),
-            group=values["group"],
+        return _example(
+            {name: col[offset].as_py() for name, col in zip(SCHEMA.names, self.batches[batch].columns)}
         )
 
     def group_values(self, rows: np.ndarray) -> pa.Array:
-        return self.table.column("group").take(pa.array(np.asarray(rows, dtype=np.int64))).combine_chunks()
+        return self.table.column("group").take(arrow_positions(rows)).combine_chunks()
+
+    def examples(self, rows: np.ndarray) -> list[ParallelExample]:
+        """Many examples at once (one Arrow take and conversion: ~10x faster than one by one)."""
+        return [_example(values) for values in self.table.take(arrow_positions(rows)).to_pylist()]
 
     def where(self, row: int) -> str:
         batch, offset = divmod(row, BATCH_ROWS)

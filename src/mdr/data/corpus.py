@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mdr.data.language_index import IdSequence, LanguageIndex
+from mdr.data.language_index import IdSequence, LanguageIndex, arrow_positions
 from mdr.runtime.errors import InputError
 
 
@@ -72,8 +72,16 @@ class ExampleView(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self.store.example(int(r)) for r in self.rows[i]]
+            return self._many(self.rows[i])
         return self.store.example(int(self.rows[i]))
+
+    def __iter__(self):
+        for start in range(0, len(self.rows), 8192):
+            yield from self._many(self.rows[start : start + 8192])
+
+    def _many(self, rows: np.ndarray) -> list[ParallelExample]:
+        bulk = getattr(self.store, "examples", None)  # the Arrow store converts many rows at once
+        return bulk(rows) if callable(bulk) else [self.store.example(int(r)) for r in rows]
 
 
 class ParallelCorpus:
@@ -160,7 +168,9 @@ class ParallelCorpus:
         for k in range(len(self.langs)):
             present = np.flatnonzero(rows[:, k] >= 0)
             other = self.store.group_values(rows[present, k])
-            differs = pc.not_equal(other, groups.take(pa.array(present))).to_numpy(zero_copy_only=False)
+            differs = pc.not_equal(other, groups.take(arrow_positions(present))).to_numpy(
+                zero_copy_only=False
+            )
             if differs.any():
                 bad = self.ids[int(present[np.flatnonzero(differs)[0]])]
                 raise InputError(

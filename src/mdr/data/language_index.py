@@ -16,6 +16,13 @@ import pyarrow.compute as pc
 from mdr.runtime.errors import InputError
 
 
+def arrow_positions(positions) -> pa.Array:
+    """Row positions as an Arrow int64 array, zero-copy. (``pa.array`` on a numpy array imports pandas to
+    check its type: 0.3 s of every start.)"""
+    arr = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(arr), [None, pa.py_buffer(arr)])
+
+
 class IdSequence(Sequence):
     """Sorted question ids backed by an Arrow string array: a Python ``str`` only for the ids asked for."""
 
@@ -48,7 +55,7 @@ class IdSequence(Sequence):
         return isinstance(id_, str) and self.position_or_none([id_])[0] >= 0
 
     def take(self, positions: np.ndarray) -> list[str]:
-        return self.array.take(pa.array(np.asarray(positions, dtype=np.int64))).to_pylist()
+        return self.array.take(arrow_positions(positions)).to_pylist()
 
     def position_or_none(self, ids: Sequence[str]) -> np.ndarray:
         """Positions of ``ids``; -1 for an id that is not here."""
@@ -134,7 +141,7 @@ class LanguageIndex:
         ids, groups = self.ids.array, self.group_ranks
         if positions is not None:
             positions = np.asarray(positions, dtype=np.int64)
-            rows, ids = rows[positions], ids.take(pa.array(positions))
+            rows, ids = rows[positions], ids.take(arrow_positions(positions))
             groups = groups[positions] if groups is not None else None
         keep_langs = [k for k, lang in enumerate(self.langs) if langs is None or lang in set(langs)]
         rows = rows[:, keep_langs]
@@ -143,7 +150,7 @@ class LanguageIndex:
         keep_cols = np.flatnonzero(has.any(axis=0))
         keep_ids = np.flatnonzero(has[:, keep_cols].any(axis=1))
         if len(keep_ids) < len(ids):
-            rows, ids = rows[keep_ids], ids.take(pa.array(keep_ids))
+            rows, ids = rows[keep_ids], ids.take(arrow_positions(keep_ids))
         return LanguageIndex(
             ids, [lang_names[k] for k in keep_cols], np.ascontiguousarray(rows[:, keep_cols])
         )
