@@ -210,8 +210,8 @@ def plot_pareto(r: Report, path: Path) -> bool:
                 capsize=2,
                 mfc="none" if key not in front and not untrained else None,
             )
-            label = " ".join(part for part in row_label(r, key).split("\n") if part != "default")
-            ax.annotate(label, (x.mean, y.mean), fontsize=6, xytext=(3, 3),
+            name = " ".join(part for part in row_label(r, key).split("\n") if part != "default")
+            ax.annotate(name, (x.mean, y.mean), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
             if untrained:
                 ax.axvline(x.mean, color="grey", ls="--", lw=0.8)
