@@ -232,3 +232,30 @@ def test_mapped_search_corpus_equals_the_lists_across_batches(tmp_path, monkeypa
     monkeypatch.setattr(corpus_texts, "corpus_rows", lambda p: calls.append(p) or iter(()))
     again_ids, _ = corpus_texts.read_corpus_texts(path, tmp_path / "cache")
     assert not calls and list(again_ids) == ids, "the second read converted the file again"
+
+
+def test_datamodule_on_the_cache_equals_the_datamodule_in_memory(tmp_path):
+    """load_data through the cache (mapped index, group ranks read from disk) splits and samples exactly as
+    without one, and collates the same first batch."""
+    from functools import partial
+
+    from mdr.training.datamodule import Collator, RetrievalDataModule
+
+    path = write_gappy_jsonl(tmp_path / "gappy.jsonl")
+    texts = lambda xs, *a: list(xs)  # noqa: E731 - stands in for the tokeniser
+    batches, splits = [], []
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # in memory, building, mapping
+        source = {"kind": "jsonl", "path": str(path), "cache_dir": str(cache) if cache else None}
+        dm = RetrievalDataModule(
+            train=source,
+            data_dir=".",
+            sampler_factory=partial(HybridSampler, alpha=0.5),
+            batch_size=8,
+            seed=2,
+        )
+        dm.load_data()
+        splits.append((list(dm.train_corpus.ids), list(dm.dev_corpus.ids), len(dm.train_corpus)))
+        batch = Collator(dm.train_corpus, texts, texts, hard_negatives=1)(dm._rank_sampler.plan(3))
+        batches.append({k: v.tolist() if hasattr(v, "tolist") else v for k, v in batch.items()})
+    assert splits[0] == splits[1] == splits[2]
+    assert batches[0] == batches[1] == batches[2]
