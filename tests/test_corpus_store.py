@@ -14,7 +14,7 @@ from conftest import DATA_DIR
 
 from mdr.data.jsonl import read_parallel_jsonl
 from mdr.data.sources import load_training_corpus
-from mdr.data.splits import split_ids_by_group
+from mdr.data.splits import split_corpus, split_ids_by_group
 from mdr.runtime.errors import InputError
 from mdr.training.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
 
@@ -54,9 +54,11 @@ def _digest(plans) -> str:
 
 
 def _train_split(source: dict):
+    """The datamodule's split (through the split cache where the corpus is cached)."""
     corpus, _ = load_training_corpus(source, str(DATA_DIR))
-    train_ids, dev_ids = split_ids_by_group(corpus, 0.1, 0)
-    return corpus.subset(train_ids), list(train_ids), list(dev_ids)
+    train, dev = split_corpus(corpus, 0.1, 0)
+    assert list(train.ids) == split_ids_by_group(corpus, 0.1, 0)[0]
+    return train, list(train.ids), list(dev.ids)
 
 
 def plan_cases(tmp_dir: Path):
@@ -64,17 +66,16 @@ def plan_cases(tmp_dir: Path):
     sources = {
         "mlqa_r": {"kind": "lareqa", "name": "mlqa_r", "langs": None},
         "jsonl": {"kind": "jsonl", "path": str(write_gappy_jsonl(tmp_dir / "gappy.jsonl")), "langs": None},
-        "jsonl_cached": {
-            "kind": "jsonl",
-            "path": str(tmp_dir / "gappy.jsonl"),
-            "cache_dir": str(tmp_dir / "cache"),
-        },
         "jsonl_4langs": {
             "kind": "jsonl",
             "path": str(tmp_dir / "gappy.jsonl"),
             "langs": ["de", "en", "hi", "zh"],
         },
     }
+    # the cached corpus and its cached split, built (first) and then mapped (again), in all and in 4 languages
+    for name in ("jsonl", "jsonl_4langs"):
+        for when in ("cached", "cached_again"):
+            sources[f"{name}_{when}"] = {**sources[name], "cache_dir": str(tmp_dir / "cache")}
     samplers = {
         "xx": lambda c: XXSampler(c, 8, seed=3),
         "xx_proportional": lambda c: XXSampler(c, 8, seed=3, weighting="proportional"),
@@ -98,13 +99,12 @@ def test_batch_plans_equal_the_in_memory_corpus_plans(tmp_path):
     reference digests were written by the samplers before the Arrow store existed)."""
     expected = json.loads(REFERENCE.read_text())["digests"]
     got = dict(plan_cases(tmp_path))
-    cached = {
-        k.replace("jsonl_cached/", "jsonl/"): v for k, v in got.items() if k.startswith("jsonl_cached/")
-    }
-    assert cached == {k: v for k, v in got.items() if k.startswith("jsonl/")}, (
-        "the cached corpus gave other plans"
-    )
-    got = {k: v for k, v in got.items() if not k.startswith("jsonl_cached/")}
+    for name in ("jsonl", "jsonl_4langs"):
+        plain = {k.split("/")[1]: v for k, v in got.items() if k.split("/")[0] == name}
+        for when in ("cached", "cached_again"):
+            cached = {k.split("/")[1]: v for k, v in got.items() if k.split("/")[0] == f"{name}_{when}"}
+            assert cached == plain, f"the {when} corpus of {name} gave other splits or plans"
+    got = {k: v for k, v in got.items() if "_cached" not in k}
     assert got.keys() == expected.keys()
     differing = [k for k in expected if got[k] != expected[k]]
     assert not differing, f"batch plans changed for {differing}"
@@ -257,5 +257,39 @@ def test_datamodule_on_the_cache_equals_the_datamodule_in_memory(tmp_path):
         splits.append((list(dm.train_corpus.ids), list(dm.dev_corpus.ids), len(dm.train_corpus)))
         batch = Collator(dm.train_corpus, texts, texts, hard_negatives=1)(dm._rank_sampler.plan(3))
         batches.append({k: v.tolist() if hasattr(v, "tolist") else v for k, v in batch.items()})
+        if cache is not None:
+            assert isinstance(dm.train_corpus.index.rows, np.memmap), "the split's training index is mapped"
     assert splits[0] == splits[1] == splits[2]
     assert batches[0] == batches[1] == batches[2]
+
+
+def test_split_is_cached_beside_the_corpus_once_per_setting(tmp_path, monkeypatch):
+    """A second start maps the split (no per-id work); another dev fraction, seed or language list is its own
+    split folder, equal to the split computed in memory."""
+    from mdr.data import splits
+
+    path = write_gappy_jsonl(tmp_path / "gappy.jsonl")
+    cache = tmp_path / "cache"
+    corpus = read_parallel_jsonl(path, cache_dir=cache)
+    computed = []
+    original = splits.split_positions_by_group
+
+    def counting(corpus, *args):
+        if corpus.cache_folder is not None:  # the in-memory reference below computes its own
+            computed.append(args)
+        return original(corpus, *args)
+
+    monkeypatch.setattr(splits, "split_positions_by_group", counting)
+    settings = [(0.1, 0), (0.1, 0), (0.2, 0), (0.1, 5), (0.1, 0)]
+    for fraction, seed in settings:
+        train, dev = split_corpus(read_parallel_jsonl(path, cache_dir=cache), fraction, seed, dev_max_ids=7)
+        expected_train, expected_dev = split_ids_by_group(read_parallel_jsonl(path), fraction, seed)
+        assert list(train.ids) == expected_train and list(dev.ids) == expected_dev[:7]
+        assert train.cache_folder is None, "a split side is not itself a cached corpus"
+    assert computed == [(0.1, 0), (0.2, 0), (0.1, 5)], "a split was computed again on a later start"
+    four = read_parallel_jsonl(path, langs=["de", "en"], cache_dir=cache)
+    train, _ = split_corpus(four, 0.1, 0)
+    assert train.langs == ["de", "en"] and len(computed) == 4
+    assert len([p for p in corpus.cache_folder.glob("split-*") if p.is_dir()]) == 4
+    with pytest.raises(InputError, match="dev_fraction"):
+        split_corpus(corpus, 1.0, 0)

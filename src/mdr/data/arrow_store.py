@@ -137,9 +137,7 @@ def cached_corpus(
         store = ArrowStore.open(tmp / "examples.arrow", source)
         index = _index(store, name)
         corpus = _corpus(store, index, name)
-        ids_schema = pa.schema([("id", pa.string())])
-        write_arrow(tmp / "ids.arrow", ids_schema, [pa.record_batch([index.ids.array], schema=ids_schema)])
-        np.save(tmp / "rows.npy", index.rows)
+        write_index(tmp, index)
         np.save(tmp / "groups.npy", corpus.group_ranks())
         log.info("corpus cache: %s: %d examples, %d ids", source, store.table.num_rows, index.n_ids)
         return {
@@ -153,11 +151,22 @@ def cached_corpus(
     return _open(cached_folder(cache_dir, name, key, build), source, name)
 
 
+def write_index(folder: Path, index: LanguageIndex) -> None:
+    """The id x language index as ``ids.arrow`` + ``rows.npy`` (its languages go into the folder's meta)."""
+    ids_schema = pa.schema([("id", pa.string())])
+    write_arrow(folder / "ids.arrow", ids_schema, [pa.record_batch([index.ids.array], schema=ids_schema)])
+    np.save(folder / "rows.npy", index.rows)
+
+
+def open_index(folder: Path, langs: list[str], groups: np.ndarray | None = None) -> LanguageIndex:
+    """The index ``write_index`` wrote, memory-mapped: every rank of a node shares its pages."""
+    ids = map_arrow(folder / "ids.arrow")[0].column(0)
+    return LanguageIndex(ids, langs, np.load(folder / "rows.npy", mmap_mode="r"), groups)
+
+
 def _open(folder: Path, source: str, name: str) -> ParallelCorpus:
     meta = json.loads((folder / "meta.json").read_text())
     store = ArrowStore.open(folder / "examples.arrow", source)
-    ids = map_arrow(folder / "ids.arrow")[0].column(0)
-    rows = np.load(folder / "rows.npy", mmap_mode="r")
-    groups = np.load(folder / "groups.npy", mmap_mode="r")
+    index = open_index(folder, meta["langs"], np.load(folder / "groups.npy", mmap_mode="r"))
     log.info("corpus cache: %s (%d examples, %d ids, memory-mapped)", folder, meta["examples"], meta["ids"])
-    return ParallelCorpus(store, name, index=LanguageIndex(ids, meta["langs"], rows, groups))
+    return ParallelCorpus(store, name, index=index, cache_folder=folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -96,8 +97,11 @@ class ParallelCorpus:
         examples: Sequence[ParallelExample] | ExampleStore,
         name: str = "corpus",
         index: LanguageIndex | None = None,
+        cache_folder: Path | None = None,
     ):
         self.name = name
+        # the corpus cache folder this corpus maps (``arrow_store``); a split is cached beside it (``splits``)
+        self.cache_folder = cache_folder
         if index is None:
             examples = list(examples)
             if not examples:
@@ -182,7 +186,9 @@ class ParallelCorpus:
     ) -> ParallelCorpus:
         """The corpus restricted to the ids at ``positions`` and to ``langs``, sharing this one's storage."""
         index = self.index.subset(positions, list(langs) if langs is not None else None)
-        return ParallelCorpus(self.store, name or self.name, index=index)
+        # a language subset is still a function of the cached corpus (a split's cache key names the languages)
+        folder = self.cache_folder if positions is None else None
+        return ParallelCorpus(self.store, name or self.name, index=index, cache_folder=folder)
 
     def subset(
         self, ids: Iterable[str] | None = None, langs: Iterable[str] | None = None, name: str | None = None

@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mdr.data.corpus import ParallelCorpus, retrieval_set_from_corpus
 from mdr.data.sources import load_training_corpus
-from mdr.data.splits import split_positions_by_group
+from mdr.data.splits import split_corpus
 from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.memory import release_free_memory
 from mdr.training.samplers import BatchPlan, PlanSampler
 
 log = logging.getLogger(__name__)
@@ -171,12 +172,8 @@ class RetrievalDataModule(L.LightningDataModule):
                 f"data dir {self.data_dir} does not exist: set paths.data_dir=... or MDR_DATA_DIR"
             )
         corpus, pool = load_training_corpus(self.train_source, self.data_dir)
-        train_positions, dev_positions = split_positions_by_group(corpus, self.dev_fraction, self.split_seed)
-        if self.dev_max_ids is not None:
-            dev_positions = dev_positions[: self.dev_max_ids]
-        self.train_corpus = corpus.subset_positions(train_positions, name=f"{corpus.name}-train")
-        self.dev_corpus = (
-            corpus.subset_positions(dev_positions, name=f"{corpus.name}-dev") if len(dev_positions) else None
+        self.train_corpus, self.dev_corpus = split_corpus(
+            corpus, self.dev_fraction, self.split_seed, self.dev_max_ids
         )
         if self.dev_corpus is not None:
             self.dev_set = (
@@ -191,6 +188,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self._rank_sampler = self.sampler_factory(
             corpus=self.train_corpus, batch_size=self.batch_size, seed=self.seed
         )
+        release_free_memory()  # the split's and the dev set's temporaries: private pages in every rank
         self._loaded = True
 
     def setup(self, stage: str | None = None) -> None:
