@@ -23,13 +23,17 @@ log = logging.getLogger(__name__)
 SPLIT_FORMAT_VERSION = 1
 
 
+def _check_dev_fraction(dev_fraction: float) -> None:
+    if not 0.0 <= dev_fraction < 1.0:
+        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
+
+
 def split_positions_by_group(
     corpus: ParallelCorpus, dev_fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions (in ``corpus.ids``) of the train and dev ids: groups, sorted, are shuffled with ``seed`` and
     whole groups fill the dev side up to ``dev_fraction`` of the ids. Arrays, so millions of ids stay cheap."""
-    if not 0.0 <= dev_fraction < 1.0:
-        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
+    _check_dev_fraction(dev_fraction)
     # ranks among a larger corpus's groups keep their order: renumber them 0..n_groups-1 for this corpus
     groups, group_index = np.unique(np.asarray(corpus.group_ranks()), return_inverse=True)
     members = np.argsort(group_index, kind="stable")  # ids grouped, in id order within a group
@@ -75,8 +79,7 @@ def split_corpus(
 def _cached_split(
     corpus: ParallelCorpus, dev_fraction: float, seed: int
 ) -> tuple[ParallelCorpus, np.ndarray]:
-    if not 0.0 <= dev_fraction < 1.0:  # before a folder is named after it
-        raise InputError(f"data.dev_fraction={dev_fraction} must be in [0, 1)")
+    _check_dev_fraction(dev_fraction)  # before a folder is named after it
     settings = {"dev_fraction": dev_fraction, "seed": seed, "langs": corpus.langs}
     key = cache_folder.fingerprint([], settings, SPLIT_FORMAT_VERSION)
 
