@@ -364,6 +364,27 @@ def test_an_undecidable_claim_says_so():
     assert v.outcome.startswith("inconclusive (more seeds cannot decide it") and v.seeds_needed is None
 
 
+def test_a_claim_past_its_margin_but_not_after_holm_leans_against():
+    """The estimate is beyond the margin on the failing side, yet the test that it does not hold misses 0.025:
+    the outcome names that lean and sizes the seeds for that test, not for the claim's own (never reachable)."""
+    from mdr.report.claims import _adjust_and_decide
+
+    family = [_verdict(">=", -0.016, se=0.004, df=8, margin=0.005) for _ in range(4)]  # raw p about 0.003
+    _adjust_and_decide(family)
+    v = family[0]
+    assert v.p_fails < 0.025 < v.p_fails_adj
+    assert v.outcome.startswith("inconclusive after Holm, leaning 'does not hold' (the interval lies past"), (
+        v.outcome
+    )
+    assert v.seeds_needed is not None and v.seeds_needed > 5  # more seeds would show it does not hold
+    weak = _verdict(">=", -0.008, se=0.004, df=8, margin=0.005)  # past -0.005, but well inside the noise
+    _adjust_and_decide([weak])
+    assert weak.outcome.startswith("inconclusive (the estimate is past the threshold -0.005; "), weak.outcome
+    on_the_claims_side = _verdict(">=", 0.0, se=0.004, df=8, margin=0.005)
+    _adjust_and_decide([on_the_claims_side])
+    assert "leaning" not in on_the_claims_side.outcome
+
+
 def test_claims_file_errors_name_the_claim_and_field(tmp_path):
     from mdr.report.claims import load_claims
 

@@ -15,7 +15,9 @@ tested one-sided at level 0.025 (the interval's side) with Holm's correction ins
 - **holds**: the test against the claim's threshold (0, or ``-margin`` for ``>=``) rejects after Holm;
 - **does not hold**: the opposite one-sided test rejects (``a`` is worse than the threshold), reported with
   its effect size;
-- **inconclusive**: neither, with the interval and the seeds per row that 80% power would need.
+- **inconclusive**: neither, with the interval and the seeds per row that 80% power would need (for the
+  claim's own test; where the estimate is already past the threshold on the failing side, for the test that
+  it does not hold, and the outcome says it leans that way).
 
 Every other claim is exploratory: its interval and P(direction) (the corrected bootstrap distribution's mass
 on the claimed side), no adjusted verdict. A query-level test (Fisher's randomization test with sign flips of whole
@@ -288,14 +290,26 @@ def _adjust_and_decide(verdicts: list[Verdict]) -> None:
             members, holm([v.p_holds for v in members]), holm([v.p_fails for v in members])
         ):
             v.p_holds_adj, v.p_fails_adj = holds, fails
-            c = v.claim
-            effect = abs(v.diff) if c.expect in (">", "<") else 0.0
-            margin = float(c.margin or 0.0) if c.expect in (">=", "<=") else 0.0
-            v.seeds_needed = seeds_for_power(v.boot.comps, effect, margin, ALPHA / len(members), POWER)
+            level = ALPHA / len(members)
+            if _leans_against(v):  # power of the test that it does not hold, at the observed distance
+                distance = abs(v.diff - v.claim.threshold)
+                v.seeds_needed = seeds_for_power(v.boot.comps, distance, 0.0, level, POWER)
+            else:
+                c = v.claim
+                effect = abs(v.diff) if c.expect in (">", "<") else 0.0
+                margin = float(c.margin or 0.0) if c.expect in (">=", "<=") else 0.0
+                v.seeds_needed = seeds_for_power(v.boot.comps, effect, margin, level, POWER)
             v.outcome = _outcome(v)
     for v in verdicts:
         if v.boot is not None and v.claim.family == EXPLORATORY:
             v.outcome = f"exploratory: P(a better) = {v.p_direction:.3f}"
+
+
+def _leans_against(v: Verdict) -> bool:
+    """The estimate is past the claim's threshold on the failing side: more evidence would be evidence that
+    it does not hold, so "more seeds needed" must speak of that test, not of the claim's own."""
+    t = v.claim.threshold
+    return v.diff < t if v.claim.higher_is_better else v.diff > t
 
 
 def _outcome(v: Verdict) -> str:
@@ -309,6 +323,20 @@ def _outcome(v: Verdict) -> str:
         if None not in (v.seeds_a + v.seeds_b)
         else max(len(v.seeds_a), len(v.seeds_b))
     )
+    if _leans_against(v):
+        t = v.claim.threshold
+        if v.seeds_needed is None:
+            more = "more seeds cannot decide it"
+        elif v.seeds_needed > n:
+            more = f"too few seeds: {n} per row; ~{v.seeds_needed} for 80% power"
+        else:
+            more = f"{n} seeds per row"
+        if v.p_fails < ALPHA:  # the unadjusted test rejects: only the family's correction holds it back
+            return (
+                f"inconclusive after Holm, leaning 'does not hold' (the interval lies past the threshold {t:+.4g}; "
+                f"Holm p {v.p_fails_adj:.3f}; {more})"
+            )
+        return f"inconclusive (the estimate is past the threshold {t:+.4g}; {more})"
     if v.seeds_needed is None:
         return "inconclusive (more seeds cannot decide it: the test set's own variance is too large)"
     if v.seeds_needed > n:
