@@ -325,23 +325,22 @@ def _outcome(v: Verdict) -> str:
     )
     if _leans_against(v):
         t = v.claim.threshold
-        if v.seeds_needed is None:
-            more = "more seeds cannot decide it"
-        elif v.seeds_needed > n:
-            more = f"too few seeds: {n} per row; ~{v.seeds_needed} for 80% power"
-        else:
-            more = f"{n} seeds per row"
+        more = _more_seeds(v, n, "more seeds cannot decide it")
         if v.p_fails < ALPHA:  # the unadjusted test rejects: only the family's correction holds it back
             return (
                 f"inconclusive after Holm, leaning 'does not hold' (the interval lies past the threshold {t:+.4g}; "
-                f"Holm p {v.p_fails_adj:.3f}; {more})"
+                f"Holm p {v.p_fails_adj:.3f}{more and '; ' + more})"
             )
-        return f"inconclusive (the estimate is past the threshold {t:+.4g}; {more})"
+        return f"inconclusive (the estimate is past the threshold {t:+.4g}{more and '; ' + more})"
+    more = _more_seeds(v, n, "more seeds cannot decide it: the test set's own variance is too large")
+    return f"inconclusive ({more})" if more else "inconclusive"
+
+
+def _more_seeds(v: Verdict, n: int, unreachable: str) -> str:
+    """What more seeds would do for an inconclusive claim ("" when it already has the seeds 80% power needs)."""
     if v.seeds_needed is None:
-        return "inconclusive (more seeds cannot decide it: the test set's own variance is too large)"
-    if v.seeds_needed > n:
-        return f"inconclusive (too few seeds: {n} per row; ~{v.seeds_needed} for 80% power)"
-    return "inconclusive"
+        return unreachable
+    return f"too few seeds: {n} per row; ~{v.seeds_needed} for 80% power" if v.seeds_needed > n else ""
 
 
 # ---- tables ----
