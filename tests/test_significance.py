@@ -497,3 +497,42 @@ def test_a_claim_selector_means_the_default_of_the_keys_it_leaves_out():
     report.runs = [r for r in report.runs if r.key[3] != "default" or r.key[0] != "hybrid"]
     with pytest.raises(ValueError, match="matches 2 rows"):
         _runs_of(report, "sampler=hybrid")
+
+
+@pytest.mark.slow
+def test_same_seeds_keeps_only_the_seeds_both_rows_have(two_systems, tmp_path):
+    """``same_seeds: true`` judges "X-X at hybrid's seeds": X-X seed 2 (here a different, weaker model) drops
+    out, so the verdict equals the one on a folder without it; without the flag seed 2 pulls X-X's mean down."""
+    root, _ = two_systems
+    sweep = tmp_path / "sweep"
+    shutil.copytree(root, sweep)
+    shutil.copytree(sweep / "hy1", sweep / "xx2")  # the 96-d model, labelled X-X seed 2
+    for path in (sweep / "xx2" / ".hydra" / "config.yaml", sweep / "xx2" / "metrics.json"):
+        text = path.read_text().replace("seed: 1", "seed: 2").replace('"seed": 1', '"seed": 2')
+        path.write_text(text.replace(".HybridSampler", ".XXSampler").replace("hashing96", "hashing2048"))
+
+    def rows(folder, **flags):
+        claims = [dict(CLAIMS[0], claim=f"c{i}", **f) for i, f in enumerate([{}, flags])]
+        path = tmp_path / "claims.yaml"
+        path.write_text(yaml.safe_dump({"families": FAMILIES, "claims": claims}))
+        write_report(folder, tmp_path / f"out_{folder.name}", claims=path, permutations=200)
+        with (tmp_path / f"out_{folder.name}" / "claims.csv").open() as fh:
+            import csv
+
+            return list(csv.DictReader(fh))
+
+    all_seeds, same = rows(sweep, same_seeds=True)
+    assert json.loads(all_seeds["seeds_b"]) == [0, 1, 2] and json.loads(same["seeds_b"]) == [0, 1]
+    assert float(all_seeds["diff"]) > float(same["diff"])  # seed 2's weaker X-X narrows hybrid's gap
+    without = tmp_path / "without"
+    shutil.copytree(sweep, without)
+    shutil.rmtree(without / "xx2")
+    reference = rows(without)[0]
+    for column in ("diff", "ci_low", "ci_high", "seeds_a", "seeds_b"):
+        assert same[column] == reference[column]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"claims": [dict(CLAIMS[0], b="sampler=untrained", same_seeds=True)]}))
+    _untrained_copy(root, "xx0", tmp_path / "with_untrained")
+    shutil.copytree(root / "hy1", tmp_path / "with_untrained" / "hy1")
+    with pytest.raises(ValueError, match="claim 'hybrid >= X-X mono': field same_seeds: the rows share no"):
+        write_report(tmp_path / "with_untrained", tmp_path / "out_bad", claims=bad, permutations=200)

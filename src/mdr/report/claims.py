@@ -9,7 +9,9 @@ within a stated ``margin``; ``"<="`` where lower is better).
 
 The evidence is the two-level bootstrap of ``mdr.report.bootstrap`` (training seeds within each row, test
 clusters jointly: a question with all its translations, or a language for a Tatoeba group): a 95% interval
-for the recipes' difference. The claims file declares families (``families:``); claims in ``primary`` are
+for the recipes' difference. Each row uses all its seeds; ``paired: true`` (with a ``paired_reason``) keeps
+the seeds both rows have and resamples them together; ``same_seeds: true`` keeps the seeds both rows have but
+resamples them apart (a recipe "at the same seeds" as another whose seeds share nothing else with it). The claims file declares families (``families:``); claims in ``primary`` are
 tested one-sided at level 0.025 (the interval's side) with Holm's correction inside that family only:
 
 - **holds**: the test against the claim's threshold (0, or ``-margin`` for ``>=``) rejects after Holm;
@@ -69,6 +71,7 @@ class Claim:
     margin_reason: str = ""
     paired: bool = False  # the rows share seeds that see the same batches: resample seeds together
     paired_reason: str = ""
+    same_seeds: bool = False  # unpaired, but each row keeps only the seeds the other row also has
 
     def check(self, families: set[str]) -> None:
         where = f"claim {self.claim!r}"
@@ -220,12 +223,17 @@ def _row_sums(runs, seeds, claim, units) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
+    """Each row's own seeds (unpaired: the seed drives each recipe's own batch stream), or only the seeds both
+    rows have: ``paired`` resamples them together, ``same_seeds`` keeps them apart ("hybrid at the soups' seeds")."""
     a, b = sorted({r.seed for r in runs_a}, key=str), sorted({r.seed for r in runs_b}, key=str)
-    if not claim.paired:
-        return a, b  # unpaired: each row's own seeds (the seed drives each recipe's own batch stream)
+    if not (claim.paired or claim.same_seeds):
+        return a, b
     shared = sorted(set(a) & set(b), key=str)
     if not shared or None in shared:
-        raise InputError(f"claim {claim.claim!r}: field paired: the rows share no training seed ({a} vs {b})")
+        field_name = "paired" if claim.paired else "same_seeds"
+        raise InputError(
+            f"claim {claim.claim!r}: field {field_name}: the rows share no training seed ({a} vs {b})"
+        )
     return shared, shared
 
 
