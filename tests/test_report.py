@@ -222,6 +222,17 @@ def test_pareto_front_by_hand():
     assert pareto_front({"a": (1, 1), "b": (1, 1)}) == {"a", "b"}  # ties dominate nobody
 
 
+def test_every_pareto_row_has_its_own_colour_and_marker():
+    """The legend is how a reader finds a row in the cluster: no two rows may share a style, up to 110 rows."""
+    from mdr.report.plots import pareto_styles
+
+    keys = [(f"recipe{i}", "e5", "full") for i in range(110)] + [("untrained", "e5", "full")]
+    styles = pareto_styles(keys)
+    trained = [styles[k] for k in keys[:-1]]
+    assert len(set(trained)) == 110
+    assert styles[("untrained", "e5", "full")] == ("black", "*") and ("black", "*") not in trained
+
+
 def test_the_pareto_figure_has_every_recipe_and_the_backbone(tmp_path):
     """results/decisive holds XQuAD-R and Tatoeba rows and the untrained backbone: report.py draws pareto.png."""
     from mdr.report.collect import collect

@@ -183,43 +183,63 @@ def pareto_front(points: dict[tuple, tuple[float, float]]) -> set[tuple]:
     }
 
 
+PARETO_MARKERS = "osD^vP<>Xph"
+
+
+def pareto_styles(keys: list[tuple]) -> dict[tuple, tuple[str, str]]:
+    """One (colour, marker) per row, the same in both panels, no two rows alike: rows cluster within a point of
+    each other, so a legend names them where labels beside the points would overlap. 10 colours x 11 markers
+    (coprime counts): unique for up to 110 rows. The backbone: a black star."""
+    trained = sorted(k for k in keys if k[0] != "untrained")
+    styles = {k: (f"C{i % 10}", PARETO_MARKERS[i % len(PARETO_MARKERS)]) for i, k in enumerate(trained)}
+    styles.update({k: ("black", "*") for k in keys if k[0] == "untrained"})
+    return styles
+
+
+def _pareto_label(r: Report, key: tuple, n_seeds: int) -> str:
+    """The row's name and its seed count (with 2 seeds a 95% t interval is 12.7 standard errors wide)."""
+    name = " ".join(part for part in row_label(r, key).split("\n") if part != "default")
+    return name if key[0] == "untrained" else f"{name} ({n_seeds} seed{'s' * (n_seeds != 1)})"
+
+
 def plot_pareto(r: Report, path: Path) -> bool:
     """Every recipe's point with its seed interval (95% t, both axes): XQuAD-R multilingual mAP, and in a second
     panel monolingual mAP, against Tatoeba accuracy; the untrained backbone as the reference (dashed lines);
-    the rows on the Pareto front of each panel ringed. False (nothing drawn) without those three columns."""
+    filled markers: the rows on the Pareto front of that panel. One legend names every row (colour and marker)
+    with its seed count.
+    False (nothing drawn) without those three columns."""
     points = pareto_points(r)
     if len(points) < 2:
         return False
     plt = _plt()
+    from matplotlib.lines import Line2D
+
     xcol = f"{PARETO_X[0]}|{PARETO_X[1]}"
-    fig, axes = plt.subplots(1, len(PARETO_PANELS), figsize=(6.5 * len(PARETO_PANELS), 5.5), squeeze=False)
+    styles = pareto_styles(list(points))
+    fig, axes = plt.subplots(1, len(PARETO_PANELS), figsize=(6.5 * len(PARETO_PANELS), 7.0), squeeze=False)
     for ax, (ds, label) in zip(axes[0], PARETO_PANELS):
         ycol = f"{ds}|{label}"
         front = pareto_front({k: (c[xcol].mean, c[ycol].mean) for k, c in points.items()})
         for key, c in points.items():
             untrained = key[0] == "untrained"
+            colour, marker = styles[key]
             x, y = c[xcol], c[ycol]
-            ax.errorbar(
-                x.mean,
-                y.mean,
-                xerr=_err(x),
-                yerr=_err(y),
-                fmt="*" if untrained else "o",
-                markersize=12 if untrained else 6,
-                color="black" if untrained else None,
-                capsize=2,
-                mfc="none" if key not in front and not untrained else None,
-            )
-            name = " ".join(part for part in row_label(r, key).split("\n") if part != "default")
-            ax.annotate(name, (x.mean, y.mean), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
+            ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), fmt=marker, color=colour, capsize=2,
+                        markersize=12 if untrained else 6, elinewidth=0.8,
+                        mfc=colour if key in front or untrained else "none")  # fmt: skip
             if untrained:
                 ax.axvline(x.mean, color="grey", ls="--", lw=0.8)
                 ax.axhline(y.mean, color="grey", ls="--", lw=0.8)
         ax.set_xlabel(f"Tatoeba accuracy ({r.subset or 'all languages'})")
         ax.set_ylabel(f"{ds} {label}")
         ax.set_title(f"{ds} {label} vs bitext accuracy; filled: Pareto front (means)", fontsize=9)
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], color=styles[k][0], marker=styles[k][1], ls="none", markersize=7,
+               label=_pareto_label(r, k, points[k][xcol].n))
+        for k in sorted(points, key=lambda k: (k[0] == "untrained", k))
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(handles) + 4) // 5), 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return True
