@@ -61,6 +61,7 @@ def step_losses(run_dir):
 
 
 def start(run_dir, *args, env_extra=None):
+    """train.py in its own session (process group), so a test can signal the whole group as SLURM does."""
     log = run_dir.parent / f"{run_dir.name}.log"
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -68,7 +69,21 @@ def start(run_dir, *args, env_extra=None):
         env={**env(), **(env_extra or {})},
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     ), log
+
+
+def process_group(pgid):
+    """The pids of every live process in a process group (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def wait_for_step(proc, run_dir, step):
@@ -166,9 +181,11 @@ def test_sigkill_at_any_step_then_resume_is_bit_identical(
 
 @pytest.mark.slow
 def test_sigterm_stops_visibly_requeues_and_resumes(uninterrupted, tmp_path, tiny_model_dir, data_dir):
-    """SIGTERM (a SLURM preemption): one last.ckpt, FAILED with the resume command, exit 128 + 15, SLURM asked
-    to requeue (preemption.requeue=true, a stand-in scontrol); the resume command then finishes the run
-    exactly, with a progress line that counts the whole run."""
+    """SIGTERM (a SLURM preemption) to the run's whole process group, DataLoader worker included, as SLURM
+    signals every process of a job step: one last.ckpt, FAILED with the resume command, exit 128 + 15, SLURM
+    asked to requeue (preemption.requeue=true, a stand-in scontrol); the resume command then finishes the run
+    exactly (the uninterrupted run loads in the main process: workers change nothing in the stream), with a
+    progress line that counts the whole run."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls"
@@ -183,11 +200,15 @@ def test_sigterm_stops_visibly_requeues_and_resumes(uninterrupted, tmp_path, tin
         "preemption.requeue=true",
         "progress.mode=lines",
         "progress.every_n_steps=3",
+        "data.datamodule.num_workers=1",
     )
     slurm = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     proc, log = start(run_dir, *args, env_extra=slurm)
     wait_for_step(proc, run_dir, 7)
-    proc.send_signal(signal.SIGTERM)
+    assert len(process_group(proc.pid)) >= 2, (
+        "the DataLoader worker should be running beside the main process"
+    )
+    os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM
     failed = (run_dir / "FAILED").read_text()
     assert failed.startswith("TrainingStopped: stopped by signal SIGTERM at step ")

@@ -22,6 +22,7 @@ from mdr.data.splits import split_corpus
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.memory import release_free_memory
 from mdr.training.samplers import BatchPlan, PlanSampler
+from mdr.training.worker_signals import StopSignalSafeDataLoader
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class RetrievalDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = PlanDataset(self.sampler, self._collator(self.train_corpus), self.rank, self.world_size)
-        return DataLoader(
+        return StopSignalSafeDataLoader(
             ds,
             sampler=StepSampler(self.steps_per_epoch, lambda: self.next_step),
             batch_size=None,
