@@ -22,13 +22,15 @@ from collections.abc import Callable
 from torch.utils.data import DataLoader
 
 WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_CAN_MASK = hasattr(signal, "pthread_sigmask")  # POSIX; on Windows the workers only ignore the signals
 
 
 def ignore_stop_signals(worker_id: int) -> None:
     """``worker_init_fn``: this worker ignores SIGTERM and SIGINT (the main process decides when it stops)."""
     for sig in WORKER_IGNORED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORED_SIGNALS)
+    if _CAN_MASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORED_SIGNALS)
 
 
 class _ThenCall:
@@ -50,7 +52,7 @@ class StopSignalSafeDataLoader(DataLoader):
         super().__init__(*args, worker_init_fn=init, **kwargs)
 
     def __iter__(self):
-        if self.num_workers == 0:
+        if self.num_workers == 0 or not _CAN_MASK:
             return super().__iter__()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORED_SIGNALS)
         try:
