@@ -178,7 +178,7 @@ def main() -> None:
         child(args.child[0], args.child[1], args.child[2] or None)
         return
     sys.path.insert(0, str(ROOT / "src"))
-    from mdr.runtime.environment import cpu_model
+    from mdr.runtime.provenance import cpu_model
 
     new_src = str(ROOT / "src")
     rows = []

@@ -38,7 +38,7 @@ def main() -> None:
     from mdr.eval.qrels import score_ranking
     from mdr.eval.shards import ShardLayout, encode_shards, search_shards
     from mdr.modeling.encoder import DualEncoder
-    from mdr.runtime.environment import cpu_model
+    from mdr.runtime.provenance import cpu_model
 
     rs = retrieval_set(read_lareqa(args.data_dir, "xquad_r"), "xquad_r")
     queries = [i for i, lang in enumerate(rs.query_langs) if lang == args.queries_lang]

@@ -188,10 +188,12 @@ def in_process(overrides):
 
 
 def results_snapshot(run_dir: Path) -> dict:
+    """Hashes of a run folder's result files. provenance.json is not a result: it records, from the first
+    moment, what a run (a failed one too) ran on."""
     return {
         str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in run_dir.rglob("*")
-        if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv")
+        if p.is_file() and p.suffix in (".json", ".ckpt", ".npz", ".csv") and p.name != "provenance.json"
     }
 
 

@@ -45,5 +45,5 @@ def test_a_run_says_its_cost_at_the_start(tiny_run):
     assert "GFLOP/s" in line and "training steps" in line
     import json
 
-    estimate = json.loads((tiny_run.dir / "metrics.json").read_text())["environment"]["cost_estimate"]
+    estimate = json.loads((tiny_run.dir / "metrics.json").read_text())["train"]["cost_estimate"]
     assert estimate["minutes"] >= 0 and estimate["probe_gflops"] > 0

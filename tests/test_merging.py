@@ -211,9 +211,7 @@ def test_wise_rows_at_the_end_of_training(tmp_path, tiny_model_dir, data_dir):
     assert zero["datasets"]["tatoeba"]["per_language"] == backbone["datasets"]["tatoeba"]["per_language"]
     assert zero["datasets"]["tatoeba"]["per_language"] != base["datasets"]["tatoeba"]["per_language"]
     assert zero["merged"]["lambda"] == 0.0 and one["merged"]["kind"] == "wise"
-    assert (
-        zero["environment"]["cpu_count"] == base["environment"]["cpu_count"]
-    )  # where it ran, as the base row
+    assert zero["provenance"] == base["provenance"]  # the run's start block: where and on what code it ran
     overrides = recorded_overrides(merged_dir)
     base_cell = results / cell_name(overrides)
     names = sorted(p.name for p in results.iterdir())

@@ -17,10 +17,10 @@ from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
-from mdr.runtime.environment import describe
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
+from mdr.runtime.provenance import record_start
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def evaluate(cfg: DictConfig) -> dict:
         log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
         return {}
     with failure_marker(run_dir):
+        provenance = record_start(run_dir, {"eval": str(cfg.eval.precision)})
         configure_progress(cfg)
         plan = eval_plan(cfg)  # fails on bad data before loading a model
         if cfg.get("ckpt"):
@@ -60,7 +61,7 @@ def evaluate(cfg: DictConfig) -> dict:
             plan,
             run_dir,
             seen_langs=seen,
-            extra=run_record(cfg, trained_with),
+            extra=run_record(cfg, trained_with, provenance),
             embeddings=embeddings,
         )
         if cfg.get("results_dir"):
@@ -85,14 +86,14 @@ def training_config(ckpt: str | None) -> dict | None:
     return yaml.safe_load(path.read_text())
 
 
-def run_record(cfg: DictConfig, trained_with: dict | None) -> dict:
+def run_record(cfg: DictConfig, trained_with: dict | None, provenance: dict) -> dict:
     """What ``metrics.json`` records of this evaluation; report.py groups a checkpoint's evaluation by
     how it was trained (``config.trained_with``)."""
     extra = {
         "ckpt": cfg.get("ckpt"),
         "embeddings": cfg.get("embeddings"),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "environment": describe(),
+        "provenance": provenance,
     }
     if trained_with:
         extra["config"]["trained_with"] = trained_with

@@ -30,10 +30,10 @@ from mdr.modeling.merging import (
     weighted_average,
 )
 from mdr.report.collect import row_key
-from mdr.runtime.environment import describe
 from mdr.runtime.errors import InputError
-from mdr.runtime.files import atomic_write_text
+from mdr.runtime.files import atomic_write_json, atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
+from mdr.runtime.provenance import PROVENANCE_FILE, record_start
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ def merge(cfg: DictConfig) -> Path | None:
         raise InputError(f"out={out} exists and is not empty; merge into a new folder")
     model = parent_config.model if evaluating else cfg.model  # scored like the parents: their lengths too
     with failure_marker(run_dir):
+        provenance = record_start(
+            run_dir, {"eval": str(parent_config.eval.precision) if evaluating else None}
+        )
         states, langs = {}, []
         for i, ckpt in enumerate(checkpoints):  # keyed by position: one checkpoint may be listed twice
             encoder = make(model.encoder)
@@ -90,7 +93,8 @@ def merge(cfg: DictConfig) -> Path | None:
                 "row": soup_row_key(parents),
                 "seed": common_seed(parents),
             }
-            evaluate_merge(cfg, target, plan, parent_config, row, cell, langs, run_dir / "merged" / name)
+            folder = run_dir / "merged" / name
+            evaluate_merge(cfg, target, plan, parent_config, row, cell, langs, folder, provenance)
     return out
 
 
@@ -166,6 +170,7 @@ def evaluate_merge(
     cell: list[str],
     langs: list[str],
     folder: Path,
+    provenance: dict,
 ) -> dict:
     """Score the merged encoder into ``folder`` (a run folder of its own: config, overrides = its cell) and
     archive it under ``results_dir``. The recorded config is the first parent's with the merge described
@@ -178,7 +183,8 @@ def evaluate_merge(
     (folder / ".hydra").mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(config))
     atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
-    extra = {"config": config, "merged": row, "train": {"train_langs": langs}, "environment": describe()}
+    atomic_write_json(folder / PROVENANCE_FILE, provenance)
+    extra = {"config": config, "merged": row, "train": {"train_langs": langs}, "provenance": provenance}
     report = run_eval(encoder, plan, folder, langs, extra)
     log.info(
         "merge %s: evaluated in %.0f s; %s", row["name"], time.perf_counter() - t0, format_headline(report)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 KEPT = (
     "metrics.json",
+    "provenance.json",
     ".hydra/config.yaml",
     ".hydra/overrides.yaml",
     "eval/*/per_query.npz",

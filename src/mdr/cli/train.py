@@ -21,9 +21,9 @@ from mdr.modeling.finetune import FinetuneMode
 from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
 from mdr.runtime.cost import estimate_minutes, matmul_gflops
-from mdr.runtime.environment import describe
-from mdr.runtime.files import atomic_write_text
+from mdr.runtime.files import atomic_write_json, atomic_write_text
 from mdr.runtime.precision import trainer_precision
+from mdr.runtime.provenance import PROVENANCE_FILE, record_start
 from mdr.training.callbacks import BatchLog, ProgressLog
 from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
 from mdr.training.cost_estimate import run_work
@@ -47,6 +47,7 @@ class TrainingRun:
     best: L.pytorch.callbacks.ModelCheckpoint
     precision: str
     pretrain_stats: dict | None
+    provenance: dict  # captured before anything loads (mdr.runtime.provenance)
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -60,12 +61,13 @@ def train(cfg: DictConfig) -> dict | None:
         log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
         return None
     with failure_marker(run_dir):
+        provenance = record_start(run_dir, run_precision(cfg))  # before anything else can move the checkout
         configure_progress(cfg)
         plan = check_config(cfg)
         resume_from = resolve_resume(
             cfg.get("ckpt_path"), run_dir / "checkpoints"
         )  # checked before any loading
-        run = build(cfg, run_dir, overrides, resume_from)
+        run = build(cfg, run_dir, overrides, resume_from, provenance)
         estimate = announce_cost(cfg, run, plan)
         train_s = fit(cfg, run, resume_from)
         restore_best(cfg, run)
@@ -78,6 +80,15 @@ def train(cfg: DictConfig) -> dict | None:
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
         return report
+
+
+def run_precision(cfg: DictConfig) -> dict:
+    """What the run computes in, as provenance records it: the training precision it resolves to here and the
+    evaluation setting (metrics.json's ``encode_precision`` has the dtype that setting gave)."""
+    return {
+        "train": trainer_precision(str(cfg.trainer.precision), str(cfg.trainer.accelerator)),
+        "eval": str(cfg.eval.precision),
+    }
 
 
 def announce_cost(cfg: DictConfig, run: TrainingRun, plan: EvalPlan) -> dict | None:
@@ -120,7 +131,11 @@ def check_config(cfg: DictConfig) -> EvalPlan:
 
 
 def build(
-    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, resume_from: str | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    resume_from: str | None = None,
+    provenance: dict | None = None,
 ) -> TrainingRun:
     """Training data (read and checked first) -> encoder (+ optional MLM stage) -> fine-tuning mode -> module
     -> trainer, in that order (the seeded RNG stream depends on it)."""
@@ -149,7 +164,9 @@ def build(
             dynamic=True, backend="inductor" if compute.compile is True else str(compute.compile)
         )
     trainer, best, precision = build_trainer(cfg, run_dir, overrides or [])
-    return TrainingRun(encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats)
+    return TrainingRun(
+        encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats, provenance or {}
+    )
 
 
 def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
@@ -283,7 +300,8 @@ def restore_best(cfg: DictConfig, run: TrainingRun) -> None:
 
 
 def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float, estimate: dict | None = None) -> dict:
-    """``metrics.json``'s ``train``, ``environment`` (with the start's cost estimate) and ``config`` blocks."""
+    """``metrics.json``'s ``train`` (with the start's cost estimate), ``provenance`` (as captured at the start)
+    and ``config`` blocks."""
     losses = run.module.loss_history
     k = max(1, min(10, len(losses) // 5))
     score = run.best.best_model_score
@@ -302,8 +320,9 @@ def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float, estimate: d
             "train_langs": run.datamodule.train_corpus.langs,
             "precision": run.precision,
             "pretrain": run.pretrain_stats,
+            "cost_estimate": estimate,
         },
-        "environment": {**describe(), "cost_estimate": estimate},
+        "provenance": run.provenance,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 
@@ -363,11 +382,12 @@ def merged_rows(
         row = {"kind": "wise", "lambda": float(lam), "of": str(run_dir)}
         atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml({**config, "merged": row}))
         atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
+        atomic_write_json(folder / PROVENANCE_FILE, run.provenance)
         extra = {
             "config": {**config, "merged": row},
             "merged": row,
             "train": {"train_langs": run.datamodule.train_corpus.langs},
-            "environment": describe(),
+            "provenance": run.provenance,
         }
         reports[name] = run_eval(encoder, plan, folder, run.datamodule.train_corpus.langs, extra)
         log.info(
