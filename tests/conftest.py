@@ -133,3 +133,58 @@ def xquad_corpus(xquad_files):
     from mdr.data.lareqa import parallel_corpus
 
     return parallel_corpus(xquad_files, "xquad_r")
+
+
+# ---- the fast lane: `-m "not slow"` starts no subprocess and no training run, by construction ----
+SUBPROCESS_CALLS = {
+    "run",
+    "run_piped",
+}  # tests/helpers.py: train.py / eval.py / report.py as a user runs them
+SUBPROCESS_FIXTURES = {"tiny_run", "tiny_reeval"}
+
+
+def _starts_subprocess(func, seen: set | None = None) -> bool:
+    """Whether a test or fixture function calls ``run`` / ``run_piped`` or anything in ``subprocess``, itself or
+    through a function of its own module that it calls by name."""
+    import ast
+    import inspect
+    import textwrap
+
+    seen = set() if seen is None else seen
+    if func is None or func in seen:
+        return False
+    seen.add(func)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    scope = getattr(inspect.getmodule(func), "__dict__", {})
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in SUBPROCESS_CALLS:
+            return True
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "subprocess":
+            return True
+        callee = scope.get(f.id) if isinstance(f, ast.Name) else None
+        if inspect.isfunction(callee) and callee.__module__ == func.__module__:
+            if _starts_subprocess(callee, seen):
+                return True
+    return False
+
+
+def needs_slow_mark(item) -> bool:
+    """A test is slow when it, or any fixture it uses (directly or through other fixtures), starts a process."""
+    info = getattr(item, "_fixtureinfo", None)
+    names = set(info.names_closure) if info else set()
+    if names & SUBPROCESS_FIXTURES or _starts_subprocess(getattr(item, "function", None)):
+        return True
+    defs = info.name2fixturedefs if info else {}
+    return any(_starts_subprocess(d.func) for name in names for d in defs.get(name, ()))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None and needs_slow_mark(item):
+            item.add_marker(pytest.mark.slow)
