@@ -8,7 +8,9 @@ evaluated on perturbed queries, adversarial.{md,csv,png} for runs evaluated with
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).
 `--baseline sampler=xx` marks cells that differ significantly from that row (paired randomization test
 over queries, Holm-corrected; p-values in results.csv).
-`--claims conf/claims/hybrid_2408.10536.yaml` judges a paper's claims one by one (claims.{md,csv}).
+`--claims conf/claims/hybrid_2408.10536.yaml` judges a paper's claims one by one (claims.{md,csv}); seeds from
+different blocks (CPU kind, library versions) are compared within the blocks both rows share (`--blocks pool`:
+every seed pooled, as a family was declared).
 """
 
 import argparse
@@ -36,9 +38,18 @@ if __name__ == "__main__":
         default=None,
         help="a YAML list of claims (e.g. conf/claims/hybrid_2408.10536.yaml): claims.{md,csv}, one verdict each",
     )
+    ap.add_argument(
+        "--blocks",
+        choices=["stratify", "pool"],
+        default="stratify",
+        help="claims across seed blocks (CPU kind, library versions): compare within shared blocks (default; "
+        "the pooled verdict is shown beside) or pool every seed as the family was declared",
+    )
     args = ap.parse_args()
     report = report_input_errors(
-        lambda: write_report(args.root, args.out, args.subset, args.baseline, args.permutations, args.claims),
+        lambda: write_report(
+            args.root, args.out, args.subset, args.baseline, args.permutations, args.claims, args.blocks
+        ),
         "report.py",
     )
     print(to_markdown(report))

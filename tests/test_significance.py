@@ -101,7 +101,8 @@ def _copy(root, src, name, sampler, seed):
 @pytest.fixture(scope="module")
 def two_systems(tmp_path_factory, data_dir):
     """xx and mixed: the same 2048-d model (identical per-query scores); hybrid: 96-d, hash collisions hurt.
-    Two seeds each (copies: the per-query pairing and seed averaging are what is tested)."""
+    Three seeds each, the fewest a primary claim accepts (copies: the per-query pairing and seed averaging are
+    what is tested)."""
     root = tmp_path_factory.mktemp("sweep")
     metrics = {
         ("xx", 0): _run(root, "xx0", "XXSampler", 0, 2048, data_dir),
@@ -109,10 +110,13 @@ def two_systems(tmp_path_factory, data_dir):
     }
     for name, src, sampler, seed in [
         ("xx1", "xx0", "XXSampler", 1),
+        ("xx2", "xx0", "XXSampler", 2),
         ("mixed0", "xx0", "MixedSampler", 0),
         ("mixed1", "xx0", "MixedSampler", 1),
+        ("mixed2", "xx0", "MixedSampler", 2),
         ("hy0b", "hy0", "HybridSampler", 0),
         ("hy1", "hy0", "HybridSampler", 1),
+        ("hy2", "hy0", "HybridSampler", 2),
     ]:
         _copy(root, src, name, sampler, seed)
     shutil.rmtree(root / "hy0")
@@ -150,7 +154,7 @@ def test_report_marks_a_real_difference_and_not_an_identical_system(two_systems,
             - r.rows[("xx", "hashing2048", "full")][col].mean
         )
         assert hybrid[col].diff == pytest.approx(cells)  # the tested difference is the table's difference
-        assert hybrid[col].seeds == [0, 1] and hybrid[col].p_holm >= hybrid[col].p
+        assert hybrid[col].seeds == [0, 1, 2] and hybrid[col].p_holm >= hybrid[col].p
     md = (tmp_path / "results.md").read_text()
     assert "†" in md and "Holm-corrected" in md and "tatoeba acc low-res" in md
     hybrid_line = next(line for line in md.splitlines() if line.startswith("| hybrid"))
@@ -266,13 +270,13 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
     assert outcome["hybrid > X-X unseen multi"].startswith("does not hold")
     assert outcome["X-Y exists"] == "not run (no runs for sampler=xy)"
     for name in ("mixed >= X-X", "mixed > X-X", "X-X keeps Tatoeba"):  # exploratory: no adjusted verdict
-        assert outcome[name] == f"exploratory: P(a better) = {float(rows[name]['p_direction']):.3f}"
-    assert rows["mixed >= X-X"]["diff"] == "0.0" and float(rows["mixed > X-X"]["p_direction"]) == 0.5
+        assert outcome[name] == f"exploratory: tail beyond 0 = {float(rows[name]['tail_beyond_0']):.3f}"
+    assert rows["mixed >= X-X"]["diff"] == "0.0" and float(rows["mixed > X-X"]["tail_beyond_0"]) == 0.5
 
     runs = {
-        "xx": ["xx0", "xx1"],
-        "hybrid": ["hy0b", "hy1"],
-        "mixed": ["mixed0", "mixed1"],
+        "xx": ["xx0", "xx1", "xx2"],
+        "hybrid": ["hy0b", "hy1", "hy2"],
+        "mixed": ["mixed0", "mixed1", "mixed2"],
         "untrained": ["untrained"],
     }
     for claim in load_claims(claims_file)[:-1]:
@@ -309,7 +313,8 @@ def test_claims_verdicts_match_an_independent_recomputation(two_systems, tmp_pat
     untrained = r.comparisons[("untrained", "hashing96", "full")]["tatoeba|acc"]
     assert untrained.diff == pytest.approx(-float(rows["X-X keeps Tatoeba"]["diff"]))
     assert (
-        rows["X-X keeps Tatoeba"]["seeds_b"] == "[null]" and rows["X-X keeps Tatoeba"]["seeds_a"] == "[0, 1]"
+        rows["X-X keeps Tatoeba"]["seeds_b"] == "[null]"
+        and rows["X-X keeps Tatoeba"]["seeds_a"] == "[0, 1, 2]"
     )
 
 
@@ -425,7 +430,8 @@ def test_claims_file_errors_name_the_claim_and_field(tmp_path):
 @pytest.mark.slow
 def test_primary_claims_need_their_rows_seeds_and_per_query_files(two_systems, tmp_path):
     """A primary claim fails the report (naming the claim and the field) where an exploratory one would be
-    listed as not run: missing rows, one seed, a cell without its per-query file. Nothing is written."""
+    listed as not run: missing rows, a cell without its per-query file. Nothing is written. Fewer seeds than a
+    valid interval needs: the report is written and the claim is refused, with the reason."""
     from mdr.runtime.errors import InputError
 
     root, _ = two_systems
@@ -442,12 +448,16 @@ def test_primary_claims_need_their_rows_seeds_and_per_query_files(two_systems, t
         return str(err.value)
 
     assert "claim 'X-Y exists' (primary): field a: no runs for 'sampler=xy'" in report(CLAIMS[-1])
-    one_seed = tmp_path / "one_seed"
-    shutil.copytree(root, one_seed)
-    shutil.rmtree(one_seed / "xx1")
-    assert "field b: 'sampler=xx' has 1 seed; a recipe-level interval needs at least 2" in report(
-        CLAIMS[0], one_seed
+    two_seeds = tmp_path / "two_seeds"
+    shutil.copytree(root, two_seeds)
+    shutil.rmtree(two_seeds / "xx1")
+    path = tmp_path / "claims.yaml"
+    path.write_text(
+        yaml.safe_dump({"families": FAMILIES, "claims": [dict(CLAIMS[0], family="primary", **MARGIN)]})
     )
+    verdict = write_report(two_seeds, tmp_path / "refused", claims=path, permutations=200)
+    text = (tmp_path / "refused" / "claims_primary.md").read_text()
+    assert "**refused: 2 unpaired seed(s) per row; a primary claim needs >= 3" in text and verdict.runs
     no_file = tmp_path / "no_file"
     shutil.copytree(root, no_file)
     (no_file / "xx1" / "eval" / "xquad_r" / "per_query.npz").unlink()
@@ -501,14 +511,14 @@ def test_a_claim_selector_means_the_default_of_the_keys_it_leaves_out():
 
 @pytest.mark.slow
 def test_same_seeds_keeps_only_the_seeds_both_rows_have(two_systems, tmp_path):
-    """``same_seeds: true`` judges "X-X at hybrid's seeds": X-X seed 2 (here a different, weaker model) drops
-    out, so the verdict equals the one on a folder without it; without the flag seed 2 pulls X-X's mean down."""
+    """``same_seeds: true`` judges "X-X at hybrid's seeds": X-X seed 3 (here a different, weaker model) drops
+    out, so the verdict equals the one on a folder without it; without the flag seed 3 pulls X-X's mean down."""
     root, _ = two_systems
     sweep = tmp_path / "sweep"
     shutil.copytree(root, sweep)
-    shutil.copytree(sweep / "hy1", sweep / "xx2")  # the 96-d model, labelled X-X seed 2
-    for path in (sweep / "xx2" / ".hydra" / "config.yaml", sweep / "xx2" / "metrics.json"):
-        text = path.read_text().replace("seed: 1", "seed: 2").replace('"seed": 1', '"seed": 2')
+    shutil.copytree(sweep / "hy1", sweep / "xx3")  # the 96-d model, labelled X-X seed 3
+    for path in (sweep / "xx3" / ".hydra" / "config.yaml", sweep / "xx3" / "metrics.json"):
+        text = path.read_text().replace("seed: 1", "seed: 3").replace('"seed": 1', '"seed": 3')
         path.write_text(text.replace(".HybridSampler", ".XXSampler").replace("hashing96", "hashing2048"))
 
     def rows(folder, **flags):
@@ -522,11 +532,11 @@ def test_same_seeds_keeps_only_the_seeds_both_rows_have(two_systems, tmp_path):
             return list(csv.DictReader(fh))
 
     all_seeds, same = rows(sweep, same_seeds=True)
-    assert json.loads(all_seeds["seeds_b"]) == [0, 1, 2] and json.loads(same["seeds_b"]) == [0, 1]
-    assert float(all_seeds["diff"]) > float(same["diff"])  # seed 2's weaker X-X narrows hybrid's gap
+    assert json.loads(all_seeds["seeds_b"]) == [0, 1, 2, 3] and json.loads(same["seeds_b"]) == [0, 1, 2]
+    assert float(all_seeds["diff"]) > float(same["diff"])  # seed 3's weaker X-X narrows hybrid's gap
     without = tmp_path / "without"
     shutil.copytree(sweep, without)
-    shutil.rmtree(without / "xx2")
+    shutil.rmtree(without / "xx3")
     reference = rows(without)[0]
     for column in ("diff", "ci_low", "ci_high", "seeds_a", "seeds_b"):
         assert same[column] == reference[column]

@@ -36,7 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mdr.report.bootstrap import BootstrapResult, bootstrap_diff, cluster_sums, seeds_for_power
+from mdr.report.blocks import POOL, STRATIFY, block_labels, plan_blocks
+from mdr.report.bootstrap import (
+    BootstrapResult,
+    bootstrap_diff,
+    cluster_sums,
+    equivalence_margin,
+    row_estimate,
+    seeds_for_power,
+)
 from mdr.report.collect import BASE_KEYS
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
@@ -51,6 +59,10 @@ PRIMARY, EXPLORATORY = "primary", "exploratory"
 ALPHA = 0.025  # one-sided: the side of a two-sided 95% interval
 POWER = 0.8
 CLAIMS_FIX = "see conf/claims/hybrid_2408.10536.yaml for the layout"
+# The fewest seeds per row at which the interval covers 93-97% in tests/test_bootstrap.py's simulations: with
+# 2 unpaired seeds it covers up to 97.7% (conservative), with 2 / 3 / 4 paired seeds down to 88% / 92.7% / 92%.
+MIN_SEEDS_UNPAIRED = 3
+MIN_SEEDS_PAIRED = 5
 
 
 @dataclass(frozen=True)
@@ -140,14 +152,20 @@ class Verdict:
     n_clusters: int = 0
     per_seed_a: list[float] = field(default_factory=list)
     per_seed_b: list[float] = field(default_factory=list)
+    block_rule: str = ""  # how the rows' seed blocks were compared (mdr.report.blocks)
+    seeds_at_zero: int | None = None  # '>=' / '<=': seeds per row for 80% power at a true difference of 0
+    seeds_at_margin: int | None = None  # ... and at a true difference of +margin (the claimed direction)
+    too_few_seeds: str = ""  # a primary claim whose rows have fewer seeds than a valid interval needs
+    pooled: Verdict | None = None  # the same claim with every seed pooled over blocks (as declared)
 
     @property
     def diff(self) -> float | None:
         return self.boot.diff if self.boot else None
 
     @property
-    def p_direction(self) -> float | None:
-        return self.boot.p_direction(self.claim.higher_is_better) if self.boot else None
+    def tail(self) -> float | None:
+        """One minus the one-sided p of "a is no better than b": a confidence tail, not P(a better)."""
+        return self.boot.tail_beyond_zero(self.claim.higher_is_better) if self.boot else None
 
 
 def load_claims_file(path: str | Path) -> ClaimsFile:
@@ -237,46 +255,80 @@ def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
     return shared, shared
 
 
-def _check_primary(claim: Claim, runs_a: list, runs_b: list, seeds_a: list, seeds_b: list) -> None:
-    for field_name, selector, runs, seeds in (
-        ("a", claim.a, runs_a, seeds_a),
-        ("b", claim.b, runs_b, seeds_b),
-    ):
+def _check_primary(claim: Claim, runs_a: list, runs_b: list) -> None:
+    for field_name, selector, runs in (("a", claim.a, runs_a), ("b", claim.b, runs_b)):
         if not runs:
             raise InputError(
                 f"claim {claim.claim!r} ({claim.family}): field {field_name}: no runs for {selector!r} in the "
                 "folder; run its cells, or move the claim out of the primary family before any cell runs"
             )
-        if seeds != [None] and len(seeds) < 2:
-            raise InputError(
-                f"claim {claim.claim!r} ({claim.family}): field {field_name}: {selector!r} has {len(seeds)} seed; "
-                "a recipe-level interval needs at least 2 seeds per row"
-            )
 
 
-def judge(report, claims: list[Claim], permutations: int = 10_000, replicates: int = 4000) -> list[Verdict]:
-    """One verdict per claim, in order. Holm within the primary family; exploratory claims get none."""
+def too_few_seeds(claim: Claim, seeds_a: list, seeds_b: list) -> str:
+    """Why a primary claim's interval cannot be trusted at these seed counts ("" when it can)."""
+    need = MIN_SEEDS_PAIRED if claim.paired else MIN_SEEDS_UNPAIRED
+    counts = [len(s) for s in (seeds_a, seeds_b) if s != [None]]
+    if not counts or min(counts) >= need:
+        return ""
+    design = "paired" if claim.paired else "unpaired"
+    return (
+        f"refused: {min(counts)} {design} seed(s) per row; a primary claim needs >= {need} for an interval that "
+        "covers 93-97% (tests/test_bootstrap.py)"
+    )
+
+
+def judge(
+    report,
+    claims: list[Claim],
+    permutations: int = 10_000,
+    replicates: int = 4000,
+    blocks: str = STRATIFY,
+) -> list[Verdict]:
+    """One verdict per claim, in order, with the seed-block rule (``blocks``: stratify, or pool as declared);
+    Holm within each declared family; exploratory claims get none. In stratify mode each verdict also carries
+    the pooled one (``Verdict.pooled``), so that a verdict that moves with the blocks shows both numbers."""
+    verdicts = _judge(report, claims, permutations, replicates, blocks)
+    if blocks == STRATIFY:
+        for v, p in zip(verdicts, _judge(report, claims, permutations, replicates, POOL)):
+            v.pooled = p
+    return verdicts
+
+
+def _judge(report, claims: list[Claim], permutations: int, replicates: int, blocks: str) -> list[Verdict]:
     units = UnitScores(None)
+    labels = block_labels(report.runs)
     verdicts: list[Verdict] = []
     for claim in claims:
         runs_a, runs_b = _runs_of(report, claim.a), _runs_of(report, claim.b)
-        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim) if runs_a and runs_b else ([], [])
         if claim.family != EXPLORATORY:
-            _check_primary(claim, runs_a, runs_b, seeds_a, seeds_b)
+            _check_primary(claim, runs_a, runs_b)
         missing = [sel for sel, runs in ((claim.a, runs_a), (claim.b, runs_b)) if not runs]
         if missing:
             verdicts.append(Verdict(claim, f"not run (no runs for {' and '.join(missing)})"))
             continue
-        keys_a, ids_a, a = _row_sums(runs_a, seeds_a, claim, units)
-        keys_b, ids_b, b = _row_sums(runs_b, seeds_b, claim, units)
+        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
+        plan = plan_blocks(runs_a, runs_b, seeds_a, seeds_b, claim.paired, blocks, labels)
+        if not plan.comparable:
+            verdicts.append(Verdict(claim, f"not comparable: {plan.rule}", block_rule=plan.rule))
+            continue
+        keys_a, ids_a, a = _row_sums(runs_a, plan.seeds_a, claim, units)
+        keys_b, ids_b, b = _row_sums(runs_b, plan.seeds_b, claim, units)
         if not np.array_equal(keys_a, keys_b) or not np.array_equal(ids_a, ids_b):
             raise InputError(f"claim {claim.claim!r}: {claim.a} and {claim.b} scored different units")
-        boot = bootstrap_diff(a, b, replicates=replicates, paired=claim.paired)
-        v = Verdict(claim, "", float(a.mean(0).sum()), float(b.mean(0).sum()), seeds_a, seeds_b, boot)
+        boot = bootstrap_diff(
+            a, b, replicates, paired=claim.paired, blocks_a=plan.blocks_a, blocks_b=plan.blocks_b,
+            weights=plan.weights,
+        )  # fmt: skip
+        a_value = float(row_estimate(a, plan.blocks_a, plan.weights).sum())
+        b_value = float(row_estimate(b, plan.blocks_b, plan.weights).sum())
+        v = Verdict(claim, "", a_value, b_value, plan.seeds_a, plan.seeds_b, boot)
+        v.block_rule = plan.rule
         v.p_holds, v.p_fails = one_sided_tests(boot, claim)
         v.query_p = paired_randomization_test(a.mean(0), b.mean(0), permutations)
         v.n_clusters = a.shape[1]
         v.per_seed_a, v.per_seed_b = [float(x) for x in a.sum(1)], [float(x) for x in b.sum(1)]
+        if claim.family != EXPLORATORY:
+            v.too_few_seeds = too_few_seeds(claim, plan.seeds_a, plan.seeds_b)
         verdicts.append(v)
     _adjust_and_decide(verdicts)
     return verdicts
@@ -291,26 +343,39 @@ def one_sided_tests(boot: BootstrapResult, claim: Claim) -> tuple[float, float]:
 
 
 def _adjust_and_decide(verdicts: list[Verdict]) -> None:
+    """Holm within each family (a refused claim counts with p = 1: it still takes its place in the family),
+    then each claim's outcome and the seeds 80% power needs at the pre-stated alternatives."""
     families = {v.claim.family for v in verdicts if v.boot is not None} - {EXPLORATORY}
     for family in sorted(families):
         members = [v for v in verdicts if v.boot is not None and v.claim.family == family]
-        for v, holds, fails in zip(
-            members, holm([v.p_holds for v in members]), holm([v.p_fails for v in members])
-        ):
+        p_holds = [1.0 if v.too_few_seeds else v.p_holds for v in members]
+        p_fails = [1.0 if v.too_few_seeds else v.p_fails for v in members]
+        level = ALPHA / len(members)
+        for v, holds, fails in zip(members, holm(p_holds), holm(p_fails)):
             v.p_holds_adj, v.p_fails_adj = holds, fails
-            level = ALPHA / len(members)
-            if _leans_against(v):  # power of the test that it does not hold, at the observed distance
-                distance = abs(v.diff - v.claim.threshold)
-                v.seeds_needed = seeds_for_power(v.boot.comps, distance, 0.0, level, POWER)
-            else:
-                c = v.claim
-                effect = abs(v.diff) if c.expect in (">", "<") else 0.0
-                margin = float(c.margin or 0.0) if c.expect in (">=", "<=") else 0.0
-                v.seeds_needed = seeds_for_power(v.boot.comps, effect, margin, level, POWER)
-            v.outcome = _outcome(v)
+            _power(v, level)
+            v.outcome = v.too_few_seeds or _outcome(v)
     for v in verdicts:
         if v.boot is not None and v.claim.family == EXPLORATORY:
-            v.outcome = f"exploratory: P(a better) = {v.p_direction:.3f}"
+            v.outcome = f"exploratory: tail beyond 0 = {v.tail:.3f}"
+
+
+def _power(v: Verdict, level: float) -> None:
+    """Seeds per row for 80% power. ``>=`` / ``<=``: at the pre-stated alternatives, a true difference of 0
+    (``seeds_at_zero``) and of +margin in the claimed direction (``seeds_at_margin``). ``seeds_needed`` is what
+    the outcome speaks of: for ``>=`` / ``<=`` the one at 0; for ``>`` / ``<`` the observed difference, and for
+    an estimate already past the threshold on the failing side the test that the claim does not hold at the
+    observed distance (both for planning only)."""
+    c = v.claim
+    if c.expect in (">=", "<="):
+        margin = float(c.margin or 0.0)
+        v.seeds_at_zero = seeds_for_power(v.boot.comps, 0.0, margin, level, POWER)
+        v.seeds_at_margin = seeds_for_power(v.boot.comps, margin, margin, level, POWER)
+        v.seeds_needed = v.seeds_at_zero
+    else:
+        v.seeds_needed = seeds_for_power(v.boot.comps, abs(v.diff), 0.0, level, POWER)
+    if _leans_against(v):
+        v.seeds_needed = seeds_for_power(v.boot.comps, abs(v.diff - c.threshold), 0.0, level, POWER)
 
 
 def _leans_against(v: Verdict) -> bool:
@@ -340,7 +405,9 @@ def _outcome(v: Verdict) -> str:
                 f"Holm p {v.p_fails_adj:.3f}{more and '; ' + more})"
             )
         return f"inconclusive (the estimate is past the threshold {t:+.4g}{more and '; ' + more})"
-    more = _more_seeds(v, n, "more seeds cannot decide it: the test set's own variance is too large")
+    more = _more_seeds(
+        v, n, "more seeds cannot decide it: the test set's own (cluster) component alone is too large"
+    )
     return f"inconclusive ({more})" if more else "inconclusive"
 
 
@@ -379,59 +446,115 @@ def _threshold_text(c: Claim, k: int) -> str:
     return f"{c.margin:.{k}g}" if c.margin is not None else "–"
 
 
-def primary_markdown(verdicts: list[Verdict], families: dict[str, str]) -> str:
-    header = ["claim", "number", "expect", "a", "b", "a - b [95% CI]", "margin", "seeds a / b", "P(a better)",
-              "p (Holm, one-sided)", "outcome", "seeds per row for 80% power"]  # fmt: skip
+def _power_text(v: Verdict) -> str:
+    if v.boot is None:
+        return "–"
+
+    def n(x: int | None) -> str:
+        return str(x) if x else "> 100"
+
+    if v.claim.expect in (">=", "<="):
+        text = f"{n(v.seeds_at_zero)} at 0, {n(v.seeds_at_margin)} at +margin"
+    else:
+        text = f"{n(v.seeds_needed)} (at the observed difference; planning only)"
+    if _leans_against(v):
+        text += f"; {n(v.seeds_needed)} to show it does not hold (observed; planning only)"
+    return text
+
+
+def _pooled_text(v: Verdict, k: int) -> str:
+    """The verdict as declared (every seed pooled), where the block rule changed what was compared."""
+    p = v.pooled
+    if p is None or p.boot is None or v.block_rule.startswith("one block"):
+        return "same"
+    return f"{_interval(p, k)}: {p.outcome}"
+
+
+def _tost_margins(v: Verdict) -> tuple:
+    """The smallest equivalence margin two one-sided tests could show with 80% power at a true difference of 0:
+    at 5 and 10 seeds per row, and with infinitely many (the test set's own floor)."""
+    if v.boot is None:
+        return (None, None, None)
+    return tuple(equivalence_margin(v.boot.comps, n) for n in (5, 10, None))
+
+
+def _pooled_numbers(v: Verdict) -> tuple:
+    p = v.pooled
+    if p is None or p.boot is None:
+        return (None, None, None, None)
+    return (p.diff, *p.boot.ci, p.outcome)
+
+
+def _tail_text(v: Verdict) -> str:
+    return "–" if v.boot is None else f"{v.tail:.3f}"
+
+
+def primary_markdown(
+    verdicts: list[Verdict], families: dict[str, str], blocks: dict[str, str] | None = None
+) -> str:
+    header = ["claim", "number", "expect", "a", "b", "a - b [95% CI]", "margin", "seeds a / b", "seed blocks",
+              "tail beyond 0", "p (Holm, one-sided)", "outcome", "pooled over blocks, as declared",
+              "seeds per row for 80% power"]  # fmt: skip
     rows = []
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
         if c.family == EXPLORATORY:
             continue
         p = "–" if v.p_holds_adj is None else f"{v.p_holds_adj:.4f}"
-        direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
-        need = "–" if v.boot is None else (str(v.seeds_needed) if v.seeds_needed else "> 100")
         rows.append([c.claim, c.column, f"a {c.expect} b", _num(v.a_value, k), _num(v.b_value, k), _interval(v, k),
-                     _threshold_text(c, k), _seeds_text(v), direction, p, f"**{v.outcome}**", need])  # fmt: skip
+                     _threshold_text(c, k), _seeds_text(v), v.block_rule or "–", _tail_text(v), p,
+                     f"**{v.outcome}**", _pooled_text(v, k), _power_text(v)])  # fmt: skip
     declared = "; ".join(f"**{name}**: {text}" for name, text in families.items())
+    legend = "; ".join(f"{label} = {block}" for block, label in (blocks or {}).items())
     note = (
         f"\nFamilies: {declared or 'none declared'}. Interval: two-level bootstrap (training seeds within each "
         "row, unpaired unless the claim says why; test clusters jointly: a question with all its translations, "
-        "or a language for a Tatoeba group), standard error corrected for the few seeds, t quantile with "
-        "Welch-Satterthwaite degrees of freedom (mdr.report.bootstrap). One-sided tests at 0.025 against 0 "
-        "(`>`, `<`) or the margin (`>=`, `<=`), Holm within the family: **holds** / **does not hold** (a "
-        "significantly worse than the threshold) / **inconclusive**. Power: seeds per row at which the test "
-        "rejects with probability 0.8 (Bonferroni level 0.025 / family size), at the observed effect for `>` / "
-        "`<`, at a true difference of 0 for `>=` / `<=`; the test set's own variance does not shrink with seeds.\n"
+        "or a language for a Tatoeba group); standard error from the two-way random-effects decomposition "
+        "(seed x cluster noise counted once), t quantile with Welch-Satterthwaite degrees of freedom "
+        "(mdr.report.bootstrap). Seed blocks (CPU kind and major library versions, from each cell's provenance; "
+        f"{legend or 'none recorded'}): rows that mix blocks differently are compared within the blocks they "
+        "share, weighted equally (mdr.report.blocks); the column beside the outcome gives the verdict with every "
+        "seed pooled, as the family was declared. One-sided tests at 0.025 against 0 (`>`, `<`) or the margin "
+        "(`>=`, `<=`), Holm within the family: **holds** / **does not hold** (a significantly worse than the "
+        "threshold) / **inconclusive**; **refused**: fewer seeds than a valid interval needs (>= "
+        f"{MIN_SEEDS_UNPAIRED} unpaired, >= {MIN_SEEDS_PAIRED} paired). Tail beyond 0: one minus the one-sided "
+        "p-value of 'a is no better than b' (a confidence tail, not the probability that a is better). Power: "
+        "seeds per row at which the test rejects with probability 0.8 (Bonferroni level 0.025 / family size), "
+        "for `>=` / `<=` at a true difference of 0 and of +margin (stated before the data), for `>` / `<` at "
+        "the observed difference (planning only); the test set's own (cluster) component does not shrink "
+        "with seeds.\n"
     )
     return markdown_table(header, rows) + "\n" + note
 
 
 def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
-    header = ["claim", "a", "b", "number", "expect", "a", "b", "a - b [95% CI]", "seeds a / b", "P(a better)",
-              "trained models: p (clustered)", "outcome"]  # fmt: skip
+    header = ["claim", "a", "b", "number", "expect", "a", "b", "a - b [95% CI]", "seeds a / b", "seed blocks",
+              "tail beyond 0", "trained models: p (clustered)", "outcome"]  # fmt: skip
     rows = []
     for v in verdicts:
         c, k = v.claim, _digits(v.claim)
-        direction = "–" if v.boot is None else f"{v.p_direction:.3f}"
         query_p = "–" if v.query_p is None else f"{v.query_p:.4f}"
         outcome = v.outcome if c.family == EXPLORATORY else f"**{v.outcome}**"
         rows.append([c.claim, c.a, c.b, c.column, f"a {c.expect} b", _num(v.a_value, k), _num(v.b_value, k),
-                     _interval(v, k), _seeds_text(v), direction, query_p, outcome])  # fmt: skip
+                     _interval(v, k), _seeds_text(v), v.block_rule or "–", _tail_text(v), query_p, outcome])  # fmt: skip
     note = (
         "\nEvery claim, primary ones included (their verdict is in the primary table). Exploratory claims carry "
-        "their recipe-level interval and P(a better), the corrected bootstrap distribution's mass on the claimed "
-        "side, and no adjusted verdict. The last p-value is a secondary view of the trained models in hand: Fisher's "
+        "their recipe-level interval and the tail beyond 0 (one minus the one-sided p-value of 'a is no better "
+        "than b'; not a probability that a is better), and no adjusted verdict. The last p-value is a secondary "
+        "view of the trained models in hand: Fisher's "
         f"randomization test ({permutations} sign flips of whole clusters) on each row's mean over its seeds; "
         "it ignores seed-to-seed variation and says nothing about the recipes.\n"
     )
     return markdown_table(header, rows) + "\n" + note
 
 
-def write_verdicts(verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None) -> str:
+def write_verdicts(
+    verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None, blocks=None
+) -> str:
     """claims.md (the primary table, then every claim), the two tables alone (claims_primary.md,
     claims_all.md), claims.csv; returns the primary table's Markdown (report.py prints it)."""
     out = Path(out_dir)
-    primary = primary_markdown(verdicts, families or {})
+    primary = primary_markdown(verdicts, families or {}, blocks)
     every = exploratory_markdown(verdicts, permutations)
     (out / "claims_primary.md").write_text(primary)
     (out / "claims_all.md").write_text(every)
@@ -439,15 +562,19 @@ def write_verdicts(verdicts: list[Verdict], out_dir: str | Path, permutations: i
     with (out / "claims.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["claim", "family", "a", "b", "number", "expect", "margin", "a_value", "b_value", "diff",
-                    "ci_low", "ci_high", "percentile_low", "percentile_high", "se", "df", "p_direction",
+                    "ci_low", "ci_high", "percentile_low", "percentile_high", "se", "df", "tail_beyond_0",
                     "p_holds", "p_fails", "p_holds_holm", "p_fails_holm", "outcome", "seeds_needed",
+                    "seeds_at_zero", "seeds_at_margin", "block_rule", "pooled_diff", "pooled_ci_low",
+                    "pooled_ci_high", "pooled_outcome", "tost_margin_5_seeds", "tost_margin_10_seeds",
+                    "tost_margin_floor",
                     "n_clusters", "seeds_a", "seeds_b", "per_seed_a", "per_seed_b", "query_p_clustered"])  # fmt: skip
         for v in verdicts:
             c, b = v.claim, v.boot
             w.writerow([c.claim, c.family, c.a, c.b, c.column, c.expect, c.margin, v.a_value, v.b_value, v.diff,
                         *(b.ci if b else (None, None)), *(b.percentile_ci if b else (None, None)),
-                        b.se if b else None, b.df if b else None, v.p_direction, v.p_holds, v.p_fails,
-                        v.p_holds_adj, v.p_fails_adj, v.outcome, v.seeds_needed, v.n_clusters,
+                        b.se if b else None, b.df if b else None, v.tail, v.p_holds, v.p_fails,
+                        v.p_holds_adj, v.p_fails_adj, v.outcome, v.seeds_needed, v.seeds_at_zero,
+                        v.seeds_at_margin, v.block_rule, *_pooled_numbers(v), *_tost_margins(v), v.n_clusters,
                         json.dumps(v.seeds_a), json.dumps(v.seeds_b), json.dumps(v.per_seed_a),
                         json.dumps(v.per_seed_b), v.query_p])  # fmt: skip
     return primary

@@ -27,6 +27,7 @@ import yaml
 from mdr.data.names import is_variant
 from mdr.report.stats import Cell, mean_ci
 from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.provenance import block_of, read_provenance
 
 SAMPLERS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
 
@@ -76,6 +77,12 @@ class RunValues:
     values: dict[str, float]
     seed: int | None = None
     datasets: dict = field(default_factory=dict)  # metrics.json's datasets (for per-query tests)
+    provenance: dict | None = None  # where and on what code it ran (mdr.runtime.provenance)
+
+    @property
+    def block(self) -> str:
+        """The run's seed block: CPU kind and major library versions (``mdr.runtime.provenance.block_of``)."""
+        return block_of(self.provenance)
 
 
 @dataclass
@@ -170,7 +177,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
         metrics = json.loads((run / "metrics.json").read_text())
         config = metrics.get("config") or yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
         config = config.get("trained_with") or config  # eval.py of a training run's checkpoint
-        found.append((run, config, read_overrides(run), summary_values(metrics, subset), metrics["datasets"]))
+        found.append((run, config, read_overrides(run), summary_values(metrics, subset), metrics))
         report.complete.append(run)
     swept: dict[str, set[str]] = {}
     for _, _, overrides, _, _ in found:
@@ -180,10 +187,12 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
     extra = sorted(k for k, vs in swept.items() if len(vs) > 1 or any(k not in o for _, _, o, _, _ in found))
     report.key_names = BASE_KEYS + extra
     kinds: dict[str, dict] = {}
-    for run, config, overrides, values, datasets in found:
+    for run, config, overrides, values, metrics in found:
         key = row_key(config, label_alpha="sampler.alpha" not in extra)
         key += tuple(overrides.get(k, "default") for k in extra)
-        report.runs.append(RunValues(run, key, config, values, config.get("seed"), datasets))
+        datasets = metrics["datasets"]
+        provenance = read_provenance(run, metrics)
+        report.runs.append(RunValues(run, key, config, values, config.get("seed"), datasets, provenance))
         kinds.update({ds: entry for ds, entry in datasets.items() if ds not in kinds})
     pooled: dict[tuple, dict[str, list[float]]] = {}
     for rv in report.runs:

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
+from mdr.report.blocks import block_labels
 from mdr.report.claims import judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
@@ -21,18 +22,20 @@ def write_report(
     baseline: str | None = None,
     permutations: int = 10_000,
     claims: str | Path | None = None,
+    blocks: str = "stratify",
 ) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png, pareto.png (rows with XQuAD-R and Tatoeba); alpha_curve.{md,png} and robustness.{md,png} when the
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
-    when several rows match (``significance.baseline_rows``), per cell."""
+    when several rows match (``significance.baseline_rows``), per cell. ``blocks``: how claims treat seed
+    blocks (``stratify``, the default, with the pooled verdict beside; ``pool``: as declared only)."""
     claims_file = load_claims_file(claims) if claims else None  # a bad claims file fails before any reading
     r = collect(root, subset)
     if baseline:
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
         r.comparisons = compare_to_baseline(r, r.baseline, permutations) if r.rows else {}
     # every per-query archive is read (and checked) before the first file is written: no half-written report
-    verdicts = judge(r, claims_file.claims, permutations) if claims_file else None
+    verdicts = judge(r, claims_file.claims, permutations, blocks=blocks) if claims_file else None
     attacked = adversarial(r, r.baseline, permutations)
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,5 +68,5 @@ def write_report(
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
     if verdicts is not None:
-        write_verdicts(verdicts, out, permutations, claims_file.families)
+        write_verdicts(verdicts, out, permutations, claims_file.families, block_labels(r.runs))
     return r

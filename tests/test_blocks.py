@@ -1,0 +1,121 @@
+"""Seed blocks in the claims statistics: a synthetic results folder with a planted block effect (every run of
+block B2 scores +0.10 accuracy, the recipes are equal) shows that pooling seeds of different block mixes
+moves the verdict and the block rule does not."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from mdr.report.blocks import POOL, STRATIFY
+from mdr.report.claims import Claim, judge
+from mdr.report.collect import collect
+
+LANGS = [f"l{i:02d}" for i in range(24)]
+SENTENCES = 60
+BLOCKS = {
+    "B1": {
+        "cpu": "AMD EPYC",
+        "cpu_flags": ["avx2", "avx512f", "avx512_bf16"],
+        "versions": {"torch": "2.14.1", "transformers": "5.25.0"},
+    },
+    "B2": {
+        "cpu": "Intel Xeon",
+        "cpu_flags": ["avx2", "avx512f", "avx512_bf16"],
+        "versions": {"torch": "2.15.0", "transformers": "5.1.0"},
+    },
+}  # fmt: skip (the report names blocks B1, B2, ... in sorted order of their descriptions)
+BLOCK_EFFECT = 0.10
+
+
+def _cell(root, sampler: str, seed: int | None, block: str, rng) -> None:
+    """One archived cell: config, provenance, Tatoeba metrics and per-query ranks (1 = the pair found)."""
+    cell = root / f"sampler={sampler},seed={seed}"
+    (cell / ".hydra").mkdir(parents=True)
+    target = {"hybrid": "HybridSampler", "mixed": "MixedSampler"}[sampler]
+    config = {"sampler": {"_target_": f"mdr.training.samplers.{target}"}, "model": {"name": "m"},
+              "finetune": {"mode": "full"}, "seed": seed}  # fmt: skip
+    (cell / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (cell / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"sampler={sampler}", f"seed={seed}"]))
+    (cell / "provenance.json").write_text(json.dumps({"source": "recorded", **BLOCKS[block]}))
+    arrays, per_language = {}, {}
+    seed_shift = rng.normal(0, 0.01)
+    for i, lang in enumerate(LANGS):
+        p = 0.4 + 0.02 * i + seed_shift + (BLOCK_EFFECT if block == "B2" else 0.0)
+        for direction in ("to_eng", "from_eng"):
+            arrays[f"ranks/{direction}/{lang}"] = np.where(rng.random(SENTENCES) < p, 1, 2).astype(np.int32)
+        acc = float(np.mean([(arrays[f"ranks/{d}/{lang}"] == 1).mean() for d in ("to_eng", "from_eng")]))
+        per_language[lang] = {"n_pairs": SENTENCES, "accuracy": acc, "low_resource": i % 2 == 0}
+    mean = float(np.mean([v["accuracy"] for v in per_language.values()]))
+    metrics = {"datasets": {"tatoeba": {
+        "dataset": "tatoeba", "kind": "bitext", "languages": LANGS, "seen_languages": [],
+        "per_language": per_language, "summary": {"all": {"accuracy": mean}},
+    }}, "config": config}  # fmt: skip
+    (cell / "eval" / "tatoeba").mkdir(parents=True)
+    np.savez_compressed(cell / "eval" / "tatoeba" / "per_query.npz", **arrays)
+    (cell / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _folder(tmp_path, design: dict[str, list[tuple[int, str]]]):
+    rng = np.random.default_rng(0)
+    for sampler, cells in design.items():
+        for seed, block in cells:
+            _cell(tmp_path, sampler, seed, block, rng)
+    return collect(tmp_path)
+
+
+CLAIM = Claim("hybrid > mixed", "sampler=hybrid", "sampler=mixed", "tatoeba", "accuracy", ">", group="all",
+              family="primary")  # fmt: skip
+
+
+def test_an_unbalanced_block_mix_moves_the_pooled_verdict_and_not_the_restricted_one(tmp_path):
+    """hybrid: 5 seeds in B1, 5 in B2; mixed: 5 in B1 only (the decisive sweep's hybrid vs mixed)."""
+    report = _folder(tmp_path, {
+        "hybrid": [(s, "B1") for s in range(5)] + [(s, "B2") for s in range(5, 10)],
+        "mixed": [(s, "B1") for s in range(5)],
+    })  # fmt: skip
+    pooled = judge(report, [CLAIM], permutations=200, replicates=500, blocks=POOL)[0]
+    blocked = judge(report, [CLAIM], permutations=200, replicates=500, blocks=STRATIFY)[0]
+    assert pooled.diff == pytest.approx(
+        BLOCK_EFFECT / 2, abs=0.015
+    )  # half of hybrid's seeds carry the effect
+    assert pooled.outcome == "holds"  # the block, not the recipe
+    assert abs(blocked.diff) < 0.015 and blocked.outcome != "holds"
+    assert (
+        blocked.block_rule.startswith("restricted to B1") and "a drops seed(s) 5 (B2)" in blocked.block_rule
+    )
+    assert blocked.seeds_a == [0, 1, 2, 3, 4] and blocked.pooled.diff == pytest.approx(pooled.diff)
+
+
+def test_two_shared_blocks_in_different_proportions_are_weighted_equally(tmp_path):
+    """hybrid 5 + 5, mixed 2 in B1 + 4 in B2: pooled, mixed looks better by a third of the effect."""
+    report = _folder(tmp_path, {
+        "hybrid": [(s, "B1") for s in range(5)] + [(s, "B2") for s in range(5, 10)],
+        "mixed": [(0, "B1"), (1, "B1"), (2, "B2"), (3, "B2"), (4, "B2"), (5, "B2")],
+    })  # fmt: skip
+    pooled = judge(report, [CLAIM], permutations=200, replicates=500, blocks=POOL)[0]
+    blocked = judge(report, [CLAIM], permutations=200, replicates=500)[0]
+    assert pooled.diff == pytest.approx(BLOCK_EFFECT * (0.5 - 4 / 6), abs=0.012)
+    assert abs(blocked.diff) < 0.012 and blocked.block_rule == "stratified over B1, B2, weighted equally"
+    assert blocked.boot.comps.n_a == 10 and blocked.boot.comps.n_b == 6  # nothing dropped
+
+
+def test_rows_without_a_shared_block_are_not_compared(tmp_path):
+    report = _folder(tmp_path, {
+        "hybrid": [(s, "B2") for s in range(5, 8)], "mixed": [(s, "B1") for s in range(3)],
+    })  # fmt: skip
+    verdict = judge(report, [CLAIM], permutations=200, replicates=500)[0]
+    assert verdict.outcome.startswith("not comparable: no shared block") and verdict.boot is None
+
+
+def test_one_block_is_compared_as_it_is(tmp_path):
+    report = _folder(tmp_path, {
+        "hybrid": [(s, "B2") for s in range(3)], "mixed": [(s, "B2") for s in range(3)],
+    })  # fmt: skip
+    blocked, pooled = (judge(report, [CLAIM], 200, 500, blocks=b)[0] for b in (STRATIFY, POOL))
+    assert (
+        blocked.block_rule == "one block"
+        and blocked.diff == pooled.diff
+        and blocked.boot.ci == pooled.boot.ci
+    )
