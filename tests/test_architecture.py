@@ -118,3 +118,44 @@ def test_the_checks_can_fail():
     ]
     assert import_circle(fake) == ["mdr.eval.a", "mdr.eval.b", "mdr.eval.a"]
     assert import_circle({k: v for k, v in fake.items() if k != "mdr.eval.b"}) is None
+
+
+RUN_FOLDER_MODULE = SRC / "runtime" / "run_folder.py"
+RUN_FOLDER_STRINGS = (".hydra", "overrides.yaml")
+RUN_FOLDER_MARKERS = ("FAILED", "SKIPPED")
+
+
+def run_folder_spellings(path: Path) -> list[str]:
+    """Where a module spells out the run folder's layout itself: a string literal naming Hydra's files or a
+    marker (docstrings aside), or ``.parent.parent`` (a checkpoint's run folder)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if any(s in node.value for s in RUN_FOLDER_STRINGS) or node.value in RUN_FOLDER_MARKERS:
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+        if isinstance(node, ast.Attribute) and node.attr == "parent":
+            inner = node.value
+            if isinstance(inner, ast.Attribute) and inner.attr == "parent":
+                found.append(f"{path.name}:{node.lineno}: .parent.parent")
+    return found
+
+
+def test_only_the_run_folder_module_spells_the_run_folder_layout():
+    offenders = [s for p in SRC.rglob("*.py") if p != RUN_FOLDER_MODULE for s in run_folder_spellings(p)]
+    assert offenders == [], f"use mdr.runtime.run_folder.RunFolder: {offenders}"
+    assert run_folder_spellings(RUN_FOLDER_MODULE), "the check must see the module that owns the layout"
+
+
+def test_no_driver_imports_another():
+    drivers = {"mdr.cli.train", "mdr.cli.evaluate", "mdr.cli.merge"}
+    for module in drivers:
+        assert not (GRAPH[module] & (drivers - {module})), f"{module} imports another driver"

@@ -188,7 +188,8 @@ def test_wise_rows_at_the_end_of_training(tmp_path, tiny_model_dir, data_dir):
     """merge.wise=[0, 1]: lambda 0 scores like the untrained backbone, lambda 1 like the trained model; the base
     metrics are identical with merging on and off; each merged row is its own results cell, archived with the
     base, and the base cell is not done without them."""
-    from mdr.cli.results_archive import archived_cell, cell_name, recorded_overrides
+    from mdr.cli.results_archive import archived_cell
+    from mdr.runtime.run_folder import RunFolder, cell_name
 
     results = tmp_path / "results"
     merged_dir, plain_dir = tmp_path / "merged", tmp_path / "plain"
@@ -212,7 +213,7 @@ def test_wise_rows_at_the_end_of_training(tmp_path, tiny_model_dir, data_dir):
     assert zero["datasets"]["tatoeba"]["per_language"] != base["datasets"]["tatoeba"]["per_language"]
     assert zero["merged"]["lambda"] == 0.0 and one["merged"]["kind"] == "wise"
     assert zero["provenance"] == base["provenance"]  # the run's start block: where and on what code it ran
-    overrides = recorded_overrides(merged_dir)
+    overrides = RunFolder(merged_dir).overrides()
     base_cell = results / cell_name(overrides)
     names = sorted(p.name for p in results.iterdir())
     assert names == sorted(
@@ -240,8 +241,9 @@ def test_report_keys_merged_rows_apart(tmp_path):
 
 
 def test_soup_cells_are_keyed_by_their_parents():
-    from mdr.cli.results_archive import cell_name, soup_cell
+    from mdr.cli.results_archive import soup_cell
     from mdr.modeling.merging import merge_name
+    from mdr.runtime.run_folder import cell_name
 
     xx, xy = ["experiment=decisive", "sampler=xx", "seed=5"], ["experiment=decisive", "sampler=xy", "seed=5"]
     assert merge_name([0.5, 0.5]) == "soup" and merge_name([1 / 3] * 3) == "soup"

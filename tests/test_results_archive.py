@@ -9,12 +9,13 @@ import pytest
 import yaml
 from helpers import ROOT, compose_cfg, in_process
 
-from mdr.cli.results_archive import archive_run, archived_cell, cell_name, eval_cell_overrides
+from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings, run_eval
 from mdr.modeling.baselines import HashingEncoder
 from mdr.report.collect import collect
 from mdr.report.tables import to_markdown
+from mdr.runtime.run_folder import cell_name
 
 
 def test_cell_name_is_the_sorted_overrides_without_paths():

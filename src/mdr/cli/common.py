@@ -1,20 +1,20 @@
-"""What both drivers (``train.py``, ``eval.py``) share: instantiation that surfaces a constructor's own
-error, the run folder's ``FAILED`` marker, and the checks that fail a run before anything is loaded."""
+"""What the drivers (``train.py``, ``eval.py``, ``merge.py``) share: instantiation that surfaces a constructor's
+own error, progress display, the evaluation plan built before anything is loaded, and a checkpoint's own
+fine-tuning mode."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import EvalSettings
+from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.runtime import progress
-from mdr.runtime.files import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 def make(node, **kwargs):
@@ -27,18 +27,6 @@ def make(node, **kwargs):
     except InstantiationException as e:
         if e.__cause__ is not None:
             raise e.__cause__ from None
-        raise
-
-
-@contextlib.contextmanager
-def failure_marker(run_dir: Path) -> Iterator[None]:
-    """Leave ``<run>/FAILED`` with the reason when the body raises (report.py lists such runs); a run that
-    starts again in the same folder (a resume) starts without it."""
-    (run_dir / "FAILED").unlink(missing_ok=True)
-    try:
-        yield
-    except BaseException as e:
-        atomic_write_text(run_dir / "FAILED", f"{type(e).__name__}: {e}\n")
         raise
 
 
@@ -60,3 +48,16 @@ def eval_plan(cfg: DictConfig) -> EvalPlan:
     training or model loading is spent; the run's evaluations all score these loaded sets."""
     settings: EvalSettings = make(cfg.eval)
     return EvalPlan.build(settings, cfg.paths.data_dir, cfg.paths.get("cache_dir"))
+
+
+CKPT_FIX = "pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt (a checkpoint written by train.py)"
+
+
+def checkpoint_finetune(cfg: DictConfig, trained_with: dict | None) -> FinetuneMode:
+    """The configured fine-tuning mode, or the checkpoint's own when its run folder says it differs."""
+    own: FinetuneMode = make(cfg.finetune)
+    theirs = (trained_with or {}).get("finetune") or {}
+    if theirs.get("mode") not in (None, own.mode):
+        log.info("using the checkpoint's finetune=%s (from its run folder)", theirs["mode"])
+        return finetune_mode(theirs)
+    return own

@@ -9,18 +9,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import configure_progress, eval_plan, failure_marker, make
-from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides, recorded_overrides
+from mdr.cli.common import CKPT_FIX, checkpoint_finetune, configure_progress, eval_plan, make
+from mdr.cli.results_archive import archive_run, eval_cell_overrides
+from mdr.cli.rows import skip_if_archived
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.outputs.embeddings import load_embeddings
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
-from mdr.modeling.finetune import FinetuneMode, finetune_mode
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.errors import InputError, MissingInputError
-from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
 from mdr.runtime.provenance import record_start
+from mdr.runtime.run_folder import RunFolder
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,18 @@ def evaluate(cfg: DictConfig) -> dict:
     """Three sources of embeddings: a saved embeddings.npz, an evaluation-only baseline, or a (trained) model.
     With ``results_dir`` the small results are archived like a training sweep's (and a cell already there is
     skipped)."""
-    run_dir = Path(cfg.paths.output_dir)
-    overrides = eval_cell_overrides(recorded_overrides(run_dir), cfg.get("ckpt"))
-    done = archived_cell(cfg.get("results_dir"), overrides)
-    if done is not None:
-        atomic_write_text(run_dir / "SKIPPED", f"this cell's results are already in {done}\n")
-        log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
+    folder = RunFolder(cfg.paths.output_dir)
+    run_dir = folder.path
+    overrides = eval_cell_overrides(folder.overrides(), cfg.get("ckpt"))
+    if skip_if_archived(folder, cfg.get("results_dir"), overrides):
         return {}
-    with failure_marker(run_dir):
+    with folder.failure_marker():
         provenance = record_start(run_dir, {"eval": str(cfg.eval.precision)})
         configure_progress(cfg)
         plan = eval_plan(cfg)  # fails on bad data before loading a model
         if cfg.get("ckpt"):
             check_torch_checkpoint(cfg.ckpt, CKPT_FIX)  # and on a bad checkpoint file
-        trained_with = training_config(cfg.get("ckpt"))
+        trained_with = RunFolder.of_checkpoint(cfg.ckpt).config() if cfg.get("ckpt") else None
         seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
         encoder, embeddings = None, None
         if cfg.get("embeddings"):
@@ -69,21 +67,6 @@ def evaluate(cfg: DictConfig) -> dict:
         print(format_headline(report))
         print(f"results in {run_dir}")
         return report
-
-
-CKPT_FIX = "pass ckpt=outputs/<date>/<time>/checkpoints/best.ckpt (a checkpoint written by train.py)"
-
-
-def training_config(ckpt: str | None) -> dict | None:
-    """The resolved config of the training run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if any."""
-    if not ckpt:
-        return None
-    path = Path(ckpt).parent.parent / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return None
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 def run_record(cfg: DictConfig, trained_with: dict | None, provenance: dict) -> dict:
@@ -127,13 +110,3 @@ def load_encoder(cfg: DictConfig, trained_with: dict | None) -> tuple[TextEncode
     device = cfg.get("device", "auto")
     encoder.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     return encoder, langs
-
-
-def checkpoint_finetune(cfg: DictConfig, trained_with: dict | None) -> FinetuneMode:
-    """The configured fine-tuning mode, or the checkpoint's own when its run folder says it differs."""
-    own: FinetuneMode = make(cfg.finetune)
-    theirs = (trained_with or {}).get("finetune") or {}
-    if theirs.get("mode") not in (None, own.mode):
-        log.info("using the checkpoint's finetune=%s (from its run folder)", theirs["mode"])
-        return finetune_mode(theirs)
-    return own

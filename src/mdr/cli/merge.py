@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import eval_plan, failure_marker, make
-from mdr.cli.evaluate import CKPT_FIX, checkpoint_finetune, training_config
-from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides, soup_cell
+from mdr.cli.common import CKPT_FIX, checkpoint_finetune, eval_plan, make
+from mdr.cli.results_archive import soup_cell
+from mdr.cli.rows import score_as_row, skip_if_archived
 from mdr.eval.plan import EvalPlan
-from mdr.eval.suite import format_headline, run_eval
+from mdr.eval.suite import format_headline
 from mdr.modeling.merging import (
     check_weights,
     load_plain_state,
@@ -31,9 +31,10 @@ from mdr.modeling.merging import (
 )
 from mdr.report.collect import row_key
 from mdr.runtime.errors import InputError
-from mdr.runtime.files import atomic_write_json, atomic_write_text
+from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
-from mdr.runtime.provenance import PROVENANCE_FILE, record_start
+from mdr.runtime.provenance import record_start
+from mdr.runtime.run_folder import RunFolder
 from mdr.training.checkpointing import load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
@@ -42,24 +43,22 @@ log = logging.getLogger(__name__)
 def merge(cfg: DictConfig) -> Path | None:
     """Check, merge, export; then (``evaluate``) score and (``results_dir``) archive. None when skipped."""
     checkpoints, all_weights = checked_inputs(cfg)
-    run_dir = Path(cfg.paths.output_dir)
+    run = RunFolder(cfg.paths.output_dir)
+    run_dir = run.path
     results_dir = cfg.get("results_dir")
     evaluating = bool(cfg.get("evaluate")) or bool(results_dir)
-    parents = [training_config(c) for c in checkpoints]
+    parents = [RunFolder.of_checkpoint(c).config() for c in checkpoints]
     name = merge_name([float(w) for w in cfg.weights], float(cfg.get("pretrained_weight") or 0.0))
     cells = [parent_cell(c) for c in checkpoints] if evaluating else []  # also checks each has a run folder
     cell = soup_cell(cells, name) if evaluating else []
-    done = archived_cell(results_dir, cell)
-    if done is not None:
-        atomic_write_text(run_dir / "SKIPPED", f"this merge's results are already in {done}\n")
-        log.info("skipped: %s already holds this merge's results (delete it to run it again)", done)
+    if skip_if_archived(run, results_dir, cell):
         return None
     plan, parent_config = parents_eval(cfg, checkpoints, parents) if evaluating else (None, None)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"out={out} exists and is not empty; merge into a new folder")
     model = parent_config.model if evaluating else cfg.model  # scored like the parents: their lengths too
-    with failure_marker(run_dir):
+    with run.failure_marker():
         provenance = record_start(
             run_dir, {"eval": str(parent_config.eval.precision) if evaluating else None}
         )
@@ -93,7 +92,7 @@ def merge(cfg: DictConfig) -> Path | None:
                 "row": soup_row_key(parents),
                 "seed": common_seed(parents),
             }
-            folder = run_dir / "merged" / name
+            folder = RunFolder(run_dir / "merged" / name)
             evaluate_merge(cfg, target, plan, parent_config, row, cell, langs, folder, provenance)
     return out
 
@@ -117,15 +116,14 @@ def checked_inputs(cfg: DictConfig) -> tuple[list[str], list[float]]:
 
 def parent_cell(ckpt: str) -> list[str]:
     """The overrides of the training run that wrote ``ckpt`` (``<run>/checkpoints/best.ckpt``)."""
-    run = Path(ckpt).parent.parent
-    overrides = recorded_overrides(run)
-    if not (run / ".hydra" / "config.yaml").is_file():
+    run = RunFolder.of_checkpoint(ckpt)
+    if not run.has_config:
         raise InputError(
-            f"{ckpt} is not inside a train.py run folder (no {run / '.hydra' / 'config.yaml'}), so the merge "
+            f"{ckpt} is not inside a train.py run folder (no {run.config_path}), so the merge "
             "cannot be scored like its parents or keyed by them; merge without evaluate/results_dir and score "
             "the export with eval.py"
         )
-    return overrides
+    return run.overrides()
 
 
 def soup_row_key(parents: list[dict]) -> list[str]:
@@ -169,7 +167,7 @@ def evaluate_merge(
     row: dict,
     cell: list[str],
     langs: list[str],
-    folder: Path,
+    folder: RunFolder,
     provenance: dict,
 ) -> dict:
     """Score the merged encoder into ``folder`` (a run folder of its own: config, overrides = its cell) and
@@ -180,16 +178,10 @@ def evaluate_merge(
     config = OmegaConf.to_container(parent_config, resolve=True)
     config["seed"] = row["seed"]
     config["merged"] = row
-    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(config))
-    atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
-    atomic_write_json(folder / PROVENANCE_FILE, provenance)
-    extra = {"config": config, "merged": row, "train": {"train_langs": langs}, "provenance": provenance}
-    report = run_eval(encoder, plan, folder, langs, extra)
+    record = {"config": config, "merged": row, "train": {"train_langs": langs}}
+    report = score_as_row(encoder, plan, folder, cell, record, langs, provenance, cfg.get("results_dir"))
     log.info(
         "merge %s: evaluated in %.0f s; %s", row["name"], time.perf_counter() - t0, format_headline(report)
     )
     print(format_headline(report))
-    if cfg.get("results_dir"):
-        archive_run(folder, cfg.results_dir, cell)
     return report

@@ -9,47 +9,34 @@ A run whose cell is already there is skipped, so re-launching the same multirun 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import shutil
 from pathlib import Path
 
-import yaml
-
 from mdr.runtime.errors import MissingInputError
+from mdr.runtime.provenance import PROVENANCE_FILE
+from mdr.runtime.run_folder import (
+    CONFIG,
+    METRICS,
+    OVERRIDES,
+    RunFolder,
+    cell_name,
+    counts_for_cell,
+    parse_overrides,
+)
 
 log = logging.getLogger(__name__)
 
 KEPT = (
-    "metrics.json",
-    "provenance.json",
-    ".hydra/config.yaml",
-    ".hydra/overrides.yaml",
+    METRICS,
+    PROVENANCE_FILE,
+    CONFIG,
+    OVERRIDES,
     "eval/*/per_query.npz",
     "eval/*/per_language.csv",
     "eval/*/summary.md",
     "eval/*/adversarial_queries.jsonl",
 )
-MAX_CELL_NAME = 160
-# merge.*: which merged rows a run adds (merge.wise=[0.5]) is not part of the base cell's identity; each merged
-# row is its own cell, named by merge=wise0.5
-NOT_A_CELL_KEY = (
-    "results_dir",
-    "paths.",
-    "hydra.",
-    "trainer.devices",
-    "progress.",
-    "merge.",
-    "preemption.",
-    "ckpt_path",
-)
-
-
-def recorded_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides Hydra recorded for this run (none when composed without Hydra's runtime)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
 
 
 def eval_cell_overrides(overrides: list[str], ckpt: str | None) -> list[str]:
@@ -59,24 +46,11 @@ def eval_cell_overrides(overrides: list[str], ckpt: str | None) -> list[str]:
     if not ckpt:
         return overrides
     kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt=")]
-    trained = recorded_overrides(Path(ckpt).parent.parent)
+    trainer_run = RunFolder.of_checkpoint(ckpt)
+    trained = trainer_run.overrides()
     if not trained:
-        return [*kept, f"ckpt={Path(ckpt).parent.parent.name}"]
-    return [
-        *kept,
-        *(f"ckpt.{o.lstrip('+~')}" for o in trained if not o.lstrip("+~").startswith(NOT_A_CELL_KEY)),
-    ]
-
-
-def cell_name(overrides: list[str]) -> str:
-    """The run's identity within a sweep: its overrides, sorted, without paths and logging knobs."""
-    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_A_CELL_KEY))
-    if not kept:
-        return "default"
-    name = re.sub(r"[^A-Za-z0-9=,._+\-\[\]]", "_", ",".join(kept))
-    if len(name) > MAX_CELL_NAME:  # file systems stop at 255 bytes: keep a readable head and a hash of all
-        name = f"{name[: MAX_CELL_NAME - 17]}...{hashlib.sha1(name.encode()).hexdigest()[:14]}"
-    return name
+        return [*kept, f"ckpt={trainer_run.path.name}"]
+    return [*kept, *(f"ckpt.{o.lstrip('+~')}" for o in trained if counts_for_cell(o))]
 
 
 def soup_cell(parents: list[list[str]], name: str) -> list[str]:
@@ -84,10 +58,7 @@ def soup_cell(parents: list[list[str]], name: str) -> list[str]:
     whose values differ joins them with ``+`` in the parents' order (a key a parent lacks counts as
     ``default``), plus ``merge=<name>``. The soup of ``sampler=xx,seed=5`` and ``sampler=xy,seed=5`` is
     ``merge=soup,sampler=xx+xy,seed=5``: keyed by its two parents and its seed."""
-    cells = [
-        dict(o.lstrip("+~").split("=", 1) for o in p if not o.lstrip("+~").startswith(NOT_A_CELL_KEY))
-        for p in parents
-    ]
+    cells = [parse_overrides([o for o in p if counts_for_cell(o)]) for p in parents]
     keys = list(dict.fromkeys(k for c in cells for k in c))
     merged = [f"{k}={'+'.join(dict.fromkeys(c.get(k, 'default') for c in cells))}" for k in keys]
     return [*merged, f"merge={name}"]
@@ -103,7 +74,7 @@ def archived_cell(
         return None
     cell = Path(results_dir) / cell_name(overrides)
     rows = [Path(results_dir) / cell_name(o) for o in merged or []]
-    return cell if all((c / "metrics.json").exists() for c in [cell, *rows]) else None
+    return cell if all(RunFolder(c).complete for c in [cell, *rows]) else None
 
 
 def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) -> Path:
@@ -116,7 +87,7 @@ def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) ->
             dest = tmp / src.relative_to(run_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-    if not (tmp / "metrics.json").exists():
+    if not RunFolder(tmp).complete:
         shutil.rmtree(tmp, ignore_errors=True)
         raise MissingInputError(f"{run_dir} has no metrics.json: only complete runs are archived")
     shutil.rmtree(cell, ignore_errors=True)

@@ -12,8 +12,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mdr.cli.common import configure_progress, eval_plan, failure_marker, make
-from mdr.cli.results_archive import archive_run, archived_cell, recorded_overrides
+from mdr.cli.common import configure_progress, eval_plan, make
+from mdr.cli.results_archive import archive_run
+from mdr.cli.rows import score_as_row, skip_if_archived
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
@@ -21,10 +22,11 @@ from mdr.modeling.finetune import FinetuneMode
 from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
 from mdr.runtime.cost import estimate_minutes, matmul_gflops
-from mdr.runtime.files import atomic_write_json, atomic_write_text
 from mdr.runtime.precision import trainer_precision
-from mdr.runtime.provenance import PROVENANCE_FILE, record_start
+from mdr.runtime.provenance import record_start
+from mdr.runtime.run_folder import RunFolder
 from mdr.training.callbacks import BatchLog, ProgressLog
+from mdr.training.checkpoint_io import AtomicCheckpointIO
 from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
 from mdr.training.cost_estimate import run_work
 from mdr.training.datamodule import RetrievalDataModule
@@ -53,20 +55,15 @@ class TrainingRun:
 def train(cfg: DictConfig) -> dict | None:
     """``python train.py``: check, build, fit, restore the best checkpoint, evaluate, export (and archive the
     small results when ``results_dir`` is set; None when that archive already holds this cell)."""
-    run_dir = Path(cfg.paths.output_dir)
-    overrides = recorded_overrides(run_dir)
-    done = archived_cell(cfg.get("results_dir"), overrides, merged_cells(cfg, overrides))
-    if done is not None:
-        atomic_write_text(run_dir / "SKIPPED", f"this cell's results are already in {done}\n")
-        log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
+    folder = RunFolder(cfg.paths.output_dir)
+    run_dir, overrides = folder.path, folder.overrides()
+    if skip_if_archived(folder, cfg.get("results_dir"), overrides, merged_cells(cfg, overrides)):
         return None
-    with failure_marker(run_dir):
+    with folder.failure_marker():
         provenance = record_start(run_dir, run_precision(cfg))  # before anything else can move the checkout
         configure_progress(cfg)
         plan = check_config(cfg)
-        resume_from = resolve_resume(
-            cfg.get("ckpt_path"), run_dir / "checkpoints"
-        )  # checked before any loading
+        resume_from = resolve_resume(cfg.get("ckpt_path"), folder.checkpoints)  # checked before any loading
         run = build(cfg, run_dir, overrides, resume_from, provenance)
         estimate = announce_cost(cfg, run, plan)
         train_s = fit(cfg, run, resume_from)
@@ -213,6 +210,7 @@ def build_trainer(
         logger=logger,
         default_root_dir=str(run_dir),
         precision=precision,
+        plugins=[AtomicCheckpointIO()],  # a full disk never destroys the previous checkpoint
         **extra,
     )
     return trainer, best, precision
@@ -377,27 +375,23 @@ def merged_rows(
         name = wise_name(lam)
         t0 = time.perf_counter()
         load_plain_state(encoder, interpolate(pretrained, finetuned, lam, extrapolate))
-        folder = run_dir / "merged" / name
-        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
         row = {"kind": "wise", "lambda": float(lam), "of": str(run_dir)}
-        atomic_write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml({**config, "merged": row}))
-        atomic_write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(cell))
-        atomic_write_json(folder / PROVENANCE_FILE, run.provenance)
-        extra = {
+        record = {
             "config": {**config, "merged": row},
             "merged": row,
             "train": {"train_langs": run.datamodule.train_corpus.langs},
-            "provenance": run.provenance,
         }
-        reports[name] = run_eval(encoder, plan, folder, run.datamodule.train_corpus.langs, extra)
+        folder = RunFolder(run_dir / "merged" / name)
+        reports[name] = score_as_row(
+            encoder, plan, folder, cell, record, record["train"]["train_langs"], run.provenance,
+            cfg.get("results_dir"),
+        )  # fmt: skip
         log.info(
             "merged row %s: evaluated in %.0f s; %s",
             name,
             time.perf_counter() - t0,
             format_headline(reports[name]),
         )
-        if cfg.get("results_dir"):
-            archive_run(folder, cfg.results_dir, cell)
     return reports
 
 

@@ -1,12 +1,12 @@
 """Collect a sweep's run folders into a paper-style results table.
 
-A run folder is any folder with ``.hydra/config.yaml``. A complete run has ``metrics.json`` (written
-last and atomically); a run with ``FAILED`` is listed with its reason; a run with neither (killed, still
-running) is listed as incomplete. Failed and incomplete runs are never read into the table.
+A run folder is any folder with a Hydra config (``mdr.runtime.run_folder``). A complete run has
+``metrics.json`` (written last and atomically); a failed run is listed with its reason; a run with neither
+(killed, still running) is listed as incomplete. Failed and incomplete runs are never read into the table.
 
 Rows = sampler x model x finetune (seeds pooled), plus one column per other swept override that takes
 more than one value in the collection (``sampler.alpha``, ``data``, ``pretrain.enabled``: read from each
-run's ``.hydra/overrides.yaml``). Per LAReQA dataset the columns are mono / cross / multi mAP, P@1 and MRR@5
+run's recorded overrides). Per LAReQA dataset the columns are mono / cross / multi mAP, P@1 and MRR@5
 of the cross-lingual settings, and the rank distance; cells are mean +- the half-width of a 95%
 t-interval over seeds. The best mean of each column is marked (lowest for rank distance) where a column
 has two or more rows.
@@ -18,16 +18,14 @@ of the main table and reported as mAP drops against their clean dataset (``robus
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from mdr.data.names import is_variant
 from mdr.report.stats import Cell, mean_ci
 from mdr.runtime.errors import InputError, MissingInputError
-from mdr.runtime.provenance import block_of, read_provenance
+from mdr.runtime.provenance import block_of
+from mdr.runtime.run_folder import RunFolder
 
 SAMPLERS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
 
@@ -125,16 +123,7 @@ def row_key(config: dict, label_alpha: bool = True) -> tuple[str, ...]:
 
 def read_overrides(run: Path) -> dict[str, str]:
     """The command-line overrides of a run (``key=value``), as Hydra recorded them."""
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
-    out = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        key = key.lstrip("+~")
-        if not key.startswith("hydra"):
-            out[key] = value
-    return out
+    return RunFolder(run).override_map()
 
 
 def summary_values(metrics: dict, subset: str | None) -> dict[str, float]:
@@ -160,25 +149,25 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
     if subset not in (None, "seen", "unseen"):
         raise InputError(f"subset={subset!r}: choose seen or unseen (or none for all languages)")
     report = Report(subset=subset)
-    runs = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml"))
+    runs = RunFolder.find_all(root)
     if not runs:
-        raise MissingInputError(f"no run folders (with .hydra/config.yaml) under {root}")
+        raise MissingInputError(f"no run folders (with a Hydra config) under {root}")
     found = []
     for run in runs:
-        if (run / "FAILED").exists():
-            report.failed.append((run, (run / "FAILED").read_text().strip()))
+        if (reason := run.failed()) is not None:
+            report.failed.append((run.path, reason))
             continue
-        if (run / "SKIPPED").exists():
-            report.skipped.append((run, (run / "SKIPPED").read_text().strip()))
+        if (reason := run.skipped()) is not None:
+            report.skipped.append((run.path, reason))
             continue
-        if not (run / "metrics.json").exists():
-            report.incomplete.append(run)
+        if not run.complete:
+            report.incomplete.append(run.path)
             continue
-        metrics = json.loads((run / "metrics.json").read_text())
-        config = metrics.get("config") or yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        metrics = run.metrics()
+        config = metrics.get("config") or run.config()
         config = config.get("trained_with") or config  # eval.py of a training run's checkpoint
-        found.append((run, config, read_overrides(run), summary_values(metrics, subset), metrics))
-        report.complete.append(run)
+        found.append((run.path, config, run.override_map(), summary_values(metrics, subset), metrics))
+        report.complete.append(run.path)
     swept: dict[str, set[str]] = {}
     for _, _, overrides, _, _ in found:
         for k, v in overrides.items():
@@ -191,7 +180,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
         key = row_key(config, label_alpha="sampler.alpha" not in extra)
         key += tuple(overrides.get(k, "default") for k in extra)
         datasets = metrics["datasets"]
-        provenance = read_provenance(run, metrics)
+        provenance = RunFolder(run).provenance(metrics)
         report.runs.append(RunValues(run, key, config, values, config.get("seed"), datasets, provenance))
         kinds.update({ds: entry for ds, entry in datasets.items() if ds not in kinds})
     pooled: dict[tuple, dict[str, list[float]]] = {}

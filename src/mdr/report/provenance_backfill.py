@@ -12,12 +12,12 @@ only known to hold for the earlier ones).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 from pathlib import Path
 
 from mdr.runtime.files import atomic_write_json
-from mdr.runtime.provenance import PROVENANCE_FILE, RECONSTRUCTED
+from mdr.runtime.provenance import RECONSTRUCTED
+from mdr.runtime.run_folder import RunFolder
 
 
 def archiving_commit(metrics: Path) -> tuple[str | None, str | None]:
@@ -34,8 +34,9 @@ def archiving_commit(metrics: Path) -> tuple[str | None, str | None]:
 
 def reconstruct(cell: Path, facts: dict, before: str | None) -> dict | None:
     """The reconstructed block of one cell, or None where neither its files nor ``facts`` can say."""
-    metrics = json.loads((cell / "metrics.json").read_text())
-    commit, date = archiving_commit(cell / "metrics.json")
+    run = RunFolder(cell)
+    metrics = run.metrics()
+    commit, date = archiving_commit(run.metrics_path)
     env = metrics.get("environment") or {}
     precision = {
         "train": (metrics.get("train") or {}).get("precision"),
@@ -93,17 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     }
     written = skipped = 0
     for folder in args.folders:
-        for cell in sorted(p.parent for p in folder.glob("*/metrics.json")):
-            if (cell / PROVENANCE_FILE).exists() or "provenance" in json.loads(
-                (cell / "metrics.json").read_text()
-            ):
+        for cell in sorted(p for p in folder.iterdir() if RunFolder(p).complete):
+            run = RunFolder(cell)
+            if run.provenance_path.exists() or "provenance" in run.metrics():
                 continue
             block = reconstruct(cell, facts, args.before)
             if block is None:
                 skipped += 1
                 print(f"left alone (archived after --before, no environment block): {cell}")
                 continue
-            atomic_write_json(cell / PROVENANCE_FILE, block)
+            atomic_write_json(run.provenance_path, block)
             written += 1
     print(f"provenance reconstructed for {written} cell(s); {skipped} left alone")
 

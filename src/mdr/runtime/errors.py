@@ -20,3 +20,7 @@ class MissingInputError(InputError, FileNotFoundError):
 def one_line(error: BaseException) -> str:
     """The message on one line (a user's terminal shows it whole, a log keeps it greppable)."""
     return " ".join(str(error).split())
+
+
+class DiskFullError(InputError, OSError):
+    """A write that did not fit on its filesystem; the message names the folder and the space needed."""

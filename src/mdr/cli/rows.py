@@ -1,0 +1,50 @@
+"""A results row, for every driver: skip a cell the results folder already holds, and score an encoder as a row
+of its own (a merged WiSE-FT row inside a training run, a soup from merge.py): its run folder with stand-in
+Hydra files and the provenance of the process that made it, the evaluation plan's sets scored, the small
+results archived."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mdr.cli.results_archive import archive_run, archived_cell
+from mdr.eval.plan import EvalPlan
+from mdr.eval.suite import run_eval
+from mdr.runtime.files import atomic_write_json
+from mdr.runtime.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+def skip_if_archived(
+    run: RunFolder, results_dir: str | Path | None, cell: list[str], merged: list[list[str]] | None = None
+) -> bool:
+    """True (and ``SKIPPED`` left in the run folder) when ``results_dir`` already holds this cell (and every
+    merged row the run would add): re-launching a sweep continues it."""
+    done = archived_cell(results_dir, cell, merged)
+    if done is None:
+        return False
+    run.mark_skipped(f"this cell's results are already in {done}")
+    log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
+    return True
+
+
+def score_as_row(
+    encoder,
+    plan: EvalPlan,
+    folder: RunFolder,
+    cell: list[str],
+    record: dict,
+    langs: list[str] | None,
+    provenance: dict,
+    results_dir: str | Path | None = None,
+) -> dict:
+    """Evaluate ``encoder`` into ``folder`` as the results cell ``cell``. ``record``: what metrics.json keeps
+    beside the scores (``config``, ``merged``, ``train``); the config is also written as the row's Hydra config."""
+    folder.write_stand_in(record["config"], cell)
+    atomic_write_json(folder.provenance_path, provenance)
+    report = run_eval(encoder, plan, folder.path, langs, {**record, "provenance": provenance})
+    if results_dir:
+        archive_run(folder.path, results_dir, cell)
+    return report
