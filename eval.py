@@ -8,6 +8,11 @@ os.environ.setdefault("MDR_PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from mdr.cli.entry import report_composition_errors  # noqa: E402
+from mdr.cli.schema import register  # noqa: E402
+
+register()  # the typed schemas the config is composed against (mdr.cli.schema)
+
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
@@ -18,4 +23,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    report_composition_errors(main, "eval.py")

@@ -178,6 +178,9 @@ def cpu_trainer(max_steps, callbacks, devices=1, **kwargs):
 def compose_cfg(name, overrides, return_hydra_config=False):
     from hydra import compose, initialize_config_dir
 
+    from mdr.cli.schema import register
+
+    register()  # the typed schemas, as each entry point registers them before composing
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 

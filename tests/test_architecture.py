@@ -159,3 +159,19 @@ def test_no_driver_imports_another():
     drivers = {"mdr.cli.train", "mdr.cli.evaluate", "mdr.cli.merge"}
     for module in drivers:
         assert not (GRAPH[module] & (drivers - {module})), f"{module} imports another driver"
+
+
+def test_the_architecture_doc_names_every_module_and_only_modules_that_exist():
+    """docs/architecture.md's layer table lists each layer's modules: none missing, none that is gone."""
+    import re
+
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    rows = [re.match(r"\| \d \| `(\w+)/` \| (.*) \|$", row) for row in doc.splitlines()]
+    rows = [m for m in rows if m]
+    assert {m[1] for m in rows} == set(LAYERS)
+    for m in rows:
+        package, named = SRC / m[1], set(re.findall(r"`(\w+)\.py`", m[2]))
+        on_disk = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+        assert on_disk <= named, f"{m[1]}/: not in docs/architecture.md: {sorted(on_disk - named)}"
+        gone = sorted(n for n in named if not any(package.rglob(f"{n}.py")))
+        assert not gone, f"{m[1]}/: docs/architecture.md names modules that do not exist: {gone}"

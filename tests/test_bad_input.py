@@ -116,8 +116,8 @@ TRAIN_CASES = [
         FileNotFoundError,
         "set data.train.path",
     ),
-    ("alpha above 1", ["sampler.alpha=1.5"], None, ValueError, r"sampler.alpha=1.5 must be in \[0, 1\]"),
-    ("alpha below 0", ["sampler.alpha=-0.1"], None, ValueError, r"sampler.alpha=-0.1 must be in \[0, 1\]"),
+    ("alpha above 1", ["sampler.alpha=1.5"], None, ValueError, r"sampler.alpha=1.5: must be in \[0, 1\]"),
+    ("alpha below 0", ["sampler.alpha=-0.1"], None, ValueError, r"sampler.alpha=-0.1: must be in \[0, 1\]"),
     (
         "batch larger than ids",
         ["data.datamodule.batch_size=900"],
@@ -133,7 +133,7 @@ TRAIN_CASES = [
         "at least two training languages",
     ),
     ("unknown weighting", ["sampler.weighting=zipf"], None, ValueError, "sampler.weighting='zipf'"),
-    ("zero batch", ["data.datamodule.batch_size=0"], None, ValueError, "batch_size=0 must be >= 1"),
+    ("zero batch", ["data.datamodule.batch_size=0"], None, ValueError, "batch_size=0: must be >= 1"),
     ("temperature zero", ["loss.temperature=0"], None, ValueError, "loss.temperature=0 must be > 0"),
     (
         "unknown pooling",

@@ -121,7 +121,7 @@ def test_train_refuses_a_bad_lambda_before_loading(tmp_path, tiny_model_dir, dat
     overrides = [o for o in overrides if not o.startswith("model.encoder.name")] + [
         "model.encoder.name=/nope"
     ]
-    expect_failure("train", "train", overrides, run_dir, InputError, r"lambda=2 is outside \[0, 1\]")
+    expect_failure("train", "train", overrides, run_dir, InputError, r"lambda=2(\.0)? is outside \[0, 1\]")
 
 
 def test_merge_py_refuses_before_writing(tmp_path, tiny_run, tiny_model_dir, data_dir):

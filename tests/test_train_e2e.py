@@ -75,7 +75,7 @@ def test_eval_py_scores_the_checkpoint_like_training_did(tiny_run, tiny_reeval):
 
 
 BAD_CONFIGS = [
-    (["sampler.alpha=1.5"], r"sampler.alpha=1.5 must be in \[0, 1\]"),
+    (["sampler.alpha=1.5"], r"sampler.alpha=1.5: must be in \[0, 1\]"),
     (["data.datamodule.batch_size=300"], "larger than the .* ids available"),
     (["sampler=xy", "data.train.langs=[en]"], "at least two training languages"),
     (["data.train.langs=[en,xx]"], r"unknown language\(s\) \['xx'\]"),

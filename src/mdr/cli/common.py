@@ -33,8 +33,7 @@ def make(node, **kwargs):
 def configure_progress(cfg: DictConfig) -> None:
     """``progress.*``: a bar on a terminal, plain lines in logs (see ``mdr.runtime.progress``). Also lets
     Lightning's messages reach the run's log handlers (console and train.log) once, not twice."""
-    node = cfg.get("progress") or {}
-    progress.configure(str(node.get("mode", "auto")), float(node.get("every_s", 60)))
+    progress.configure(cfg.progress.mode, cfg.progress.every_s)
     if logging.getLogger().handlers:  # Hydra configured logging: Lightning's own stderr handlers duplicate it
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)

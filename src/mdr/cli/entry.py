@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,3 +44,32 @@ def report_input_errors(main: Callable[[], T], prog: str) -> T:
     except TrainingStopped as e:
         exit_for_stop(e)
         raise
+
+
+def _without_types(text: str) -> str:
+    """OmegaConf's message without its ``reference_type=... object_type=...`` tail (the key stays)."""
+    return re.sub(r"\s*(reference_type|object_type)=\S+", "", text).strip()
+
+
+def composition_message(error: BaseException) -> str:
+    """Hydra's refusal with its cause (the key and what was wrong with it), on one line."""
+    text = _without_types(one_line(error))
+    cause = error.__cause__ or error.__context__
+    if cause is not None and _without_types(one_line(cause)) not in text:
+        text = f"{text}: {_without_types(one_line(cause))}"
+    return f"{text} (python <script> --cfg job prints every setting; their types: mdr.cli.schema)"
+
+
+def report_composition_errors(main: Callable[[], T], prog: str) -> T:
+    """Run a ``@hydra.main`` function so that a config Hydra cannot compose (an unknown key, a value of the wrong
+    type for a typed setting, a malformed override) ends like every other bad setting: one line naming the key
+    on stderr, exit 2, nothing loaded. Errors inside the run keep their own handling (report_input_errors)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own multi-line report
+    try:
+        return main()
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"{prog}: error: {composition_message(e)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INPUT_ERROR)

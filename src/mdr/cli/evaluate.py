@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli.common import CKPT_FIX, checkpoint_finetune, configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run, eval_cell_overrides
 from mdr.cli.rows import skip_if_archived
+from mdr.cli.schema import check_settings
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.outputs.embeddings import load_embeddings
 from mdr.eval.plan import EvalPlan
@@ -32,24 +33,25 @@ def evaluate(cfg: DictConfig) -> dict:
     skipped)."""
     folder = RunFolder(cfg.paths.output_dir)
     run_dir = folder.path
-    overrides = eval_cell_overrides(folder.overrides(), cfg.get("ckpt"))
-    if skip_if_archived(folder, cfg.get("results_dir"), overrides):
+    overrides = eval_cell_overrides(folder.overrides(), cfg.ckpt)
+    if skip_if_archived(folder, cfg.results_dir, overrides):
         return {}
     with folder.failure_marker():
+        check_settings(cfg)  # ranges, before anything is read or loaded
         provenance = record_start(run_dir, {"eval": str(cfg.eval.precision)})
         configure_progress(cfg)
         plan = eval_plan(cfg)  # fails on bad data before loading a model
-        if cfg.get("ckpt"):
+        if cfg.ckpt:
             check_torch_checkpoint(cfg.ckpt, CKPT_FIX)  # and on a bad checkpoint file
-        trained_with = RunFolder.of_checkpoint(cfg.ckpt).config() if cfg.get("ckpt") else None
-        seen = list(cfg.seen_langs) if cfg.get("seen_langs") else None
+        trained_with = RunFolder.of_checkpoint(cfg.ckpt).config() if cfg.ckpt else None
+        seen = list(cfg.seen_langs) if cfg.seen_langs else None
         encoder, embeddings = None, None
-        if cfg.get("embeddings"):
+        if cfg.embeddings:
             embeddings = saved_embeddings(cfg, plan)
         else:
             encoder, ckpt_langs = load_encoder(cfg, trained_with)
             seen = seen or ckpt_langs
-            if plan.attack and cfg.get("ckpt") and not seen:
+            if plan.attack and cfg.ckpt and not seen:
                 raise InputError(
                     f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
                     "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"
@@ -62,7 +64,7 @@ def evaluate(cfg: DictConfig) -> dict:
             extra=run_record(cfg, trained_with, provenance),
             embeddings=embeddings,
         )
-        if cfg.get("results_dir"):
+        if cfg.results_dir:
             archive_run(run_dir, cfg.results_dir, overrides)
         print(format_headline(report))
         print(f"results in {run_dir}")
@@ -73,8 +75,8 @@ def run_record(cfg: DictConfig, trained_with: dict | None, provenance: dict) -> 
     """What ``metrics.json`` records of this evaluation; report.py groups a checkpoint's evaluation by
     how it was trained (``config.trained_with``)."""
     extra = {
-        "ckpt": cfg.get("ckpt"),
-        "embeddings": cfg.get("embeddings"),
+        "ckpt": cfg.ckpt,
+        "embeddings": cfg.embeddings,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "provenance": provenance,
     }
@@ -102,11 +104,11 @@ def load_encoder(cfg: DictConfig, trained_with: dict | None) -> tuple[TextEncode
     languages (None without a checkpoint)."""
     encoder = make(cfg.model.encoder)
     if not encoder.trainable:  # an evaluation-only baseline (mdr.modeling.baselines)
-        if cfg.get("ckpt"):
+        if cfg.ckpt:
             raise InputError(f"model={cfg.model.name} is an evaluation-only encoder: it takes no ckpt=")
         return encoder, None
     checkpoint_finetune(cfg, trained_with).apply(encoder)  # LoRA / adapter weights need their modules
-    langs = train_langs_of(load_encoder_weights(encoder, cfg.ckpt)) if cfg.get("ckpt") else None
-    device = cfg.get("device", "auto")
+    langs = train_langs_of(load_encoder_weights(encoder, cfg.ckpt)) if cfg.ckpt else None
+    device = cfg.device
     encoder.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     return encoder, langs

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli.common import CKPT_FIX, checkpoint_finetune, eval_plan, make
 from mdr.cli.results_archive import soup_cell
 from mdr.cli.rows import score_as_row, skip_if_archived
+from mdr.cli.schema import check_settings
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline
 from mdr.modeling.merging import (
@@ -42,13 +43,14 @@ log = logging.getLogger(__name__)
 
 def merge(cfg: DictConfig) -> Path | None:
     """Check, merge, export; then (``evaluate``) score and (``results_dir``) archive. None when skipped."""
+    check_settings(cfg)  # ranges, before anything is read or loaded
     checkpoints, all_weights = checked_inputs(cfg)
     run = RunFolder(cfg.paths.output_dir)
     run_dir = run.path
-    results_dir = cfg.get("results_dir")
-    evaluating = bool(cfg.get("evaluate")) or bool(results_dir)
+    results_dir = cfg.results_dir
+    evaluating = cfg.evaluate or bool(results_dir)
     parents = [RunFolder.of_checkpoint(c).config() for c in checkpoints]
-    name = merge_name([float(w) for w in cfg.weights], float(cfg.get("pretrained_weight") or 0.0))
+    name = merge_name([float(w) for w in cfg.weights], float(cfg.pretrained_weight))
     cells = [parent_cell(c) for c in checkpoints] if evaluating else []  # also checks each has a run folder
     cell = soup_cell(cells, name) if evaluating else []
     if skip_if_archived(run, results_dir, cell):
@@ -100,7 +102,7 @@ def merge(cfg: DictConfig) -> Path | None:
 def checked_inputs(cfg: DictConfig) -> tuple[list[str], list[float]]:
     checkpoints = [str(c) for c in cfg.checkpoints or []]
     weights = [float(w) for w in cfg.weights or []]
-    pretrained_weight = float(cfg.get("pretrained_weight") or 0.0)
+    pretrained_weight = float(cfg.pretrained_weight)
     if not checkpoints:
         raise InputError("checkpoints=[...] is empty: name the train.py checkpoints to merge")
     if len(weights) != len(checkpoints):
@@ -148,10 +150,16 @@ def parents_eval(cfg: DictConfig, checkpoints: list[str], parents: list[dict | N
         node = OmegaConf.create(parent)
         node.paths = cfg.paths  # this machine's data folder
         sections.append(node)
+
+    def settings(node: DictConfig, part: str):
+        """Eval settings as instantiated (a key a parent's config predates takes its default), the model as
+        recorded."""
+        return make(node.eval) if part == "eval" else OmegaConf.to_container(node.model, resolve=True)
+
     for part in ("eval", "model"):
-        first = OmegaConf.to_container(sections[0][part], resolve=True)
+        first = settings(sections[0], part)
         for ckpt, node in zip(checkpoints[1:], sections[1:]):
-            if OmegaConf.to_container(node[part], resolve=True) != first:
+            if settings(node, part) != first:
                 raise InputError(
                     f"{ckpt} was trained or evaluated with other {part} settings than {checkpoints[0]}; merge "
                     "runs of one sweep, or merge without evaluate/results_dir and score the export with eval.py"
@@ -179,7 +187,7 @@ def evaluate_merge(
     config["seed"] = row["seed"]
     config["merged"] = row
     record = {"config": config, "merged": row, "train": {"train_langs": langs}}
-    report = score_as_row(encoder, plan, folder, cell, record, langs, provenance, cfg.get("results_dir"))
+    report = score_as_row(encoder, plan, folder, cell, record, langs, provenance, cfg.results_dir)
     log.info(
         "merge %s: evaluated in %.0f s; %s", row["name"], time.perf_counter() - t0, format_headline(report)
     )

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli.common import configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run
 from mdr.cli.rows import score_as_row, skip_if_archived
+from mdr.cli.schema import check_settings
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
@@ -57,13 +58,14 @@ def train(cfg: DictConfig) -> dict | None:
     small results when ``results_dir`` is set; None when that archive already holds this cell)."""
     folder = RunFolder(cfg.paths.output_dir)
     run_dir, overrides = folder.path, folder.overrides()
-    if skip_if_archived(folder, cfg.get("results_dir"), overrides, merged_cells(cfg, overrides)):
+    if skip_if_archived(folder, cfg.results_dir, overrides, merged_cells(cfg, overrides)):
         return None
     with folder.failure_marker():
+        check_settings(cfg)  # ranges and hand-typed scalars, before anything is read or loaded
         provenance = record_start(run_dir, run_precision(cfg))  # before anything else can move the checkout
         configure_progress(cfg)
         plan = check_config(cfg)
-        resume_from = resolve_resume(cfg.get("ckpt_path"), folder.checkpoints)  # checked before any loading
+        resume_from = resolve_resume(cfg.ckpt_path, folder.checkpoints)  # checked before any loading
         run = build(cfg, run_dir, overrides, resume_from, provenance)
         estimate = announce_cost(cfg, run, plan)
         train_s = fit(cfg, run, resume_from)
@@ -73,7 +75,7 @@ def train(cfg: DictConfig) -> dict | None:
         report = evaluate_and_export(cfg, run, run_dir, plan, train_summary(cfg, run, train_s, estimate))
         # merged rows first: a base cell in results_dir counts as done only with them (archived_cell)
         merged_rows(cfg, run, run_dir, plan, overrides)
-        if cfg.get("results_dir"):
+        if cfg.results_dir:
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
         return report
@@ -101,7 +103,7 @@ def announce_cost(cfg: DictConfig, run: TrainingRun, plan: EvalPlan) -> dict | N
         )
         steps = per_epoch * int(trainer.max_epochs or 1)
     steps = steps if run.finetune.trains else 0
-    evaluations = 1 + len((cfg.get("merge") or {}).get("wise") or [])
+    evaluations = 1 + len(cfg.merge.wise)
     work = run_work(run.module.encoder, dm, steps, trainer.world_size, plan, evaluations)
     gflops = matmul_gflops()
     minutes = estimate_minutes(work, gflops)
@@ -121,9 +123,8 @@ def announce_cost(cfg: DictConfig, run: TrainingRun, plan: EvalPlan) -> dict | N
 def check_config(cfg: DictConfig) -> EvalPlan:
     """Fail before any loading on settings that cannot work (the sampler's and the batch size are checked by
     the sampler itself, which the datamodule builds before the model loads); returns the evaluation plan."""
-    merge = cfg.get("merge") or {}
-    for lam in merge.get("wise") or []:
-        check_lambda(lam, bool(merge.get("extrapolate", False)))
+    for lam in cfg.merge.wise:
+        check_lambda(lam, cfg.merge.extrapolate)
     return eval_plan(cfg)
 
 
@@ -156,7 +157,7 @@ def build(
         length_chunks=int(compute.length_chunks),
         grad_cache_chunk=int(compute.grad_cache_chunk) if compute.grad_cache else None,
     )
-    if compute.get("compile"):  # torch.compile the backbone (dynamic shapes: batches vary in length)
+    if compute.compile:  # torch.compile the backbone (dynamic shapes: batches vary in length)
         encoder.model.compile(
             dynamic=True, backend="inductor" if compute.compile is True else str(compute.compile)
         )
@@ -184,17 +185,17 @@ def build_trainer(
         OmegaConf.to_container(cfg.checkpoint),
         run_dir / "checkpoints",
         resume_command=resume_command(run_dir, overrides),
-        requeue=bool(cfg.get("preemption", {}).get("requeue", False)),
+        requeue=cfg.preemption.requeue,
     )
     callbacks = [best, last]
     callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
-    if cfg.get("log_batches"):
+    if cfg.log_batches:
         callbacks.append(BatchLog(run_dir / "batches.jsonl"))
     shown = progress.style()
     if shown == "lines":
         callbacks.append(ProgressLog(int(cfg.progress.every_n_steps), float(cfg.progress.every_s)))
     logger = False
-    if cfg.get("logger"):
+    if cfg.logger:
         from mdr.cli.wandb_logging import logger_config
 
         logger = make(
@@ -220,7 +221,7 @@ def fp32_step_cap(cfg: DictConfig, precision: str) -> dict:
     """Trainer overrides for ``compute.cpu_fp32_max_steps``: fp32 on a CPU trains that many steps, validated at
     half and at the end, where the run would be longer (no ``trainer.max_steps`` set, and not a fixed
     ``steps_per_epoch`` x ``max_epochs`` within the cap)."""
-    cap = cfg.compute.get("cpu_fp32_max_steps")
+    cap = cfg.compute.cpu_fp32_max_steps
     if (
         not cap
         or precision != "32-true"
@@ -287,7 +288,7 @@ def keep_earlier_curves(trainer: L.Trainer) -> None:
 
 def restore_best(cfg: DictConfig, run: TrainingRun) -> None:
     path = run.best.best_model_path
-    if path and cfg.checkpoint.get("evaluate_best", True):
+    if path and cfg.checkpoint.evaluate_best:
         load_module_weights(run.module, path)
         log.info(
             "evaluating the best checkpoint %s (%s=%s)",
@@ -341,7 +342,7 @@ def evaluate_and_export(
         from mdr.cli.wandb_logging import log_final
 
         log_final(run.trainer.logger, report, run_dir)
-    if cfg.get("export", {}).get("enabled", False):
+    if cfg.export.enabled:
         from mdr.modeling.export import export_encoder
 
         export_encoder(encoder.cpu(), run_dir / "export", metrics=report, config=extra["config"])
@@ -352,7 +353,7 @@ def merged_cells(cfg: DictConfig, overrides: list[str]) -> list[list[str]]:
     """The results cells of this run's merged rows (``merge=wise0.5``): the base cell's overrides without the
     ``merge.*`` settings, plus the row's name."""
     base = [o for o in overrides if not o.lstrip("+~").startswith("merge.")]
-    return [[*base, f"merge={wise_name(lam)}"] for lam in (cfg.get("merge") or {}).get("wise") or []]
+    return [[*base, f"merge={wise_name(lam)}"] for lam in cfg.merge.wise]
 
 
 def merged_rows(
@@ -361,10 +362,10 @@ def merged_rows(
     """``merge.wise``: the trained encoder interpolated with the pretrained backbone at each lambda, evaluated
     like the trained one into ``<run>/merged/wise<lambda>/`` and archived as its own results row. Runs after the
     base evaluation on a separate encoder, so the trained weights and the base metrics are untouched."""
-    lambdas = list((cfg.get("merge") or {}).get("wise") or [])
+    lambdas = list(cfg.merge.wise)
     if not lambdas:
         return {}
-    extrapolate = bool(cfg.merge.get("extrapolate", False))
+    extrapolate = cfg.merge.extrapolate
     finetuned = plain_state(run.module.encoder, "the trained model")
     encoder = make(cfg.model.encoder)  # the backbone as training started from it
     pretrained = plain_state(encoder, "the pretrained backbone")
@@ -384,7 +385,7 @@ def merged_rows(
         folder = RunFolder(run_dir / "merged" / name)
         reports[name] = score_as_row(
             encoder, plan, folder, cell, record, record["train"]["train_langs"], run.provenance,
-            cfg.get("results_dir"),
+            cfg.results_dir,
         )  # fmt: skip
         log.info(
             "merged row %s: evaluated in %.0f s; %s",

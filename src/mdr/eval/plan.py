@@ -14,6 +14,7 @@ from mdr.data.qrels import QrelsSet, load_qrels_spec
 from mdr.data.sources import load_eval_set
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.attack import AttackSettings, sample_queries
+from mdr.eval.settings import EvalSettings
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,16 @@ class EvalPlan:
     """What a run evaluates: the settings, the loaded sets in config order, the corpus-style (qrels) sets,
     the query perturbations as (kind, rate) and the parsed attack settings."""
 
-    settings: object  # mdr.eval.suite.EvalSettings (imported lazily there: the suite imports this module)
+    settings: EvalSettings
     sets: list[RetrievalSet | TatoebaSet] = field(default_factory=list)
     qrels_sets: list[QrelsSet] = field(default_factory=list)
     variants: list[tuple[str, float]] = field(default_factory=list)
     attack: AttackSettings | None = None
 
     @classmethod
-    def build(cls, settings, data_dir: str | Path, cache_dir: str | Path | None = None) -> EvalPlan:
+    def build(
+        cls, settings: EvalSettings, data_dir: str | Path, cache_dir: str | Path | None = None
+    ) -> EvalPlan:
         """Check the settings and read every set; fails with the file and the fix on the first problem. Corpora
         of corpus-style sets are memory-mapped from ``cache_dir`` (converted there once) when it is given."""
         variants = settings.check()

@@ -300,8 +300,8 @@ def ivf_search(
     query_emb: np.ndarray,
     folder: str | Path,
     k: int,
-    nlist: int = 1024,
-    nprobe: int = 32,
+    nlist: int,
+    nprobe: int,
     recall_queries: int = 200,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:

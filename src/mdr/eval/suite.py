@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from mdr.data.corpus import RetrievalSet
 from mdr.data.names import attacked_name
-from mdr.data.perturb import check_perturbations, perturb_set
+from mdr.data.perturb import perturb_set
 from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.attack import AttackSettings, run_attack
@@ -33,7 +33,8 @@ from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_lareqa_per_query
 from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan
-from mdr.eval.qrels import SEARCHES, evaluate_qrels, score_ranking
+from mdr.eval.qrels import evaluate_qrels, score_ranking
+from mdr.eval.settings import RUN_KINDS, EvalSettings  # noqa: F401  (configs name mdr.eval.suite.EvalSettings)
 from mdr.eval.shards import (
     ShardLayout,
     corpus_fingerprint,
@@ -51,51 +52,6 @@ from mdr.runtime.files import atomic_write_json
 from mdr.runtime.precision import autocast_dtype
 
 log = logging.getLogger(__name__)
-
-RUN_KINDS = {
-    "all": ("mono", "cross", "multi"),
-    "mono_multi": ("mono", "multi"),
-    "multi": ("multi",),
-    "none": (),
-}
-
-
-@dataclass
-class EvalSettings:
-    """The ``eval:`` config group (``conf/eval/``), shared by ``train.py`` and ``eval.py``."""
-
-    datasets: list[str] = field(default_factory=list)
-    batch_size: int = 64
-    run_files: str = "multi"  # TREC runs (top run_depth) for: all | mono_multi | multi | none
-    run_depth: int = 100
-    save_embeddings: bool = False
-    precision: str = "auto"
-    perturb: list[dict] = field(default_factory=list)
-    perturb_seed: int = 0
-    qrels_sets: list[dict] = field(default_factory=list)
-    search: str = "torch"
-    # corpus-style sets encoded into resumable shards and searched shard by shard (mdr.eval.shards):
-    # {shard_size: 50000, dtype: float32 | float16, dir: null (<run>/eval/<set>/shards) or a shared folder,
-    #  rank / world_size: this job's share (null: SLURM array task, RANK/WORLD_SIZE, else 0 of 1),
-    #  wait_s: how long rank 0 waits for the other ranks' shards before it searches, nlist / nprobe (ivf)}
-    corpus_shards: dict | None = None
-    show_progress: bool = True
-    tatoeba_langs: str | list[str] = "all"  # all | xtreme36 | xtreme36+low_resource | ISO 639-3 codes
-    attack: dict | None = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
-
-    def check(self) -> list[tuple[str, float]]:
-        """Fail on settings that cannot work; returns the perturbations as (kind, rate). The attack settings
-        are parsed (and checked) once, by :class:`mdr.eval.plan.EvalPlan`."""
-        if self.run_files not in RUN_KINDS:
-            raise InputError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
-        if self.search not in (*SEARCHES, "ivf"):
-            raise InputError(f"eval.search={self.search!r}; choose one of {(*SEARCHES, 'ivf')}")
-        if self.search == "ivf" and not self.corpus_shards:
-            raise InputError(
-                "eval.search=ivf builds a FAISS IVF index over corpus shards: also set eval.corpus_shards="
-                "{shard_size: 50000, nlist: 1024, nprobe: 32}"
-            )
-        return check_perturbations(list(self.perturb or []))
 
 
 class EvalRun:
@@ -253,16 +209,16 @@ class EvalRun:
 
     def sharded_qrels(self, qs: QrelsSet, query_emb: np.ndarray) -> dict:
         """Encode this process's corpus shards (resuming: done shards are skipped), then search every shard."""
-        spec = dict(self.settings.corpus_shards)
-        folder = Path(spec.get("dir") or self.out_dir / "eval" / qs.name / "shards")
+        spec = self.settings.corpus_shards
+        folder = Path(spec.dir or self.out_dir / "eval" / qs.name / "shards")
         layout = ShardLayout(
             len(qs.doc_ids),
-            int(spec.get("shard_size", 50_000)),
+            spec.shard_size,
             query_emb.shape[1],
-            str(spec.get("dtype", "float32")),
+            spec.dtype,
             corpus_fingerprint(qs.doc_ids, qs.doc_texts),
         )
-        rank, world = shard_rank(spec.get("rank"), spec.get("world_size"))
+        rank, world = shard_rank(spec.rank, spec.world_size)
         encode_shards(
             lambda texts: self.encode(list(texts), "passage", f"{qs.name}: corpus shard"),
             qs.doc_texts,
@@ -286,11 +242,10 @@ class EvalRun:
                 "r@100": None,
                 "shards": shards,
             }
-        wait_for_shards(folder, layout, float(spec.get("wait_s", 3600)) if world > 1 else 0.0)
+        wait_for_shards(folder, layout, spec.wait_s if world > 1 else 0.0)
         k = min(max(self.settings.run_depth, 100), len(qs.doc_ids))
         if self.settings.search == "ivf":  # approximate; its recall against exact search is reported
-            ivf = {key: int(spec[key]) for key in ("nlist", "nprobe") if key in spec}
-            top_idx, top_scores, shards["ivf"] = ivf_search(query_emb, folder, k, **ivf)
+            top_idx, top_scores, shards["ivf"] = ivf_search(query_emb, folder, k, spec.nlist, spec.nprobe)
         else:
             top_idx, top_scores = search_shards(query_emb, folder, k)
         return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}

@@ -1,0 +1,128 @@
+"""The ``eval:`` settings, typed: what ``train.py`` and ``eval.py`` evaluate and how. Every default lives here;
+``conf/eval/*.yaml`` extends this schema (``mdr.cli.schema`` registers it with Hydra), so a mistyped key or a
+value of the wrong type is refused when the config is composed. The settings that take a mapping from the
+command line (``eval.corpus_shards={...}``, ``eval.attack``) are parsed into their own dataclasses here, with
+unknown keys and wrong types refused in one line naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from mdr.runtime.errors import InputError
+
+RUN_KINDS = {
+    "all": ("mono", "cross", "multi"),
+    "mono_multi": ("mono", "multi"),
+    "multi": ("multi",),
+    "none": (),
+}
+SEARCHES = (
+    "torch",
+    "faiss",
+    "ivf",
+)  # exact matmul, exact FAISS IndexFlatIP, approximate FAISS IVF over shards
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def typed_from_mapping(cls, raw: dict | Any, where: str):
+    """``cls(**raw)`` for a mapping from the config, refusing unknown keys and values of the wrong type with one
+    line naming ``where.<key>``."""
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}={raw!r}: give a mapping, e.g. {where}={{key: value}}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InputError(f"{where} has unknown key(s) {unknown}; known keys: {sorted(known)}")
+    values = {}
+    for key, value in raw.items():
+        kind = getattr(cls, "TYPES", {}).get(key)
+        if kind is not None and value is not None:
+            try:
+                if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                    raise ValueError
+                value = kind(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}.{key}={value!r}: expected {kind.__name__}") from None
+        values[key] = value
+    return cls(**values)
+
+
+@dataclass
+class CorpusShards:
+    """``eval.corpus_shards``: corpus-style sets encoded into resumable shards and searched shard by shard
+    (``mdr.eval.shards``)."""
+
+    shard_size: int = 50_000
+    dtype: str = "float32"  # float32 | float16
+    dir: str | None = None  # null: <run>/eval/<set>/shards; or a folder shared by the processes
+    rank: int | None = None  # this job's share; null: the SLURM array task, or RANK of WORLD_SIZE
+    world_size: int | None = None
+    wait_s: float = 3600.0  # how long rank 0 waits for the other ranks' shards before it searches
+    nlist: int = 1024  # eval.search=ivf: FAISS IVF lists ...
+    nprobe: int = 32  # ... and lists probed per query
+
+    TYPES = {"shard_size": int, "rank": int, "world_size": int, "wait_s": float, "nlist": int, "nprobe": int}
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.nlist < 1 or self.nprobe < 1:
+            raise InputError(
+                f"eval.corpus_shards: shard_size, nlist and nprobe must be >= 1 (got {self.shard_size}, "
+                f"{self.nlist}, {self.nprobe})"
+            )
+        if self.dtype not in ("float32", "float16"):
+            raise InputError(f"eval.corpus_shards.dtype={self.dtype!r}; choose float32 or float16")
+        if self.wait_s < 0:
+            raise InputError(f"eval.corpus_shards.wait_s={self.wait_s}: give seconds >= 0")
+
+
+@dataclass
+class EvalSettings:
+    """The ``eval:`` config group (``conf/eval/``), shared by ``train.py`` and ``eval.py``."""
+
+    datasets: list[str] = field(default_factory=list)  # LAReQA sets (xquad_r, mlqa_r) and Tatoeba (tatoeba)
+    batch_size: int = 64
+    run_files: str = "multi"  # TREC runs (top run_depth) for: all | mono_multi | multi | none
+    run_depth: int = 100
+    save_embeddings: bool = False
+    precision: str = "auto"  # encoding autocast: auto (bf16 on GPUs and AMX CPUs) | bf16 | fp32
+    perturb: list[dict] = field(
+        default_factory=list
+    )  # [{kind: char_noise|word_drop|word_swap|code_switch, rate}]
+    perturb_seed: int = 0
+    qrels_sets: list[dict] = field(default_factory=list)  # corpus-style sets (conf/data/miracl.yaml)
+    search: str = "torch"  # corpus-style sets: torch | faiss (exact) | ivf (approximate, over corpus_shards)
+    corpus_shards: Any = None  # null, or a CorpusShards mapping (typed in __post_init__)
+    show_progress: bool = True
+    tatoeba_langs: Any = "all"  # all | xtreme36 | xtreme36+low_resource | [deu, cmn, ...] (ISO 639-3)
+    attack: Any = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
+
+    def __post_init__(self) -> None:
+        if self.corpus_shards is not None:
+            self.corpus_shards = typed_from_mapping(
+                CorpusShards, dict(self.corpus_shards), "eval.corpus_shards"
+            )
+        if self.batch_size < 1 or self.run_depth < 1:
+            raise InputError(
+                f"eval.batch_size={self.batch_size}, eval.run_depth={self.run_depth}: both must be >= 1"
+            )
+
+    def check(self) -> list[tuple[str, float]]:
+        """Fail on settings that cannot work; returns the perturbations as (kind, rate). The attack settings
+        are parsed (and checked) once, by :class:`mdr.eval.plan.EvalPlan`."""
+        from mdr.data.perturb import check_perturbations
+
+        if self.run_files not in RUN_KINDS:
+            raise InputError(f"eval.run_files={self.run_files!r}; choose one of {sorted(RUN_KINDS)}")
+        if self.search not in SEARCHES:
+            raise InputError(f"eval.search={self.search!r}; choose one of {SEARCHES}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"eval.precision={self.precision!r}; choose one of {PRECISIONS}")
+        if self.search == "ivf" and not self.corpus_shards:
+            raise InputError(
+                "eval.search=ivf builds a FAISS IVF index over corpus shards: also set eval.corpus_shards="
+                "{shard_size: 50000, nlist: 1024, nprobe: 32}"
+            )
+        return check_perturbations(list(self.perturb or []))
