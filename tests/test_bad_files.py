@@ -41,12 +41,23 @@ def unaligned_lareqa(good: bytes) -> bytes:
     return json.dumps(doc).encode()
 
 
+def string_answer_start(good: bytes) -> bytes:
+    doc = json.loads(good)
+    qa = doc["data"][0]["paragraphs"][0]["qas"][0]
+    qa["answers"][0]["answer_start"] = str(qa["answers"][0]["answer_start"])
+    return json.dumps(doc).encode()
+
+
 LAREQA_CASES = {
     "bad bytes": (lambda good: good[:200] + BAD_BYTES + good[200:], r"de.json:1: not UTF-8 \(byte 0xff"),
     "unequal lengths": (unaligned_lareqa, r"de.json article 0 .* sentence_breaks but \d+ sentences; .*align"),
     "empty": (lambda good: b"", r"LAReQA file .*de.json is empty; re-fetch"),
     "truncated": (lambda good: good[: len(good) // 2], r"de.json:1: de.json is not valid JSON .*re-fetch"),
     "wrong kind": (lambda good: b'{"version": "1.1", "articles": []}', r"de.json: not a LAReQA file"),
+    "answer_start a string": (
+        string_answer_start,
+        r"de.json article 0 .* question .*: answers\[0\].answer_start='\d+' is not an integer character offset",
+    ),
 }
 
 
@@ -174,7 +185,28 @@ QRELS_CASES = {
         {"corpus": b'{"docid": "d1", "text": "a"}\n{"docid": "d1", "text": "b"}\n'},
         r"corpus.tsv:2: docid 'd1' repeats line 1",
     ),
+    "duplicate query ids": (
+        {"topics": b"q1\twho is there?\nq2\twhat?\nq1\tagain?\n"},
+        r"topics.tsv:3: query id 'q1' repeats line 1; query ids must be unique",
+    ),
+    "judged documents all absent from the corpus": (
+        {"qrels": b"q1 Q0 x1 1\nq2 Q0 x2 1\n"},
+        r"mini: none of the 2 judged documents of .*qrels.tsv is in the corpus .*corpus.tsv",
+    ),
 }
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["lists", "mapped corpus"])
+def test_what_a_qrels_set_leaves_out_is_counted(tmp_path, cached):
+    """Judged documents the corpus lacks and topics without judgements are counted, never dropped silently."""
+    from mdr.data.qrels import load_qrels_set
+
+    topics, qrels, corpus = qrels_files(
+        tmp_path, topics=b"q1\twho?\nq2\twhat?\nq3\twhere?\n", qrels=b"q1 Q0 d1 1\nq2 Q0 d2 1\nq2 Q0 gone 1\n"
+    )
+    qs = load_qrels_set("mini", topics, qrels, corpus, tmp_path / "cache" if cached else None)
+    assert qs.query_ids == ["q1", "q2"]
+    assert qs.skipped == {"topics without judgements": 1, "judged documents absent from the corpus": 1}
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["lists", "mapped corpus"])
@@ -188,7 +220,8 @@ def test_qrels_set_bad_file(kind, tmp_path, cached):
     with pytest.raises(InputError, match=message):
         load_qrels_set("mini", topics, qrels, corpus, cache if cached else None)
     left = [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] if cache.exists() else []
-    assert not left, f"a failed conversion left {left}"
+    corpus_sound = kind == "judged documents all absent from the corpus"  # its converted corpus is reusable
+    assert corpus_sound or not left, f"a failed conversion left {left}"
 
 
 # ---- per-query archives (report.py) ----
@@ -255,8 +288,12 @@ def test_per_query_archive_bad_file(kind, tmp_path, archived_cell):
         (b"- claim: a\n  a: sampler=hybrid\n- claim: [unclosed\n", r"claims.yaml:4: not valid YAML"),
         (b"claims: all of them\n", r"expected a non-empty YAML list of claims, got a str"),
         (b"- just a sentence\n", r"claim 0 is a str, not a mapping of fields"),
+        (
+            b"- {claim: c, a: sampler=hybrid, b: sampler=xx, dataset: xquad_r, kind: mono, metric: ndcg, expect: '>'}\n",
+            r"claims.yaml: claim 'c': field metric='ndcg' is not a xquad_r number; use one of .*'ndcg@10'",
+        ),
     ],
-    ids=["bad bytes", "empty", "truncated", "wrong kind", "wrong kind of item"],
+    ids=["bad bytes", "empty", "truncated", "wrong kind", "wrong kind of item", "unknown metric"],
 )
 def test_claims_file_bad_file(tmp_path, archived_cell, content, message):
     from mdr.report.write import write_report
@@ -425,3 +462,39 @@ def test_a_failed_run_leaves_no_results_cell(tmp_path, tiny_model_dir, data_dir)
     ]
     expect_failure("train", "train", overrides, run_dir, InputError, "train.jsonl is empty")
     assert not results.exists() or not any(results.iterdir())
+
+
+# ---- results folders (report.py) ----
+def test_report_py_damaged_metrics_json_is_one_line(tmp_path, archived_cell):
+    root = tmp_path / "sweep"
+    shutil.copytree(archived_cell, root)
+    metrics = root / "experiment=decisive,sampler=xx,seed=0" / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:5000])
+    proc = run_entry("report.py", str(root))
+    assert_one_line(
+        proc, "report.py", r"sampler=xx,seed=0/metrics.json: not valid JSON .*restore it from git"
+    )
+    assert not (root / "results.md").exists()
+
+
+def test_report_py_refuses_a_seed_counted_twice(tmp_path, archived_cell):
+    root = tmp_path / "sweep"
+    shutil.copytree(archived_cell, root)
+    shutil.copytree(
+        root / "experiment=decisive,sampler=xx,seed=0", root / "experiment=decisive,sampler=xx,seed=0 (copy)"
+    )
+    proc = run_entry("report.py", str(root))
+    assert_one_line(
+        proc, "report.py", r"row xx/me5_small/full has seed 0 twice: .*seed=0 and .*seed=0 \(copy\)"
+    )
+
+
+def test_an_exploratory_claim_that_selects_no_rows_says_so(tmp_path, archived_cell):
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "- {claim: ghost, a: sampler=hybrid, b: sampler=mixed, dataset: xquad_r, kind: mono, metric: map, expect: '>'}\n"
+    )
+    proc = run_entry("report.py", str(archived_cell), "--claims", str(claims), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [x for x in proc.stderr.splitlines() if "selects no rows" in x]
+    assert len(lines) == 1 and "'ghost'" in lines[0] and "sampler=mixed" in lines[0]

@@ -119,3 +119,15 @@ def test_one_block_is_compared_as_it_is(tmp_path):
         and blocked.diff == pooled.diff
         and blocked.boot.ci == pooled.boot.ci
     )
+
+
+def test_a_block_where_a_row_has_one_seed_is_not_shared(tmp_path):
+    """One seed in a block estimates nothing of the seed variance there: that block is dropped and named."""
+    report = _folder(tmp_path, {
+        "hybrid": [(s, "B1") for s in range(3)] + [(s, "B2") for s in range(3, 6)],
+        "mixed": [(0, "B1"), (1, "B1"), (2, "B1"), (3, "B2")],
+    })  # fmt: skip
+    verdict = judge(report, [CLAIM], permutations=200, replicates=500)[0]
+    assert (
+        verdict.block_rule.startswith("restricted to B1") and "b drops seed(s) 3 (B2)" in verdict.block_rule
+    )

@@ -137,6 +137,8 @@ def test_merge_py_refuses_before_writing(tmp_path, tiny_run, tiny_model_dir, dat
             "checkpoint .*nope.ckpt does not exist",
         ),
         (["checkpoints=[]", "weights=[]"], "checkpoints=\\[...\\] is empty"),
+        ([f"checkpoints=[{best},{best}]", "weights=[nan,1.0]"], "holds a value that is not a finite number"),
+        ([f"checkpoints=[{best}]", "weights=[1.0]", "pretrained_weight=nan"], "not a finite number"),
     ]
     for extra, message in cases:
         cfg = compose_cfg(
@@ -308,3 +310,14 @@ def test_merge_py_scores_and_archives_a_soup_row(tmp_path, tiny_model_dir, data_
     assert set(keys) == {"xx", "xx+xy"} and keys["xx+xy"].seed == 3
     again = merge_py("again", best["xx"], best["xy"])
     assert (tmp_path / "again" / "SKIPPED").exists() and "soup" not in again.stdout.split("merged")[0]
+
+
+def test_nan_weights_and_lambdas_are_refused():
+    """A NaN passed every old check (NaN compares false) and wrote an export of NaN weights."""
+    from mdr.modeling.merging import check_lambda, check_weights
+
+    with pytest.raises(InputError, match="not a finite number"):
+        check_weights([float("nan"), 1.0], 2, extrapolate=True)
+    with pytest.raises(InputError, match="not a finite number"):
+        check_lambda(float("nan"), extrapolate=True)
+    check_weights([0.5, 0.5], 2)  # a sound soup passes

@@ -174,3 +174,38 @@ def test_docs_tables_refresh_rewrites_only_the_quoted_tables(tmp_path):
     assert expected.startswith("| sampler |") and "| hybrid |" in expected
     assert doc.read_text() == f"# Title\nprose before\n\n{marker}\n{expected}\n\nprose after\n"
     assert refresh(doc, ROOT, permutations=500) == []  # a fresh table is left alone
+
+
+def test_eval_py_refuses_to_take_another_checkpoints_cell_for_its_own(
+    tmp_path, tiny_run, tiny_model_dir, data_dir
+):
+    """Two checkpoints with the same training overrides share a cell name: the second is refused (before, it
+    was 'SKIPPED' and never evaluated); the same checkpoint again is skipped."""
+    import torch
+    from helpers import quick_reeval_overrides, run
+
+    other_run = tmp_path / "other_run"
+    shutil.copytree(tiny_run.dir / ".hydra", other_run / ".hydra")
+    ckpt = torch.load(tiny_run.dir / "checkpoints" / "best.ckpt", weights_only=False)
+    key = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
+    ckpt["state_dict"][key] = ckpt["state_dict"][key] + 1.0  # another model, same run folder overrides
+    (other_run / "checkpoints").mkdir()
+    torch.save(ckpt, other_run / "checkpoints" / "best.ckpt")
+    results = tmp_path / "results"
+
+    def score(ckpt_path, name):
+        base = quick_reeval_overrides(tmp_path / name, tiny_model_dir, data_dir)
+        return run("eval.py", *base, f"ckpt={ckpt_path}", f"results_dir={results}", check=False)
+
+    first = score(tiny_run.dir / "checkpoints" / "best.ckpt", "first")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = score(tiny_run.dir / "checkpoints" / "best.ckpt", "again")
+    assert again.returncode == 0 and (tmp_path / "again" / "SKIPPED").exists()
+    other = score(other_run / "checkpoints" / "best.ckpt", "other")
+    errors = [x for x in other.stderr.splitlines() if x.startswith("eval.py: error:")]
+    assert (
+        other.returncode == 2 and len(errors) == 1 and "holds the results of another checkpoint" in errors[0]
+    )
+    assert (
+        not (tmp_path / "other" / "SKIPPED").exists() and not (tmp_path / "other" / "metrics.json").exists()
+    )

@@ -156,10 +156,15 @@ def test_bad_shard_folders_are_refused_and_keep_their_finished_shards(tmp_path):
     encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=1, world=2)
     path = shard_path(tmp_path, 4)
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(InputError, match="shard_00004.npy is truncated"):
+    with pytest.raises(InputError, match="shard_00004.npy is empty, truncated or damaged"):
         search_shards(np.zeros((1, DIM), np.float32), tmp_path, k=5)
     calls = []
     assert encode_shards(fake_encoder(calls), TEXTS, tmp_path, layout) == [4]
+    shard_path(tmp_path, 3).write_bytes(b"")  # a zero-byte shard: named, then re-encoded like a truncated one
+    with pytest.raises(InputError, match="shard_00003.npy is empty, truncated or damaged"):
+        search_shards(np.zeros((1, DIM), np.float32), tmp_path, k=5)
+    assert encode_shards(fake_encoder([]), TEXTS, tmp_path, layout) == [3]
+    assert not list(tmp_path.glob(".probe.*")), "no temporary probe file is left"
     clean = tmp_path / "clean"
     encode_shards(fake_encoder([]), TEXTS, clean, layout)
     q = np.random.default_rng(1).standard_normal((7, DIM)).astype(np.float32)

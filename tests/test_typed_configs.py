@@ -104,3 +104,15 @@ def test_the_other_entry_points_refuse_a_mistyped_progress_key_in_one_line(tmp_p
     proc = run(script, "progress.every_n_step=5", f"hydra.run.dir={tmp_path / 'run'}", check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith(f"{script}: error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "every_n_step" in errors[0], proc.stderr[-2000:]
+
+
+def test_a_batch_larger_than_the_training_ids_is_one_line(tmp_path):
+    proc = run(
+        "train.py", "data.datamodule.batch_size=100000", f"hydra.run.dir={tmp_path / 'run'}", check=False
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        "global batch size 100000 is larger than the" in errors[0]
+        and "lower data.datamodule.batch_size" in errors[0]
+    )

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import CKPT_FIX, checkpoint_finetune, configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run, eval_cell_overrides
-from mdr.cli.rows import skip_if_archived
+from mdr.cli.rows import CKPT_HASH, file_sha256, skip_if_archived
 from mdr.cli.schema import check_settings
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.outputs.embeddings import load_embeddings
@@ -34,7 +34,8 @@ def evaluate(cfg: DictConfig) -> dict:
     folder = RunFolder(cfg.paths.output_dir)
     run_dir = folder.path
     overrides = eval_cell_overrides(folder.overrides(), cfg.ckpt)
-    if skip_if_archived(folder, cfg.results_dir, overrides):
+    ckpt_hash = file_sha256(cfg.ckpt) if cfg.ckpt and cfg.results_dir and Path(cfg.ckpt).is_file() else None
+    if skip_if_archived(folder, cfg.results_dir, overrides, model_hash=ckpt_hash):
         return {}
     with folder.failure_marker():
         check_settings(cfg)  # ranges, before anything is read or loaded
@@ -61,7 +62,7 @@ def evaluate(cfg: DictConfig) -> dict:
             plan,
             run_dir,
             seen_langs=seen,
-            extra=run_record(cfg, trained_with, provenance),
+            extra={**run_record(cfg, trained_with, provenance), CKPT_HASH: ckpt_hash},
             embeddings=embeddings,
         )
         if cfg.results_dir:

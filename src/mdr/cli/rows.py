@@ -5,26 +5,49 @@ results archived."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 from mdr.cli.results_archive import archive_run, archived_cell
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import run_eval
+from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_json
 from mdr.runtime.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
+CKPT_HASH = "ckpt_sha256"  # metrics.json: the content hash of the checkpoint an eval.py row scored
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def skip_if_archived(
-    run: RunFolder, results_dir: str | Path | None, cell: list[str], merged: list[list[str]] | None = None
+    run: RunFolder,
+    results_dir: str | Path | None,
+    cell: list[str],
+    merged: list[list[str]] | None = None,
+    model_hash: str | None = None,
 ) -> bool:
     """True (and ``SKIPPED`` left in the run folder) when ``results_dir`` already holds this cell (and every
-    merged row the run would add): re-launching a sweep continues it."""
+    merged row the run would add): re-launching a sweep continues it. ``model_hash``: the checkpoint this run
+    scores; a cell that recorded another one is refused, never taken for this one's results."""
     done = archived_cell(results_dir, cell, merged)
     if done is None:
         return False
+    recorded = RunFolder(done).metrics().get(CKPT_HASH) if model_hash else None
+    if recorded and recorded != model_hash:
+        raise InputError(
+            f"{done} holds the results of another checkpoint (sha256 {recorded[:12]}, this one {model_hash[:12]}) "
+            "under the same cell name; score this checkpoint into another results_dir, or delete that cell to "
+            "replace it"
+        )
     run.mark_skipped(f"this cell's results are already in {done}")
     log.info("skipped: %s already holds this cell's results (delete it to run the cell again)", done)
     return True

@@ -16,6 +16,7 @@ from mdr.cli.common import configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run
 from mdr.cli.rows import score_as_row, skip_if_archived
 from mdr.cli.schema import check_settings
+from mdr.data.language_codes import check_training_codes
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
@@ -66,7 +67,7 @@ def train(cfg: DictConfig) -> dict | None:
         configure_progress(cfg)
         plan = check_config(cfg)
         resume_from = resolve_resume(cfg.ckpt_path, folder.checkpoints)  # checked before any loading
-        run = build(cfg, run_dir, overrides, resume_from, provenance)
+        run = build(cfg, run_dir, overrides, resume_from, provenance, plan)
         estimate = announce_cost(cfg, run, plan)
         train_s = fit(cfg, run, resume_from)
         restore_best(cfg, run)
@@ -134,11 +135,16 @@ def build(
     overrides: list[str] | None = None,
     resume_from: str | None = None,
     provenance: dict | None = None,
+    plan: EvalPlan | None = None,
 ) -> TrainingRun:
     """Training data (read and checked first) -> encoder (+ optional MLM stage) -> fine-tuning mode -> module
     -> trainer, in that order (the seeded RNG stream depends on it)."""
     dm = make(cfg.data.datamodule, sampler_factory=make(cfg.sampler, _partial_=True), seed=cfg.seed)
     dm.load_data()  # a bad training file fails here, before the model loads (draws no random numbers)
+    if plan is not None:  # codes the evaluation cannot match would make every seen / unseen split wrong
+        check_training_codes(
+            dm.train_corpus.langs, plan.languages(), str(cfg.data.train.get("path") or "data.train")
+        )
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)

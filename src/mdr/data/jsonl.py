@@ -14,6 +14,7 @@ from mdr.data.arrow_store import build_in_memory, cached_corpus, fingerprint
 from mdr.data.corpus import ParallelCorpus
 from mdr.data.errors import DataFormatError
 from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.inputs import decode_line
 
 REQUIRED = ("id", "lang", "query", "positive")
 
@@ -28,7 +29,7 @@ def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
-                line = raw.decode("utf-8")
+                line = decode_line(raw, first=lineno == 1)
             except UnicodeDecodeError as e:
                 raise DataFormatError(
                     f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); save the "

@@ -126,6 +126,11 @@ def read_language_file(path: Path, lang: str) -> LareqaLanguage:
                     raise DataFormatError(
                         f"{where}: question without id/question/answers[0].answer_start ({e!r})"
                     ) from e
+                if isinstance(start, bool) or not isinstance(start, int):
+                    raise DataFormatError(
+                        f"{where}: question {qid!r}: answers[0].answer_start={start!r} is not an integer "
+                        f"character offset into the context; {fix}"
+                    )
                 holding = [s for s, (b0, b1) in enumerate(breaks) if b0 <= start < b1]
                 if len(holding) != 1:
                     raise DataFormatError(

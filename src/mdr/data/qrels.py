@@ -9,8 +9,9 @@ Scoring (nDCG@10, R@100) is ``mdr.eval.qrels``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdr.data.cache_folder import fingerprint
@@ -29,7 +30,11 @@ class QrelsSet:
     doc_ids: Sequence[str]  # lists, or memory-mapped columns (corpus_texts.TextColumn)
     doc_texts: Sequence[str]
     qrels: dict[str, dict[str, int]]
+    # what was left out when the files were read, and why (recorded in metrics.json, said once on the terminal)
+    skipped: dict[str, int] = field(default_factory=dict)
 
+
+log = logging.getLogger(__name__)
 
 TOPICS_FIX = "topics are 'query_id<TAB>text' lines (UTF-8)"
 QRELS_FIX = "qrels are TREC lines 'query_id Q0 docid relevance'"
@@ -37,12 +42,19 @@ QRELS_FIX = "qrels are TREC lines 'query_id Q0 docid relevance'"
 
 def read_topics(path: str | Path) -> dict[str, str]:
     out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for lineno, line in enumerate(read_text(path, "topics file", TOPICS_FIX).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) < 2:
             raise DataFormatError(f"{path}:{lineno}: expected 'query_id<TAB>text' (is this a topics file?)")
+        if parts[0] in first_line:
+            raise DataFormatError(
+                f"{path}:{lineno}: query id {parts[0]!r} repeats line {first_line[parts[0]]}; query ids must be "
+                "unique (one of the two would silently win)"
+            )
+        first_line[parts[0]] = lineno
         out[parts[0]] = parts[1]
     return out
 
@@ -100,7 +112,26 @@ def load_qrels_set(
             f"{next(iter(q))!r}); they must be the same split of the same collection"
         )
     ids, texts = read_corpus_texts(corpus, cache_dir) if cache_dir else read_corpus_jsonl(corpus)
-    return QrelsSet(name, qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids})
+    judged = {doc for i in qids for doc in q[i]}
+    present = {
+        doc for doc in ids if doc in judged
+    }  # one pass over the docids: the judged set is the small one
+    if not present:
+        raise DataFormatError(
+            f"{name}: none of the {len(judged)} judged documents of {qrels} is in the corpus {corpus} (e.g. "
+            f"{next(iter(judged))!r}); the qrels and the corpus must come from the same collection"
+        )
+    skipped = {
+        "topics without judgements": len(t) - len(qids),
+        "judged queries without a topic": len([i for i in q if i not in t]),
+        "judged documents absent from the corpus": len(judged) - len(present),
+    }
+    skipped = {why: n for why, n in skipped.items() if n}
+    if skipped:
+        log.warning(
+            "%s: left out on reading: %s", name, ", ".join(f"{n} {why}" for why, n in skipped.items())
+        )
+    return QrelsSet(name, qids, [t[i] for i in qids], ids, texts, {i: q[i] for i in qids}, skipped)
 
 
 def load_qrels_spec(spec: dict, cache_dir: str | Path | None = None) -> QrelsSet:

@@ -30,6 +30,19 @@ class EvalPlan:
     variants: list[tuple[str, float]] = field(default_factory=list)
     attack: AttackSettings | None = None
 
+    def languages(self) -> set[str]:
+        """The training-code languages the evaluation reports seen / unseen: the LAReQA sets' languages and
+        Tatoeba's (mapped to two-letter codes where the project has them)."""
+        from mdr.data.tatoeba import ISO3_TO_TRAINING
+
+        out: set[str] = set()
+        for rs in self.sets:
+            if isinstance(rs, RetrievalSet):
+                out.update(rs.langs)
+            else:
+                out.update(ISO3_TO_TRAINING.get(lang, lang) for lang in rs.languages)
+        return out
+
     @classmethod
     def build(
         cls, settings: EvalSettings, data_dir: str | Path, cache_dir: str | Path | None = None

@@ -76,6 +76,7 @@ def score_ranking(qs: QrelsSet, top_idx: np.ndarray, top_scores: np.ndarray, dep
         "dataset": qs.name,
         "n_queries": len(ndcgs),
         "n_skipped": skipped,
+        "skipped_on_load": dict(qs.skipped),
         "n_docs": len(qs.doc_ids),
         "ndcg@10": float(np.mean(ndcgs)) if ndcgs else None,
         "r@100": float(np.mean(recall)) if recall else None,

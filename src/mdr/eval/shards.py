@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -170,9 +171,10 @@ def _check_probe(folder: Path, probe: np.ndarray) -> None:
     """The first job stores the encoder's vector for PROBE_TEXT; a later job whose encoder gives another
     vector (another model or checkpoint) is refused before it mixes its shards in."""
     path = folder / "probe.npy"
-    if not path.exists():
-        tmp = folder / f"probe.{os.getpid()}.npy"
-        np.save(tmp, probe)
+    if not path.exists():  # a temporary name no other job (on this or another node) can share
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=".npy")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, probe)
         os.replace(tmp, path)
         return
     stored = np.load(path)
@@ -192,8 +194,8 @@ def shard_problem(folder: Path, layout: ShardLayout, shard: int) -> str | None:
         arr = np.load(path, mmap_mode="r")
     except FileNotFoundError:
         return f"{path.name} is missing"
-    except ValueError as e:  # numpy: the header promises more bytes than the file holds
-        return f"{path.name} is truncated or damaged ({e})"
+    except (ValueError, EOFError, OSError) as e:  # a header promising more bytes, an empty file, bad bytes
+        return f"{path.name} is empty, truncated or damaged ({type(e).__name__}: {e})"
     if arr.shape != (stop - start, layout.dim) or arr.dtype != np.dtype(layout.dtype):
         return (
             f"{path.name} holds {arr.shape} {arr.dtype}, the manifest says {(stop - start, layout.dim)} "

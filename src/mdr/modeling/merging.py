@@ -15,6 +15,8 @@ and that lambda is in [0, 1] (``extrapolate=True`` allows outside), and fails wi
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mdr.runtime.errors import InputError
@@ -79,6 +81,8 @@ def check_compatible(states: dict[str, State]) -> None:
 
 
 def check_lambda(lam: float, extrapolate: bool = False) -> None:
+    if not math.isfinite(float(lam)):
+        raise InputError(f"merge lambda={lam} is not a finite number; give a lambda in [0, 1]")
     if not 0.0 <= float(lam) <= 1.0 and not extrapolate:
         raise InputError(
             f"merge lambda={lam} is outside [0, 1] (0: the pretrained model, 1: the fine-tuned one); set "
@@ -97,6 +101,10 @@ def interpolate(pretrained: State, finetuned: State, lam: float, extrapolate: bo
 def check_weights(weights: list[float], n: int, extrapolate: bool = False) -> None:
     if len(weights) != n:
         raise InputError(f"merge.weights has {len(weights)} values for {n} models; give one weight per model")
+    if not all(math.isfinite(float(w)) for w in weights):
+        raise InputError(
+            f"merge.weights {list(weights)} holds a value that is not a finite number; give weights summing to 1"
+        )
     total = float(sum(weights))
     if abs(total - 1.0) > 1e-6:
         raise InputError(

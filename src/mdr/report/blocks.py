@@ -6,7 +6,7 @@ listed, not blocked on. Results drift between blocks (docs/experiments.md: hybri
 different mixes of blocks would compare blocks as much as recipes. The rule:
 
 - every run in one block: the rows as they are (``one block``);
-- rows with seeds: only blocks both rows have are kept; one shared block: ``restricted to <block>``; several:
+- rows with seeds: only blocks where both rows have at least two seeds are kept; one shared block: ``restricted to <block>``; several:
   ``stratified``: each row's estimate is the equally weighted mean of its per-block seed means, and seeds are
   resampled within their block (``mdr.report.bootstrap``). No shared block: the claim cannot be judged;
 - a row without seeds (the untrained backbone, evaluated once): it does not vary with training, so the seeded
@@ -65,7 +65,8 @@ def plan_blocks(
         return _stratify(
             seeds_a, seeds_b, ba if seeded_a else None, bb if seeded_b else None, kept, labels, ""
         )
-    shared = sorted(set(ba) & set(bb))
+    # a block where a row has a single seed gives no estimate of that row's seed variance there: not shared
+    shared = sorted(k for k in set(ba) & set(bb) if ba.count(k) >= 2 and bb.count(k) >= 2)
     if not shared:
         rule = (
             f"no shared block (a: {', '.join(sorted({_label(k, labels) for k in ba}))}; "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -51,10 +52,15 @@ from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
 from mdr.runtime.markdown import markdown_table
 
+log = logging.getLogger(__name__)
+
 EXPECTATIONS = (">", ">=", "<", "<=")
 LAREQA_KINDS = ("mono", "cross", "multi")
 TATOEBA_GROUPS = ("all", "xtreme36", "low_resource")
 SUBSETS = (None, "seen", "unseen")
+# the per-query numbers a claim can test (mdr.eval.outputs.per_query: metrics_from_ranks and rank distance)
+LAREQA_METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10", "rank_distance")
+TATOEBA_METRICS = ("accuracy", "map", "mrr@5")
 PRIMARY, EXPLORATORY = "primary", "exploratory"
 ALPHA = 0.025  # one-sided: the side of a two-sided 95% interval
 POWER = 0.8
@@ -96,6 +102,11 @@ class Claim:
                 raise InputError(f"{where}: Tatoeba claims name a group from {TATOEBA_GROUPS} and no kind")
         elif self.kind not in LAREQA_KINDS or self.group:
             raise InputError(f"{where}: LAReQA claims name a kind from {LAREQA_KINDS} and no group")
+        metrics = TATOEBA_METRICS if self.dataset == "tatoeba" else LAREQA_METRICS
+        if self.metric not in metrics:
+            raise InputError(
+                f"{where}: field metric={self.metric!r} is not a {self.dataset} number; use one of {metrics}"
+            )
         if self.family not in families | {EXPLORATORY}:
             raise InputError(
                 f"{where}: field family={self.family!r} is not declared; declared: {sorted(families)} "
@@ -197,7 +208,10 @@ def load_claims_file(path: str | Path) -> ClaimsFile:
             claim = Claim(**item)
         except TypeError as e:
             raise InputError(f"{path}: claim {i} ({item.get('claim')!r}): {e}") from None
-        claim.check(set(families))
+        try:
+            claim.check(set(families))
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
         claims.append(claim)
     return ClaimsFile(claims, {str(k): str(v) for k, v in families.items()})
 
@@ -288,6 +302,9 @@ def judge(
     Holm within each declared family; exploratory claims get none. In stratify mode each verdict also carries
     the pooled one (``Verdict.pooled``), so that a verdict that moves with the blocks shows both numbers."""
     verdicts = _judge(report, claims, permutations, replicates, blocks)
+    for v in verdicts:
+        if v.outcome.startswith("not run"):  # exploratory (a primary claim without rows stops the report)
+            log.warning("claim %r selects no rows: %s; it is listed as not run", v.claim.claim, v.outcome)
     if blocks == STRATIFY:
         for v, p in zip(verdicts, _judge(report, claims, permutations, replicates, POOL)):
             v.pooled = p

@@ -142,6 +142,21 @@ def summary_values(metrics: dict, subset: str | None) -> dict[str, float]:
     return out
 
 
+def check_distinct_seeds(runs: list[RunValues]) -> None:
+    """Two run folders of one row with the same training seed (a copy, a rerun under another name) would count
+    one seed twice: refuse, naming both."""
+    first: dict[tuple, Path] = {}
+    for rv in runs:
+        if rv.seed is None:
+            continue
+        other = first.setdefault((rv.key, rv.seed), rv.path)
+        if other != rv.path:
+            raise InputError(
+                f"row {'/'.join(rv.key)} has seed {rv.seed} twice: {other} and {rv.path}; keep one of the two "
+                "folders (counting both would add a seed that is not distinct)"
+            )
+
+
 def collect(root: str | Path, subset: str | None = None) -> Report:
     root = Path(root)
     if not root.is_dir():
@@ -183,6 +198,7 @@ def collect(root: str | Path, subset: str | None = None) -> Report:
         provenance = RunFolder(run).provenance(metrics)
         report.runs.append(RunValues(run, key, config, values, config.get("seed"), datasets, provenance))
         kinds.update({ds: entry for ds, entry in datasets.items() if ds not in kinds})
+    check_distinct_seeds(report.runs)
     pooled: dict[tuple, dict[str, list[float]]] = {}
     for rv in report.runs:
         for col, v in rv.values.items():

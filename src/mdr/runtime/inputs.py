@@ -23,14 +23,27 @@ def _existing(path: str | Path, what: str, fix: str) -> Path:
     return path
 
 
+BOM = "\ufeff"
+
+
+def decode_line(raw: bytes, first: bool) -> str:
+    """One line of a text file as every reader reads it: UTF-8, a byte-order mark at the start of the file dropped
+    (editors on Windows write one), CRLF read as LF. Raises UnicodeDecodeError on bad bytes."""
+    line = raw.decode("utf-8")
+    if first and line.startswith(BOM):
+        line = line[1:]
+    return line.replace("\r\n", "\n")
+
+
 def read_text(path: str | Path, what: str, fix: str, allow_empty: bool = False) -> str:
-    """The file as UTF-8 text. Bad bytes name their line and byte offset."""
+    """The file as UTF-8 text, read as :func:`decode_line` reads a line (BOM dropped, CRLF as LF). Bad bytes name
+    their line and byte offset."""
     path = _existing(path, what, fix)
     data = path.read_bytes()
     if not data.strip() and not allow_empty:
         raise InputError(f"{what} {path} is empty; {fix}")
     try:
-        return data.decode("utf-8")
+        return decode_line(data, first=True)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InputError(

@@ -138,7 +138,17 @@ class RunFolder:
         return self.metrics_path.exists()
 
     def metrics(self) -> dict:
-        return json.loads(self.metrics_path.read_text())
+        """metrics.json, parsed; a damaged one (it is written atomically, so a cut-off file was damaged after)
+        fails in one line naming it."""
+        from mdr.runtime.errors import InputError
+
+        try:
+            return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(
+                f"{self.metrics_path}: not valid JSON ({e}); the file was damaged or cut off: restore it from git, or "
+                "delete this run folder and run its cell again"
+            ) from None
 
     def provenance(self, metrics: dict | None = None) -> dict | None:
         return read_provenance(self.path, metrics)

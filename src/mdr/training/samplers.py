@@ -81,8 +81,8 @@ class PlanSampler:
         """(kind, id positions, query languages, passage languages) of one global batch."""
         raise NotImplementedError
 
-    def _too_small(self, what: str, available: int) -> ValueError:
-        return ValueError(
+    def _too_small(self, what: str, available: int) -> InputError:
+        return InputError(
             f"global batch size {self.batch_size} is larger than the {available} ids available for {what} "
             f"in {self.corpus.name}: lower data.datamodule.batch_size (per device x devices) or drop that language "
             "from the training languages"
