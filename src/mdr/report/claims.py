@@ -305,7 +305,8 @@ def judge(
     for v in verdicts:
         if v.outcome.startswith("not run"):  # exploratory (a primary claim without rows stops the report)
             log.warning("claim %r selects no rows: %s; it is listed as not run", v.claim.claim, v.outcome)
-    if blocks == STRATIFY:
+    mixed = any(v.block_rule and not v.block_rule.startswith("one block") for v in verdicts)
+    if blocks == STRATIFY and mixed:  # with one block everywhere the pooled verdicts are these verdicts
         for v, p in zip(verdicts, _judge(report, claims, permutations, replicates, POOL)):
             v.pooled = p
     return verdicts
