@@ -232,7 +232,7 @@ def test_candidate_edits():
         ({"ops": ["typo"]}, "unknown operations \\['typo'\\]"),
         ({"queries_per_lang": 5000}, "larger than the 1190 queries of 'ar' in xquad_r; lower it"),
         ({"langs": ["xx"]}, "languages without queries in xquad_r: \\['xx'\\]"),
-        ({"budget": 3}, "unknown keys \\['budget'\\]"),
+        ({"budget": 3}, "unknown key\\(s\\) \\['budget'\\]"),
     ],
 )
 def test_bad_attack_config_fails_before_anything_is_written(data_dir, tmp_path, attack, message):

@@ -53,7 +53,7 @@ def test_every_experiment_composes_and_refuses_mistyped_keys_in_each_group(entry
         assert typed.corpus_shards.nprobe == 4 and typed.corpus_shards.nlist == 1024  # the one default
         with pytest.raises(InputError, match=r"eval.corpus_shards.shard_size='x': expected int"):
             make(_compose(entry, experiment, "eval.corpus_shards={shard_size: x}").eval)
-        with pytest.raises(InputError, match=r"eval.attack has unknown keys \['budget'\]"):
+        with pytest.raises(InputError, match=r"eval.attack has unknown key\(s\) \['budget'\]"):
             AttackSettings.from_config({"budget": [1]})
 
 

@@ -65,11 +65,9 @@ class AttackSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> AttackSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise InputError(f"eval.attack has unknown keys {unknown}; known keys: {sorted(known)}")
-        settings = cls(**cfg)
+        from mdr.eval.settings import typed_from_mapping  # the one reader of mapping-valued eval settings
+
+        settings = typed_from_mapping(cls, dict(cfg), "eval.attack")
         settings.check()
         return settings
 
