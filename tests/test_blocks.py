@@ -2,68 +2,12 @@
 block B2 scores +0.10 accuracy, the recipes are equal) shows that pooling seeds of different block mixes
 moves the verdict and the block rule does not."""
 
-import json
-
-import numpy as np
 import pytest
-import yaml
+from synthetic_results import BLOCK_EFFECT
+from synthetic_results import tatoeba_folder as _folder
 
 from mdr.report.blocks import POOL, STRATIFY
 from mdr.report.claims import Claim, judge
-from mdr.report.collect import collect
-
-LANGS = [f"l{i:02d}" for i in range(24)]
-SENTENCES = 60
-BLOCKS = {
-    "B1": {
-        "cpu": "AMD EPYC",
-        "cpu_flags": ["avx2", "avx512f", "avx512_bf16"],
-        "versions": {"torch": "2.14.1", "transformers": "5.25.0"},
-    },
-    "B2": {
-        "cpu": "Intel Xeon",
-        "cpu_flags": ["avx2", "avx512f", "avx512_bf16"],
-        "versions": {"torch": "2.15.0", "transformers": "5.1.0"},
-    },
-}  # fmt: skip (the report names blocks B1, B2, ... in sorted order of their descriptions)
-BLOCK_EFFECT = 0.10
-
-
-def _cell(root, sampler: str, seed: int | None, block: str, rng) -> None:
-    """One archived cell: config, provenance, Tatoeba metrics and per-query ranks (1 = the pair found)."""
-    cell = root / f"sampler={sampler},seed={seed}"
-    (cell / ".hydra").mkdir(parents=True)
-    target = {"hybrid": "HybridSampler", "mixed": "MixedSampler"}[sampler]
-    config = {"sampler": {"_target_": f"mdr.training.samplers.{target}"}, "model": {"name": "m"},
-              "finetune": {"mode": "full"}, "seed": seed}  # fmt: skip
-    (cell / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    (cell / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"sampler={sampler}", f"seed={seed}"]))
-    (cell / "provenance.json").write_text(json.dumps({"source": "recorded", **BLOCKS[block]}))
-    arrays, per_language = {}, {}
-    seed_shift = rng.normal(0, 0.01)
-    for i, lang in enumerate(LANGS):
-        p = 0.4 + 0.02 * i + seed_shift + (BLOCK_EFFECT if block == "B2" else 0.0)
-        for direction in ("to_eng", "from_eng"):
-            arrays[f"ranks/{direction}/{lang}"] = np.where(rng.random(SENTENCES) < p, 1, 2).astype(np.int32)
-        acc = float(np.mean([(arrays[f"ranks/{d}/{lang}"] == 1).mean() for d in ("to_eng", "from_eng")]))
-        per_language[lang] = {"n_pairs": SENTENCES, "accuracy": acc, "low_resource": i % 2 == 0}
-    mean = float(np.mean([v["accuracy"] for v in per_language.values()]))
-    metrics = {"datasets": {"tatoeba": {
-        "dataset": "tatoeba", "kind": "bitext", "languages": LANGS, "seen_languages": [],
-        "per_language": per_language, "summary": {"all": {"accuracy": mean}},
-    }}, "config": config}  # fmt: skip
-    (cell / "eval" / "tatoeba").mkdir(parents=True)
-    np.savez_compressed(cell / "eval" / "tatoeba" / "per_query.npz", **arrays)
-    (cell / "metrics.json").write_text(json.dumps(metrics))
-
-
-def _folder(tmp_path, design: dict[str, list[tuple[int, str]]]):
-    rng = np.random.default_rng(0)
-    for sampler, cells in design.items():
-        for seed, block in cells:
-            _cell(tmp_path, sampler, seed, block, rng)
-    return collect(tmp_path)
-
 
 CLAIM = Claim("hybrid > mixed", "sampler=hybrid", "sampler=mixed", "tatoeba", "accuracy", ">", group="all",
               family="primary")  # fmt: skip

@@ -61,6 +61,7 @@ SUBSETS = (None, "seen", "unseen")
 # the per-query numbers a claim can test (mdr.eval.outputs.per_query: metrics_from_ranks and rank distance)
 LAREQA_METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10", "rank_distance")
 TATOEBA_METRICS = ("accuracy", "map", "mrr@5")
+ATTACK_METRICS = ("map", "p@1", "mrr@5")  # what an attack's per_query.npz stores per budget
 PRIMARY, EXPLORATORY = "primary", "exploratory"
 ALPHA = 0.025  # one-sided: the side of a two-sided 95% interval
 POWER = 0.8
@@ -90,6 +91,15 @@ class Claim:
     paired: bool = False  # the rows share seeds that see the same batches: resample seeds together
     paired_reason: str = ""
     same_seeds: bool = False  # unpaired, but each row keeps only the seeds the other row also has
+    budget: int | None = (
+        None  # attack datasets (``<set>~attack...``): edits per query; the number is P@1 etc.
+    )
+    exclude_seeds: list | None = None  # seeds that motivated the claim: shown beside, never judged
+    exclude_reason: str = ""
+    undecidable: str = (
+        ""  # declared undecidable at this margin (why: the test set's floor): reported, not tested
+    )
+    sized_with: dict | None = None  # how the claim was sized before its cells ran (mdr.report.sizing)
 
     def check(self, families: set[str]) -> None:
         where = f"claim {self.claim!r}"
@@ -102,7 +112,13 @@ class Claim:
                 raise InputError(f"{where}: Tatoeba claims name a group from {TATOEBA_GROUPS} and no kind")
         elif self.kind not in LAREQA_KINDS or self.group:
             raise InputError(f"{where}: LAReQA claims name a kind from {LAREQA_KINDS} and no group")
-        metrics = TATOEBA_METRICS if self.dataset == "tatoeba" else LAREQA_METRICS
+        metrics = (
+            TATOEBA_METRICS
+            if self.dataset == "tatoeba"
+            else ATTACK_METRICS
+            if is_attack_dataset(self.dataset)
+            else LAREQA_METRICS
+        )
         if self.metric not in metrics:
             raise InputError(
                 f"{where}: field metric={self.metric!r} is not a {self.dataset} number; use one of {metrics}"
@@ -122,11 +138,36 @@ class Claim:
                 )
         if self.paired and not self.paired_reason:
             raise InputError(f"{where}: field paired_reason: say why the two rows' seeds are paired")
+        attack = is_attack_dataset(self.dataset)
+        if attack and (not isinstance(self.budget, int) or isinstance(self.budget, bool) or self.budget < 0):
+            raise InputError(
+                f"{where}: field budget: an attack claim names the edits per query (an int >= 0)"
+            )
+        if not attack and self.budget is not None:
+            raise InputError(
+                f"{where}: field budget={self.budget!r} belongs to attack datasets (<set>~attack...)"
+            )
+        if self.exclude_seeds is not None and (
+            not isinstance(self.exclude_seeds, list) or not self.exclude_reason
+        ):
+            raise InputError(
+                f"{where}: field exclude_seeds: a list of seeds with an exclude_reason (why they are not judged)"
+            )
+        if self.sized_with is not None and not isinstance(self.sized_with, dict):
+            raise InputError(
+                f"{where}: field sized_with: a mapping of the proxy rows (a, b, ...) it was sized on"
+            )
 
     @property
     def column(self) -> str:
         where = self.kind if self.dataset != "tatoeba" else self.group
-        return f"{self.dataset} {where} {self.metric}" + (f" ({self.subset})" if self.subset else "")
+        budget = f" k={self.budget}" if self.budget is not None else ""
+        return f"{self.dataset} {where} {self.metric}{budget}" + (f" ({self.subset})" if self.subset else "")
+
+    @property
+    def tested(self) -> bool:
+        """A family claim that takes its place in Holm's correction (not exploratory, not declared undecidable)."""
+        return self.family != EXPLORATORY and not self.undecidable
 
     @property
     def higher_is_better(self) -> bool:
@@ -216,6 +257,11 @@ def load_claims_file(path: str | Path) -> ClaimsFile:
     return ClaimsFile(claims, {str(k): str(v) for k, v in families.items()})
 
 
+def is_attack_dataset(name: str) -> bool:
+    """Per-query attack results live under ``<set>~attack`` (and ``<set>~attack_<name>``) eval folders."""
+    return "~attack" in name
+
+
 def load_claims(path: str | Path) -> list[Claim]:
     return load_claims_file(path).claims
 
@@ -247,9 +293,10 @@ def cluster_key(claim: Claim, keys: np.ndarray):
 
 def _row_sums(runs, seeds, claim, units) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     where = claim.group if claim.dataset == "tatoeba" else claim.kind
+    metric = claim.metric if claim.budget is None else f"greedy/k{claim.budget}/{claim.metric}"
     if claim.subset and any(r.datasets[claim.dataset].get("seen_languages") is None for r in runs):
         raise InputError(f"claim {claim.claim!r}: a run records no training languages for {claim.subset}")
-    keys, values = seed_values(runs, seeds, claim.dataset, (where, claim.metric), units, claim.subset)
+    keys, values = seed_values(runs, seeds, claim.dataset, (where, metric), units, claim.subset)
     ids, sums = cluster_sums(keys, values, cluster_key(claim, keys))
     return keys, ids, sums
 
@@ -257,7 +304,9 @@ def _row_sums(runs, seeds, claim, units) -> tuple[np.ndarray, np.ndarray, np.nda
 def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
     """Each row's own seeds (unpaired: the seed drives each recipe's own batch stream), or only the seeds both
     rows have: ``paired`` resamples them together, ``same_seeds`` keeps them apart ("hybrid at the soups' seeds")."""
-    a, b = sorted({r.seed for r in runs_a}, key=str), sorted({r.seed for r in runs_b}, key=str)
+    dropped = set(claim.exclude_seeds or [])
+    a = sorted({r.seed for r in runs_a} - dropped, key=str)
+    b = sorted({r.seed for r in runs_b} - dropped, key=str)
     if not (claim.paired or claim.same_seeds):
         return a, b
     shared = sorted(set(a) & set(b), key=str)
@@ -325,6 +374,9 @@ def _judge(report, claims: list[Claim], permutations: int, replicates: int, bloc
             verdicts.append(Verdict(claim, f"not run (no runs for {' and '.join(missing)})"))
             continue
         seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
+        if not seeds_a or not seeds_b:
+            verdicts.append(Verdict(claim, f"not run (every seed is excluded: {claim.exclude_seeds})"))
+            continue
         plan = plan_blocks(runs_a, runs_b, seeds_a, seeds_b, claim.paired, blocks, labels)
         if not plan.comparable:
             verdicts.append(Verdict(claim, f"not comparable: {plan.rule}", block_rule=plan.rule))
@@ -345,7 +397,7 @@ def _judge(report, claims: list[Claim], permutations: int, replicates: int, bloc
         v.query_p = paired_randomization_test(a.mean(0), b.mean(0), permutations)
         v.n_clusters = a.shape[1]
         v.per_seed_a, v.per_seed_b = [float(x) for x in a.sum(1)], [float(x) for x in b.sum(1)]
-        if claim.family != EXPLORATORY:
+        if claim.tested:
             v.too_few_seeds = too_few_seeds(claim, plan.seeds_a, plan.seeds_b)
         verdicts.append(v)
     _adjust_and_decide(verdicts)
@@ -363,9 +415,9 @@ def one_sided_tests(boot: BootstrapResult, claim: Claim) -> tuple[float, float]:
 def _adjust_and_decide(verdicts: list[Verdict]) -> None:
     """Holm within each family (a refused claim counts with p = 1: it still takes its place in the family),
     then each claim's outcome and the seeds 80% power needs at the pre-stated alternatives."""
-    families = {v.claim.family for v in verdicts if v.boot is not None} - {EXPLORATORY}
+    families = {v.claim.family for v in verdicts if v.boot is not None and v.claim.tested}
     for family in sorted(families):
-        members = [v for v in verdicts if v.boot is not None and v.claim.family == family]
+        members = [v for v in verdicts if v.boot is not None and v.claim.family == family and v.claim.tested]
         p_holds = [1.0 if v.too_few_seeds else v.p_holds for v in members]
         p_fails = [1.0 if v.too_few_seeds else v.p_fails for v in members]
         level = ALPHA / len(members)
@@ -376,6 +428,12 @@ def _adjust_and_decide(verdicts: list[Verdict]) -> None:
     for v in verdicts:
         if v.boot is not None and v.claim.family == EXPLORATORY:
             v.outcome = f"exploratory: tail beyond 0 = {v.tail:.3f}"
+        elif v.boot is not None and v.claim.undecidable:
+            low, high = v.boot.ci
+            v.outcome = (
+                f"declared undecidable at this margin ({v.claim.undecidable}); not tested: a - b = {v.diff:+.4g} "
+                f"[{low:+.4g}, {high:+.4g}]"
+            )
 
 
 def _power(v: Verdict, level: float) -> None:
@@ -467,6 +525,8 @@ def _threshold_text(c: Claim, k: int) -> str:
 def _power_text(v: Verdict) -> str:
     if v.boot is None:
         return "–"
+    if v.claim.undecidable:
+        return "– (declared undecidable at its margin)"
 
     def n(x: int | None) -> str:
         return str(x) if x else "> 100"

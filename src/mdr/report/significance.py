@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mdr.data.tatoeba import language_groups
-from mdr.eval.outputs.per_query import lareqa_units, load_per_query, tatoeba_units
+from mdr.eval.outputs.per_query import attack_units, lareqa_units, load_per_query, tatoeba_units
 from mdr.runtime.errors import InputError
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -141,6 +141,8 @@ class UnitScores:
                 langs = groups.get(group, [])
             return tatoeba_units(data, langs, metric)
         kind, metric = path
+        if entry.get("kind") == "attack":
+            return attack_units(data, kind, metric, subset, entry.get("seen_languages"))
         return lareqa_units(data, kind, metric, subset, entry.get("seen_languages"))
 
 

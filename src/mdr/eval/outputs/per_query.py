@@ -91,6 +91,29 @@ def lareqa_units(
     return uids[touched], contrib[touched]
 
 
+def attack_units(
+    data, setting: str, metric: str, subset: str | None = None, seen_langs: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(unit keys ``lang:qid``, contributions) for an attack cell: one attacked query per (query, setting);
+    ``metric`` is ``<method>/k<budget>/<map|p@1|mrr@5>`` as the attack's per_query.npz stores it."""
+    if metric not in data:
+        have = sorted({k.split("/")[1] for k in data if k.count("/") == 2})
+        raise InputError(f"attack results have no {metric!r}; budgets stored: {have}")
+    if subset and seen_langs is None:
+        raise InputError("a seen / unseen subset needs the run's training languages")
+    seen = set(seen_langs or [])
+    uids, pools = data["uids"], data["pools"]
+    keep = np.array(
+        [
+            s == setting and _in_subset(u.split(":", 1)[0], y, subset, seen)
+            for u, s, y in zip(uids, data["settings"], pools)
+        ],
+        dtype=bool,
+    )
+    n = int(keep.sum())
+    return uids[keep], data[metric][keep] / max(n, 1)
+
+
 def tatoeba_units(data, langs: list[str], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(unit keys ``lang:line``, contributions) for a Tatoeba group's macro average over ``langs``
     (``metric``: accuracy, map or mrr@5; each unit averages its two directions)."""
