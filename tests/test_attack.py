@@ -367,3 +367,122 @@ def test_attack_on_a_checkpoint_without_training_languages_names_the_fix(tmp_pat
         ValueError,
         "pass seen_langs=\\[...\\]",
     )
+
+
+CHAR_OPS = ["delete", "swap", "insert", "neighbour", "homoglyph"]
+
+
+def test_an_attack_variant_is_the_base_with_its_keys_changed():
+    from mdr.eval.attack import parse_attacks
+
+    base = {"budgets": [1, 2], "queries_per_lang": 7, "seed": 3}
+    (name0, a), (name1, b) = parse_attacks(base, {"chars": {"ops": CHAR_OPS}})
+    assert (name0, name1) == ("", "chars")
+    assert b.ops == CHAR_OPS and a.ops != CHAR_OPS
+    assert (
+        (b.budgets, b.queries_per_lang, b.seed) == (a.budgets, a.queries_per_lang, a.seed) == ([1, 2], 7, 3)
+    )
+    assert parse_attacks(None, None) == []
+
+
+@pytest.mark.parametrize(
+    "base, variants, message",
+    [
+        (
+            None,
+            {"chars": {"ops": CHAR_OPS}},
+            "eval.attack_variants changes keys of eval.attack, which is not set",
+        ),
+        (
+            {},
+            {"chars": {"ops": CHAR_OPS}},
+            "eval.attack_variants changes keys of eval.attack, which is not set",
+        ),
+        ({"budgets": [1]}, {"Chars!": {"ops": CHAR_OPS}}, "eval.attack_variants.Chars!: a variant's name"),
+        ({"budgets": [1]}, {"chars": {}}, "eval.attack_variants.chars: give the keys this variant changes"),
+        ({"budgets": [1]}, {"chars": {"opz": CHAR_OPS}}, "eval.attack_variants.chars.*unknown key"),
+        ({"budgets": [1]}, {"chars": {"ops": ["typo"]}}, "unknown operations \\['typo'\\]"),
+    ],
+)
+def test_bad_attack_variants_name_the_key(base, variants, message):
+    from mdr.eval.attack import parse_attacks
+
+    with pytest.raises(ValueError, match=message):
+        parse_attacks(base, variants)
+
+
+def test_a_variant_attacks_the_same_queries_under_its_own_dataset_name(xquad_hashing, tmp_path):
+    """eval.attack plus a character-only variant: two datasets with the same (query, setting) units, and the
+    variant's edits use only its operations."""
+    from mdr.eval.attack import parse_attacks
+
+    rs, enc, _, _ = xquad_hashing
+    settings = EvalSettings(datasets=["xquad_r"], run_files="none", show_progress=False)
+    attacks = parse_attacks({"budgets": [1, 2], "queries_per_lang": 4}, {"chars": {"ops": CHAR_OPS}})
+    report = run_eval(enc, EvalPlan(settings, sets=[rs], attacks=attacks), tmp_path)
+    assert {"xquad_r~attack", "xquad_r~attack_chars"} <= set(report["datasets"])
+    every, chars = (
+        np.load(tmp_path / "eval" / d / "per_query.npz") for d in ("xquad_r~attack", "xquad_r~attack_chars")
+    )
+    assert np.array_equal(every["uids"], chars["uids"]) and np.array_equal(
+        every["settings"], chars["settings"]
+    )
+    assert np.array_equal(every["clean/k0/p@1"], chars["clean/k0/p@1"])  # same queries, same clean scores
+    ops = {
+        e["op"]
+        for line in (tmp_path / "eval" / "xquad_r~attack_chars" / ADVERSARIAL_FILE).read_text().splitlines()
+        for e in json.loads(line)["edits"]
+    }
+    assert ops and ops <= set(CHAR_OPS)
+
+
+def test_a_training_run_attacks_its_own_checkpoint_and_a_claim_reads_it(tmp_path, tiny_model_dir, data_dir):
+    """As issue #45's sweep runs it: ``train.py experiment=retrained`` attacks the model it trained (two attack
+    sets, one cell), ``eval.py experiment=retrained_attack ckpt=null`` attacks the untrained backbone on the
+    same queries, and a claim on ``xquad_r~attack_chars`` at k = 1 reads the per-query files of both cells."""
+    from helpers import quick_tiny_overrides, run, tiny_eval_overrides, with_overrides
+
+    results = tmp_path / "results"
+    small_attack = ("eval.attack.queries_per_lang=2", "eval.attack.budgets=[1,2]", f"results_dir={results}")
+    train = with_overrides(
+        quick_tiny_overrides(tiny_model_dir, tmp_path / "run", data_dir),
+        "experiment=retrained",
+        "sampler=hybrid",
+        "seed=0",
+        "eval.datasets=[xquad_r]",
+        "data.eval_datasets=[xquad_r]",
+        *small_attack,
+    )
+    run("train.py", *train)
+    run("eval.py", *tiny_eval_overrides(tmp_path / "eval", tiny_model_dir, data_dir, "experiment=retrained_attack",
+                                        "ckpt=null", *small_attack))  # fmt: skip
+    cells = sorted(p.name for p in results.iterdir())
+    assert len(cells) == 2 and cells[0].startswith("ckpt=null,")  # the untrained reference, and the trained cell
+    trained = results / cells[1]
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"xquad_r", "xquad_r~attack", "xquad_r~attack_chars"} <= set(metrics["datasets"])
+    assert metrics["datasets"]["xquad_r~attack"]["seen_languages"]  # the run's own training languages
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n- {claim: trained vs untrained, a: sampler=hybrid, b: sampler=untrained, "
+        "dataset: 'xquad_r~attack_chars', kind: cross, metric: 'p@1', budget: 1, expect: '>='}\n"
+    )
+    run(
+        "report.py",
+        str(results),
+        "--claims",
+        str(claims),
+        "--out",
+        str(tmp_path / "report"),
+        "--permutations",
+        "100",
+    )
+    import csv
+
+    (row,) = list(csv.DictReader((tmp_path / "report" / "claims.csv").open()))
+    for cell, column in (
+        (trained, "a_value"),
+        (next(results / c for c in cells if c != trained.name), "b_value"),
+    ):
+        data = np.load(cell / "eval" / "xquad_r~attack_chars" / "per_query.npz")
+        assert float(row[column]) == pytest.approx(data["greedy/k1/p@1"][data["settings"] == "cross"].mean())

@@ -42,7 +42,11 @@ def selected_groups(path: Path) -> list[str]:
     import yaml
 
     defaults = yaml.safe_load(path.read_text()).get("defaults") or []
-    return [next(iter(d)).removeprefix("override /") for d in defaults if isinstance(d, dict)]
+    groups = [next(iter(d)).removeprefix("override /") for d in defaults if isinstance(d, dict)]
+    for d in defaults:  # another option of the same group (experiment=retrained builds on decisive)
+        if isinstance(d, str) and (path.parent / f"{d}.yaml").is_file():
+            groups += selected_groups(path.parent / f"{d}.yaml")
+    return groups
 
 
 def for_entry(group: str, option: str, entry: str) -> bool:
@@ -231,6 +235,7 @@ def test_sweep_experiments_keep_the_best_checkpoint_only():
         "domain_shift",
         "domain_adaptive",
         "low_resource_zero_shot",
+        "retrained",
     ):
         composed = cfg(f"experiment={experiment}")
         assert not composed.checkpoint.save_last and not composed.export.enabled, experiment

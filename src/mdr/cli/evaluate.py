@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict:
         else:
             encoder, ckpt_langs = load_encoder(cfg, trained_with)
             seen = seen or ckpt_langs
-            if plan.attack and cfg.ckpt and not seen:
+            if plan.attacks and cfg.ckpt and not seen:
                 raise InputError(
                     f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
                     "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"

@@ -12,8 +12,9 @@ def perturbed_name(name: str, kind: str, rate: float) -> str:
     return f"{name}{VARIANT}{kind}@{rate:g}"
 
 
-def attacked_name(name: str) -> str:
-    return f"{name}{VARIANT}{ATTACK}"
+def attacked_name(name: str, variant: str = "") -> str:
+    """``xquad_r~attack`` for ``eval.attack``; ``xquad_r~attack_chars`` for its variant ``chars``."""
+    return f"{name}{VARIANT}{ATTACK}" + (f"_{variant}" if variant else "")
 
 
 def clean_name(dataset: str) -> str:

@@ -27,6 +27,7 @@ model, so every model is attacked on the same queries (paired tests). The cost i
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,35 @@ class AttackSettings:
     @property
     def max_budget(self) -> int:
         return max(self.budgets)
+
+
+VARIANT_NAME = re.compile(r"[a-z0-9]+")
+
+
+def parse_attacks(base: dict | None, variants: dict | None) -> list[tuple[str, AttackSettings]]:
+    """``eval.attack`` and its ``eval.attack_variants`` as (variant name, settings): ("", base) first, then each
+    variant as the base with its keys changed, so that every attack of a run draws the same queries unless a
+    variant says otherwise (the units of a comparison match). Dataset names: ``attacked_name(set, variant)``."""
+    if not base:
+        if variants:
+            raise InputError(
+                "eval.attack_variants changes keys of eval.attack, which is not set; set eval.attack too "
+                "(conf/experiment/adversarial.yaml)"
+            )
+        return []
+    from mdr.eval.settings import typed_from_mapping
+
+    attacks = [("", AttackSettings.from_config(dict(base)))]
+    for name, changes in dict(variants or {}).items():
+        where = f"eval.attack_variants.{name}"
+        if not VARIANT_NAME.fullmatch(str(name)):
+            raise InputError(f"{where}: a variant's name is part of a dataset name; use lower-case letters and digits")
+        if not isinstance(changes, dict) or not changes:
+            raise InputError(f"{where}: give the keys this variant changes, e.g. {{ops: [delete, swap]}}")
+        settings = typed_from_mapping(AttackSettings, {**dict(base), **dict(changes)}, where)
+        settings.check()
+        attacks.append((str(name), settings))
+    return attacks
 
 
 def _rng(seed: int, *key: object) -> np.random.Generator:
@@ -228,9 +258,11 @@ class QueryAttack:
         cand_emb: np.ndarray,
         settings: AttackSettings,
         encode: Encode,
+        label: str = "",
     ):
         settings.check()
         self.rs, self.settings = rs, settings
+        self.label = label or attacked_name(rs.name)  # the dataset name progress lines carry
         self.pools = Pools(rs, torch.from_numpy(np.ascontiguousarray(cand_emb, dtype=np.float32)))
         self.rows = sample_queries(rs, settings)
         self.targets, self.skipped = make_targets(rs, self.pools, self.rows, settings)
@@ -303,12 +335,12 @@ class QueryAttack:
             proposals = [self._candidates(p, step) for p in active]
             texts = [p.queries[-1].apply(e).text for p, edits in zip(active, proposals) for e in edits]
             self.encoded += self.cache.fill(
-                texts, f"{attacked_name(self.rs.name)}: step {step + 1}/{self.settings.max_budget}"
+                texts, f"{self.label}: step {step + 1}/{self.settings.max_budget}"
             )
             for p, edits in zip(active, proposals):
                 self._step(p, edits)
             progress(
-                f"{attacked_name(self.rs.name)}: step {step + 1}/{self.settings.max_budget}: {len(active)} queries attacked, "
+                f"{self.label}: step {step + 1}/{self.settings.max_budget}: {len(active)} queries attacked, "
                 f"{sum(p.stop == 'success' for p in paths)} successes so far, {self.encoded} texts encoded"
             )
         for p in paths:
@@ -347,7 +379,7 @@ class QueryAttack:
                 queries.append(queries[-1].apply(edits[int(rng.integers(len(edits)))]))
             out[row] = queries
         texts = [q.text for qs in out.values() for q in qs]
-        self.encoded += self.cache.fill(texts, f"{attacked_name(self.rs.name)}: random edits")
+        self.encoded += self.cache.fill(texts, f"{self.label}: random edits")
         return out
 
     def ranks(self, queries: list[Query | None], targets: list[Target]) -> torch.Tensor:
@@ -386,9 +418,10 @@ def run_attack(
     encode: Encode,
     seen_langs: list[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    label: str = "",
 ) -> AttackResult:
     """Attack the sampled queries of ``rs`` and score them in every setting at every budget."""
-    attack = QueryAttack(rs, query_emb, cand_emb, settings, encode)
+    attack = QueryAttack(rs, query_emb, cand_emb, settings, encode, label)
     paths = attack.greedy(progress)
     random = attack.random_paths() if settings.random_baseline else {}
     targets = [p.target for p in paths]

@@ -13,7 +13,7 @@ from mdr.data.corpus import RetrievalSet
 from mdr.data.qrels import QrelsSet, load_qrels_spec
 from mdr.data.sources import load_eval_set
 from mdr.data.tatoeba import TatoebaSet
-from mdr.eval.attack import AttackSettings, sample_queries
+from mdr.eval.attack import AttackSettings, parse_attacks, sample_queries
 from mdr.eval.settings import EvalSettings
 
 log = logging.getLogger(__name__)
@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvalPlan:
     """What a run evaluates: the settings, the loaded sets in config order, the corpus-style (qrels) sets,
-    the query perturbations as (kind, rate) and the parsed attack settings."""
+    the query perturbations as (kind, rate) and the parsed attacks: (variant name, settings), ``eval.attack``
+    first (variant "") and then each of ``eval.attack_variants``."""
 
     settings: EvalSettings
     sets: list[RetrievalSet | TatoebaSet] = field(default_factory=list)
     qrels_sets: list[QrelsSet] = field(default_factory=list)
     variants: list[tuple[str, float]] = field(default_factory=list)
-    attack: AttackSettings | None = None
+    attacks: list[tuple[str, AttackSettings]] = field(default_factory=list)
 
     def languages(self) -> set[str]:
         """The training-code languages the evaluation reports seen / unseen: the LAReQA sets' languages and
@@ -50,11 +51,14 @@ class EvalPlan:
         """Check the settings and read every set; fails with the file and the fix on the first problem. Corpora
         of corpus-style sets are memory-mapped from ``cache_dir`` (converted there once) when it is given."""
         variants = settings.check()
-        attack = AttackSettings.from_config(dict(settings.attack)) if settings.attack else None
+        attacks = parse_attacks(
+            dict(settings.attack) if settings.attack else None,
+            dict(settings.attack_variants) if settings.attack_variants else None,
+        )
         sets = [
             load_eval_set(name, data_dir, tatoeba_langs=settings.tatoeba_langs) for name in settings.datasets
         ]
-        if attack:  # a sample larger than a language's queries fails here, before any encoding
+        for _, attack in attacks:  # a sample larger than a language's queries fails here, before any encoding
             for rs in sets:
                 if isinstance(rs, RetrievalSet):
                     sample_queries(rs, attack)
@@ -63,4 +67,4 @@ class EvalPlan:
             "evaluation plan: %s",
             ", ".join([s.name for s in sets] + [q.name for q in qrels_sets]) or "nothing to evaluate",
         )
-        return cls(settings, sets, qrels_sets, variants, attack)
+        return cls(settings, sets, qrels_sets, variants, attacks)

@@ -131,9 +131,16 @@ class EvalRun:
         return q, c
 
     def attack(
-        self, rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray, settings: AttackSettings
+        self,
+        rs: RetrievalSet,
+        query_emb: np.ndarray,
+        cand_emb: np.ndarray,
+        settings: AttackSettings,
+        variant: str = "",
     ) -> None:
-        """The budgeted query attack (``eval.attack``) on sampled queries of ``rs`` (dataset ``<name>~attack``)."""
+        """The budgeted query attack (``eval.attack``, or its variant) on sampled queries of ``rs`` (dataset
+        ``<name>~attack`` / ``<name>~attack_<variant>``)."""
+        name = attacked_name(rs.name, variant)
         t0 = time.perf_counter()
         result = run_attack(
             rs,
@@ -143,18 +150,19 @@ class EvalRun:
             lambda texts, desc: self.encode(texts, "query", desc),
             seen_langs=self.seen_langs,
             progress=log.info,
+            label=name,
         )
         summary = summarise_attack(result)
-        write_attack_outputs(result, summary, rs.query_texts, self.out_dir / "eval" / attacked_name(rs.name))
+        write_attack_outputs(result, summary, rs.query_texts, self.out_dir / "eval" / name)
         elapsed = time.perf_counter() - t0
         self.record(
-            attacked_name(rs.name),
+            name,
             attack_entry(result, summary),
             attack_headline(summary, settings.budgets),
             elapsed,
             0.0,
         )
-        log.info("%s: %d texts encoded in %.0fs", attacked_name(rs.name), result.encoded, elapsed)
+        log.info("%s: %d texts encoded in %.0fs", name, result.encoded, elapsed)
 
     def perturbed(self, rs: RetrievalSet, cand_emb: np.ndarray, kind: str, rate: float) -> None:
         """Score ``rs`` with perturbed queries against its clean candidates (dataset ``<name>~<kind>@<rate>``)."""
@@ -266,7 +274,7 @@ def run_eval(
     encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
     the resolved config).
     """
-    if (plan.variants or plan.attack) and encoder is None:
+    if (plan.variants or plan.attacks) and encoder is None:
         raise InputError(
             "eval.perturb and eval.attack need a model to encode the edited queries; they cannot rescore embeddings="
         )
@@ -282,8 +290,8 @@ def run_eval(
         query_emb, cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
         for kind, rate in plan.variants:
             run.perturbed(rs, cand_emb, kind, rate)
-        if plan.attack:
-            run.attack(rs, query_emb, cand_emb, plan.attack)
+        for variant, attack in plan.attacks:
+            run.attack(rs, query_emb, cand_emb, attack, variant)
     for qs in plan.qrels_sets:
         run.qrels(qs)
     run.report.update(extra or {})
