@@ -457,7 +457,9 @@ def test_a_training_run_attacks_its_own_checkpoint_and_a_claim_reads_it(tmp_path
     run("eval.py", *tiny_eval_overrides(tmp_path / "eval", tiny_model_dir, data_dir, "experiment=retrained_attack",
                                         "ckpt=null", *small_attack))  # fmt: skip
     cells = sorted(p.name for p in results.iterdir())
-    assert len(cells) == 2 and cells[0].startswith("ckpt=null,")  # the untrained reference, and the trained cell
+    assert len(cells) == 2 and cells[0].startswith(
+        "ckpt=null,"
+    )  # the untrained reference, and the trained cell
     trained = results / cells[1]
     metrics = json.loads((trained / "metrics.json").read_text())
     assert {"xquad_r", "xquad_r~attack", "xquad_r~attack_chars"} <= set(metrics["datasets"])

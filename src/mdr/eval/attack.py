@@ -114,7 +114,9 @@ def parse_attacks(base: dict | None, variants: dict | None) -> list[tuple[str, A
     for name, changes in dict(variants or {}).items():
         where = f"eval.attack_variants.{name}"
         if not VARIANT_NAME.fullmatch(str(name)):
-            raise InputError(f"{where}: a variant's name is part of a dataset name; use lower-case letters and digits")
+            raise InputError(
+                f"{where}: a variant's name is part of a dataset name; use lower-case letters and digits"
+            )
         if not isinstance(changes, dict) or not changes:
             raise InputError(f"{where}: give the keys this variant changes, e.g. {{ops: [delete, swap]}}")
         settings = typed_from_mapping(AttackSettings, {**dict(base), **dict(changes)}, where)

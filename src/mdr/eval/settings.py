@@ -98,7 +98,9 @@ class EvalSettings:
     show_progress: bool = True
     tatoeba_langs: Any = "all"  # all | xtreme36 | xtreme36+low_resource | [deu, cmn, ...] (ISO 639-3)
     attack: Any = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
-    attack_variants: Any = None  # {name: {key: value}}: the same attack with these keys changed (<set>~attack_<name>)
+    attack_variants: Any = (
+        None  # {name: {key: value}}: the same attack with these keys changed (<set>~attack_<name>)
+    )
 
     def __post_init__(self) -> None:
         if self.corpus_shards is not None:
