@@ -17,6 +17,7 @@ import torch
 from mdr.data.corpus import RetrievalSet
 from mdr.eval.answer_em import EM_KS, AnswerMatcher
 from mdr.eval.metrics import PAD, metrics_from_ranks, rank_distance, relevant_ranks
+from mdr.eval.scoring import ALL, DenseScorer, LexicalScorer, PoolScorer
 from mdr.runtime.errors import InputError
 
 METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10")
@@ -76,7 +77,7 @@ class Pools:
     """The candidate pools of a retrieval set: one per language, and the multilingual pool (every
     language's candidates, grouped by language), with maps from global candidate index to pool position."""
 
-    def __init__(self, rs: RetrievalSet, cand_emb: torch.Tensor):
+    def __init__(self, rs: RetrievalSet, cand_emb: torch.Tensor | None = None):
         self.langs = rs.langs
         cand_langs = np.asarray(rs.cand_langs)
         self.idx = {y: np.flatnonzero(cand_langs == y) for y in self.langs}
@@ -84,9 +85,9 @@ class Pools:
         self.local = {y: {int(g): i for i, g in enumerate(self.idx[y])} for y in self.langs}
         self.all_local = {int(g): i for i, g in enumerate(self.all_idx)}
         self.lang_of_all = cand_langs[self.all_idx]
-        self.all_emb = cand_emb[
-            torch.from_numpy(self.all_idx).to(cand_emb.device)
-        ]  # multilingual order, once
+        self.all_emb = (  # multilingual order, once (dense models; a lexical scorer has no embeddings)
+            cand_emb[torch.from_numpy(self.all_idx).to(cand_emb.device)] if cand_emb is not None else None
+        )
         sizes = [len(self.idx[y]) for y in self.langs[:-1]]
         self.offsets = dict(zip(self.langs, np.cumsum([0] + sizes).tolist()))
         # answer EM@k needs the gold answer texts (LAReQA files have them; sets built from a corpus do not)
@@ -113,19 +114,26 @@ class Pools:
 
 def evaluate_lareqa(
     rs: RetrievalSet,
-    query_emb: np.ndarray,
-    cand_emb: np.ndarray,
+    query_emb: np.ndarray | None,
+    cand_emb: np.ndarray | None,
     seen_langs: list[str] | None = None,
     run_writer: RunWriter | None = None,
     run_kinds: tuple[str, ...] = ("mono", "cross", "multi"),
     run_depth: int = 100,
     device: str = "cpu",
+    lexical=None,
 ) -> LareqaResult:
-    """Score every setting of ``rs`` from embeddings aligned with ``rs.query_*`` and ``rs.cand_*``."""
-    _check_shapes(rs, query_emb, cand_emb)
-    q_emb = torch.from_numpy(np.ascontiguousarray(query_emb, dtype=np.float32)).to(device)
-    c_emb = torch.from_numpy(np.ascontiguousarray(cand_emb, dtype=np.float32)).to(device)
-    pools = Pools(rs, c_emb)
+    """Score every setting of ``rs`` from embeddings aligned with ``rs.query_*`` and ``rs.cand_*``, or, with
+    ``lexical`` (a model that ranks without vectors, ``mdr.modeling.lexical.BM25``), from its pool scores."""
+    if lexical is not None:
+        pools = Pools(rs)
+        scorer = LexicalScorer(lexical, rs, pools)
+    else:
+        _check_shapes(rs, query_emb, cand_emb)
+        q_emb = torch.from_numpy(np.ascontiguousarray(query_emb, dtype=np.float32)).to(device)
+        c_emb = torch.from_numpy(np.ascontiguousarray(cand_emb, dtype=np.float32)).to(device)
+        pools = Pools(rs, c_emb)
+        scorer = DenseScorer(q_emb, pools)
     q_langs = np.asarray(rs.query_langs)
     result = LareqaResult(
         rs.name, list(rs.langs), len(rs.query_ids), len(rs.cand_uids), seen_langs=seen_langs
@@ -135,7 +143,7 @@ def evaluate_lareqa(
     for x in rs.langs:
         qi = np.flatnonzero(q_langs == x)
         if len(qi):
-            _score_query_language(rs, pools, x, qi, q_emb, result, skipped, writer)
+            _score_query_language(rs, pools, x, qi, scorer, result, skipped, writer)
     result.skipped = {
         "total": int(sum(skipped.values())),
         "by_setting": {k: v for k, v in skipped.items() if v},
@@ -163,19 +171,20 @@ def _check_shapes(rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray)
         raise InputError(f"embedding shapes {query_emb.shape} and {cand_emb.shape} must be (n, d) with one d")
 
 
-def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, result, skipped, writer) -> None:
+def _score_query_language(
+    rs, pools: Pools, x: str, qi: np.ndarray, scorer: PoolScorer, result, skipped, writer
+) -> None:
     """Every setting with query language ``x``: x->y for each pool language y, then x->all."""
     run_writer, run_kinds, run_depth = writer
     ids = [rs.query_ids[i] for i in qi]
     uids = [f"{x}:{i}" for i in ids]  # rs.query_uids of these queries
-    scores_all = (q_emb[qi] @ pools.all_emb.T).cpu()
     for y in pools.langs:
         kind = "mono" if y == x else "cross"
         name = f"{x}->{y}"
         rel = pools.relevant_in(rs, y, ids)
         keep = np.flatnonzero(rel >= 0)
         skipped[name] = int(len(ids) - len(keep))
-        s = scores_all[keep, pools.columns(y)]
+        s = scorer.scores(qi, y)[keep]
         result.pairs[name], ranks = _score(
             kind, x, y, s, torch.from_numpy(rel[keep]).view(-1, 1), skipped[name]
         )
@@ -192,7 +201,7 @@ def _score_query_language(rs, pools: Pools, x: str, qi: np.ndarray, q_emb, resul
     keep = np.flatnonzero((rel >= 0).any(1))
     name = f"{x}->all"
     skipped[name] = int(len(ids) - len(keep))
-    s = scores_all[keep]
+    s = scorer.scores(qi, ALL)[keep]
     row, ranks = _score("multi", x, "all", s, torch.from_numpy(rel[keep]), skipped[name])
     row["rank_distance"] = float(rank_distance(ranks).mean()) if len(keep) else None
     _keep_ranks(result, name, qi[keep], ranks)

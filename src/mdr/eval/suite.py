@@ -61,6 +61,7 @@ class EvalRun:
         self, encoder: TextEncoder | None, settings: EvalSettings, out_dir: Path, seen_langs: list[str] | None
     ):
         self.encoder, self.settings, self.out_dir, self.seen_langs = encoder, settings, out_dir, seen_langs
+        self.lexical = encoder if getattr(encoder, "lexical", False) else None  # BM25: scores, no vectors
         is_torch = isinstance(encoder, torch.nn.Module)
         device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
         dtype = autocast_dtype(settings.precision, device) if is_torch else None
@@ -96,7 +97,9 @@ class EvalRun:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Score one LAReQA set (from ``embeddings`` when given); returns its query and candidate embeddings."""
         t0 = time.perf_counter()
-        if embeddings is None:
+        if self.lexical is not None:
+            q = c = None  # ranks without vectors: its scores come per pool (mdr.eval.scoring)
+        elif embeddings is None:
             q = self.encode(rs.query_texts, "query", f"{rs.name}: queries")
             c = self.encode(rs.cand_texts, "passage", f"{rs.name}: candidates", contexts=rs.cand_contexts)
         else:
@@ -112,6 +115,7 @@ class EvalRun:
             run_writer=TrecWriter(ds_dir) if kinds else None,
             run_kinds=kinds,
             run_depth=self.settings.run_depth,
+            lexical=self.lexical,
         )
         t2 = time.perf_counter()
         write_dataset_reports(result, ds_dir)
@@ -184,15 +188,17 @@ class EvalRun:
         """Bitext retrieval: every sentence of every selected language encoded once (both sides with the
         query prefix: a symmetric task), then nearest neighbours within each file pair."""
         t0 = time.perf_counter()
-        texts = [t for lang in ts.languages.values() for t in (*lang.texts, *lang.english)]
-        emb = self.encode(texts, "query", f"{ts.name}: sentences ({len(ts.langs)} languages)")
-        embeddings, at = {}, 0
-        for code, lang in ts.languages.items():
-            n = len(lang.texts)
-            embeddings[code] = (emb[at : at + n], emb[at + n : at + 2 * n])
-            at += 2 * n
+        embeddings = None
+        if self.lexical is None:
+            texts = [t for lang in ts.languages.values() for t in (*lang.texts, *lang.english)]
+            emb = self.encode(texts, "query", f"{ts.name}: sentences ({len(ts.langs)} languages)")
+            embeddings, at = {}, 0
+            for code, lang in ts.languages.items():
+                n = len(lang.texts)
+                embeddings[code] = (emb[at : at + n], emb[at + n : at + 2 * n])
+                at += 2 * n
         t1 = time.perf_counter()
-        result = evaluate_tatoeba(ts, embeddings, self.seen_langs)
+        result = evaluate_tatoeba(ts, embeddings, self.seen_langs, lexical=self.lexical)
         write_tatoeba_reports(result, self.out_dir / "eval" / ts.name)
         if self.settings.save_embeddings:
             log.info("tatoeba: embeddings are not saved (eval.save_embeddings covers LAReQA sets)")
@@ -259,6 +265,35 @@ class EvalRun:
         return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}
 
 
+def _plan_languages(plan: EvalPlan) -> list[str]:
+    langs: set[str] = set()
+    for rs in plan.sets:
+        langs.update([*rs.langs, "eng"] if isinstance(rs, TatoebaSet) else [*rs.langs, *rs.query_langs])
+    return sorted(langs)
+
+
+def lexical_checks(model, plan: EvalPlan) -> None:
+    """What a model that ranks without vectors (BM25) cannot do, refused before any scoring, and every
+    language's analyzer resolved (an unknown language fails here, naming it)."""
+    s = plan.settings
+    asked = [name for name, on in (("eval.perturb", plan.variants), ("eval.attack", plan.attacks),
+                                   ("eval.qrels_sets", plan.qrels_sets), ("eval.save_embeddings", s.save_embeddings)) if on]  # fmt: skip
+    if asked:
+        raise InputError(
+            f"{', '.join(asked)}: {model.name} ranks without vectors and scores LAReQA and Tatoeba sets only; "
+            "drop these settings for this model (the attacks need an encoder: a dense model=...)"
+        )
+    model.check_languages(_plan_languages(plan))
+
+
+def lexical_record(model, plan: EvalPlan) -> dict:
+    """The lexical model's settings and each language's analyzer, as metrics.json keeps them."""
+    return {
+        "method": model.method, "k1": model.k1, "b": model.b, "analyzer": model.analyzer,
+        "tokenizer": model.tokenizer_name, "analyzer_per_language": model.check_languages(_plan_languages(plan)),
+    }  # fmt: skip
+
+
 def run_eval(
     encoder: TextEncoder | None,
     plan: EvalPlan,
@@ -282,7 +317,11 @@ def run_eval(
         raise InputError(
             "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
         )
+    if getattr(encoder, "lexical", False):
+        lexical_checks(encoder, plan)
     run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs)
+    if run.lexical is not None:
+        run.report["lexical"] = lexical_record(encoder, plan)
     for rs in plan.sets:
         if isinstance(rs, TatoebaSet):
             run.tatoeba(rs)

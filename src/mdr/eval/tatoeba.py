@@ -55,11 +55,23 @@ def score_language(src_emb: np.ndarray, eng_emb: np.ndarray) -> dict[str, np.nda
     x = torch.nn.functional.normalize(x, dim=1)
     e = torch.nn.functional.normalize(e, dim=1)
     scores = x @ e.T
-    aligned = torch.arange(scores.shape[0]).view(-1, 1)
+    return ranks_from_scores(scores, scores.T.contiguous())
+
+
+def ranks_from_scores(to_eng: torch.Tensor, from_eng: torch.Tensor) -> dict[str, np.ndarray]:
+    """The aligned line's rank per sentence from (n, n) scores of each direction (row i: sentence i's query)."""
+    aligned = torch.arange(to_eng.shape[0]).view(-1, 1)
     return {
-        "to_eng": relevant_ranks(scores, aligned)[:, 0].numpy(),
-        "from_eng": relevant_ranks(scores.T.contiguous(), aligned)[:, 0].numpy(),
+        "to_eng": relevant_ranks(to_eng, aligned)[:, 0].numpy(),
+        "from_eng": relevant_ranks(from_eng, aligned)[:, 0].numpy(),
     }
+
+
+def lexical_ranks(model, ts: TatoebaSet, lang: str) -> dict[str, np.ndarray]:
+    """A lexical model (BM25) on one file pair: each side indexed on its own, the other side's lines as queries."""
+    pair = ts.languages[lang]
+    src, eng = model.analyze(list(pair.texts), lang), model.analyze(list(pair.english), "eng")
+    return ranks_from_scores(model.score(model.index(eng), src), model.score(model.index(src), eng))
 
 
 def language_row(ranks: dict[str, np.ndarray]) -> dict:
@@ -76,12 +88,18 @@ def language_row(ranks: dict[str, np.ndarray]) -> dict:
 
 
 def evaluate_tatoeba(
-    ts: TatoebaSet, embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seen_langs: list[str] | None = None
+    ts: TatoebaSet,
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+    seen_langs: list[str] | None = None,
+    lexical=None,
 ) -> TatoebaResult:
-    """Score every language of ``ts``; ``embeddings[lang]`` = (its sentences, their English side)."""
+    """Score every language of ``ts``; ``embeddings[lang]`` = (its sentences, their English side), or, with
+    ``lexical`` (a model that ranks without vectors), its scores per file pair."""
     result = TatoebaResult(ts.name, ts.langs, seen_langs=seen_langs)
+    if lexical is not None:
+        lexical.check_languages([*ts.langs, "eng"])  # an unknown language fails before any scoring
     for lang in ts.langs:
-        ranks = score_language(*embeddings[lang])
+        ranks = lexical_ranks(lexical, ts, lang) if lexical is not None else score_language(*embeddings[lang])
         for d in DIRECTIONS:
             result.ranks[f"{d}/{lang}"] = ranks[d].astype(np.int32)
         result.per_language[lang] = language_row(ranks)
