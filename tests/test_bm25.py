@@ -13,6 +13,7 @@ from mdr.data.sources import load_eval_set
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.metrics import relevant_ranks
 from mdr.eval.plan import EvalPlan
+from mdr.eval.scoring import LexicalRanker
 from mdr.eval.settings import EvalSettings
 from mdr.eval.suite import run_eval
 from mdr.modeling.lexical import BM25
@@ -76,7 +77,7 @@ def test_each_pool_is_ranked_with_its_own_index(model, xquad_slice):
     """x->y ranks against an index of y's candidates alone, x->all against every language's: the gold ranks
     equal those of rank_bm25 built on the same pool (Lucene idf and the tie rule of mdr.eval.metrics)."""
     rs = xquad_slice
-    result = evaluate_lareqa(rs, None, None, lexical=model)
+    result = evaluate_lareqa(rs, None, None, ranker=LexicalRanker(model))
     q_langs = np.asarray(rs.query_langs)
     cand_langs = np.asarray(rs.cand_langs)
     for x, y in (("zh", "zh"), ("de", "ru"), ("ru", "all")):
@@ -103,12 +104,9 @@ def test_each_pool_is_ranked_with_its_own_index(model, xquad_slice):
 
 
 def test_tatoeba_ranks_each_side_against_the_other_sides_index(model, data_dir):
-    from mdr.data.sources import load_eval_set as load
-    from mdr.eval.tatoeba import lexical_ranks
-
-    ts = load("tatoeba", data_dir, tatoeba_langs=["deu"])
+    ts = load_eval_set("tatoeba", data_dir, tatoeba_langs=["deu"])
     pair = ts.languages["deu"]
-    ranks = lexical_ranks(model, ts, "deu")
+    ranks = LexicalRanker(model).bitext_ranks(ts, "deu")
     src, eng = model.analyze(list(pair.texts), "deu"), model.analyze(list(pair.english), "eng")
     rows = range(0, len(src), 97)  # a spread of sentences
     for i in rows:

@@ -92,7 +92,10 @@ def wait_for_step(proc, run_dir, step):
     log = run_dir / "batches.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and any(json.loads(x)["step"] >= step for x in log.read_text().splitlines()):
+        written = (
+            log.read_text().rpartition("\n")[0] if log.exists() else ""
+        )  # a line still being written waits
+        if any(json.loads(x)["step"] >= step for x in written.splitlines()):
             return
         time.sleep(0.01)
     raise AssertionError(f"the run ended (rc {proc.poll()}) before step {step}")

@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import CKPT_FIX, checkpoint_finetune, configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run, eval_cell_overrides
-from mdr.cli.rows import CKPT_HASH, file_sha256, skip_if_archived
+from mdr.cli.rows import CKPT_HASH, file_sha256, fused_cells, score_fused_row, skip_if_archived
 from mdr.cli.schema import check_settings
 from mdr.data.tatoeba import TatoebaSet
+from mdr.eval.fusion import check_fusable
 from mdr.eval.outputs.embeddings import load_embeddings
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
@@ -35,7 +36,8 @@ def evaluate(cfg: DictConfig) -> dict:
     run_dir = folder.path
     overrides = eval_cell_overrides(folder.overrides(), cfg.ckpt)
     ckpt_hash = file_sha256(cfg.ckpt) if cfg.ckpt and cfg.results_dir and Path(cfg.ckpt).is_file() else None
-    if skip_if_archived(folder, cfg.results_dir, overrides, model_hash=ckpt_hash):
+    fused = fused_cells(cfg.eval.fusion, overrides)
+    if skip_if_archived(folder, cfg.results_dir, overrides, fused, model_hash=ckpt_hash):
         return {}
     with folder.failure_marker():
         check_settings(cfg)  # ranges, before anything is read or loaded
@@ -57,17 +59,20 @@ def evaluate(cfg: DictConfig) -> dict:
                     f"checkpoint {cfg.ckpt} records no training languages, so the attack cannot report seen "
                     "and unseen languages apart: pass seen_langs=[...] (the languages it was trained on)"
                 )
-        report = run_eval(
-            encoder,
-            plan,
-            run_dir,
-            seen_langs=seen,
-            extra={**run_record(cfg, trained_with, provenance), CKPT_HASH: ckpt_hash},
-            embeddings=embeddings,
+        record = {**run_record(cfg, trained_with, provenance), CKPT_HASH: ckpt_hash}
+        if plan.fusion is not None:
+            check_fusable(encoder)  # before the base row is scored
+        report = run_eval(encoder, plan, run_dir, seen_langs=seen, extra=record, embeddings=embeddings)
+        print(format_headline(report))
+        fused_report = score_fused_row(
+            encoder, plan, run_dir, overrides, record, seen, provenance, cfg.results_dir
         )
+        if fused_report is not None:
+            print(
+                f"fused with BM25 (RRF k={plan.fusion.k}), in {run_dir / 'fused'}:\n{format_headline(fused_report)}"
+            )
         if cfg.results_dir:
             archive_run(run_dir, cfg.results_dir, overrides)
-        print(format_headline(report))
         print(f"results in {run_dir}")
         return report
 

@@ -71,3 +71,39 @@ def score_as_row(
     if results_dir:
         archive_run(folder.path, results_dir, cell)
     return report
+
+
+def score_fused_row(
+    encoder,
+    plan: EvalPlan,
+    run_dir: Path,
+    cell: list[str],
+    record: dict,
+    langs: list[str] | None,
+    provenance: dict,
+    results_dir: str | Path | None = None,
+) -> dict | None:
+    """``eval.fusion``: RRF of ``encoder`` (the run's dense model) and BM25, scored into ``<run>/fused/rrf/``
+    and archived as the cell ``cell + fusion=rrf`` (None without ``eval.fusion``)."""
+    from mdr.eval.fusion import ROW_NAME, FusedRanker
+
+    if plan.fusion is None:
+        return None
+    ranker = FusedRanker(encoder, plan.fusion.bm25_model(), plan.fusion.k)
+    row = {"kind": "fusion", "method": ROW_NAME, "k": plan.fusion.k, "of": str(run_dir)}
+    fused_record = {**record, "config": {**record["config"], "fused": row}, "fused": row}
+    folder = RunFolder(Path(run_dir) / "fused" / ROW_NAME)
+    (fused_cell,) = fused_cells(True, cell)
+    return score_as_row(
+        ranker, plan.for_fused_row(), folder, fused_cell, fused_record, langs, provenance, results_dir
+    )
+
+
+def fused_cells(fusion, cell: list[str]) -> list[list[str]]:
+    """The results cell of a run's fused row (``fusion=rrf``): the base cell without the ``eval.fusion``
+    settings; none when the run has no ``eval.fusion``."""
+    from mdr.eval.fusion import ROW_NAME
+
+    if not fusion:
+        return []
+    return [[*(o for o in cell if not o.lstrip("+~").startswith("eval.fusion")), f"fusion={ROW_NAME}"]]

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import configure_progress, eval_plan, make
 from mdr.cli.results_archive import archive_run
-from mdr.cli.rows import score_as_row, skip_if_archived
+from mdr.cli.rows import fused_cells, score_as_row, score_fused_row, skip_if_archived
 from mdr.cli.schema import check_settings
 from mdr.data.language_codes import check_training_codes
 from mdr.eval.plan import EvalPlan
@@ -59,7 +59,8 @@ def train(cfg: DictConfig) -> dict | None:
     small results when ``results_dir`` is set; None when that archive already holds this cell)."""
     folder = RunFolder(cfg.paths.output_dir)
     run_dir, overrides = folder.path, folder.overrides()
-    if skip_if_archived(folder, cfg.results_dir, overrides, merged_cells(cfg, overrides)):
+    rows = merged_cells(cfg, overrides) + fused_cells(cfg.eval.fusion, overrides)
+    if skip_if_archived(folder, cfg.results_dir, overrides, rows):
         return None
     with folder.failure_marker():
         check_settings(cfg)  # ranges and hand-typed scalars, before anything is read or loaded
@@ -74,8 +75,9 @@ def train(cfg: DictConfig) -> dict | None:
         if not run.trainer.is_global_zero:
             return {}
         report = evaluate_and_export(cfg, run, run_dir, plan, train_summary(cfg, run, train_s, estimate))
-        # merged rows first: a base cell in results_dir counts as done only with them (archived_cell)
+        # merged and fused rows first: a base cell in results_dir counts as done only with them (archived_cell)
         merged_rows(cfg, run, run_dir, plan, overrides)
+        fused_row(cfg, run, run_dir, plan, overrides)
         if cfg.results_dir:
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
@@ -400,6 +402,20 @@ def merged_rows(
             format_headline(reports[name]),
         )
     return reports
+
+
+def fused_row(cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, overrides: list[str]) -> None:
+    """``eval.fusion``: the trained model fused with BM25 (RRF), scored and archived as the row ``fusion=rrf``:
+    the run that trains a model is the one that can rank with it (checkpoints are not kept in a sweep)."""
+    if plan.fusion is None:
+        return
+    t0 = time.perf_counter()
+    langs = run.datamodule.train_corpus.langs
+    record = {"config": OmegaConf.to_container(cfg, resolve=True), "train": {"train_langs": langs}}
+    report = score_fused_row(
+        run.module.encoder, plan, run_dir, overrides, record, langs, run.provenance, cfg.results_dir
+    )
+    log.info("fused row: evaluated in %.0f s; %s", time.perf_counter() - t0, format_headline(report))
 
 
 def print_result(cfg: DictConfig, run: TrainingRun, report: dict, run_dir: Path) -> None:

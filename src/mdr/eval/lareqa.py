@@ -17,7 +17,7 @@ import torch
 from mdr.data.corpus import RetrievalSet
 from mdr.eval.answer_em import EM_KS, AnswerMatcher
 from mdr.eval.metrics import PAD, metrics_from_ranks, rank_distance, relevant_ranks
-from mdr.eval.scoring import ALL, DenseScorer, LexicalScorer, PoolScorer
+from mdr.eval.scoring import ALL, DenseScorer, PoolScorer
 from mdr.runtime.errors import InputError
 
 METRICS = ("map", "p@1", "mrr@5", "r@10", "map@20", "ndcg@10")
@@ -121,13 +121,14 @@ def evaluate_lareqa(
     run_kinds: tuple[str, ...] = ("mono", "cross", "multi"),
     run_depth: int = 100,
     device: str = "cpu",
-    lexical=None,
+    ranker=None,
+    encode=None,
 ) -> LareqaResult:
     """Score every setting of ``rs`` from embeddings aligned with ``rs.query_*`` and ``rs.cand_*``, or, with
-    ``lexical`` (a model that ranks without vectors, ``mdr.modeling.lexical.BM25``), from its pool scores."""
-    if lexical is not None:
+    ``ranker`` (a model that scores without vectors: ``mdr.eval.scoring.Ranker``), from its pool scores."""
+    if ranker is not None:
         pools = Pools(rs)
-        scorer = LexicalScorer(lexical, rs, pools)
+        scorer = ranker.pool_scorer(rs, pools, encode)
     else:
         _check_shapes(rs, query_emb, cand_emb)
         q_emb = torch.from_numpy(np.ascontiguousarray(query_emb, dtype=np.float32)).to(device)

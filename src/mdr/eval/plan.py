@@ -14,6 +14,7 @@ from mdr.data.qrels import QrelsSet, load_qrels_spec
 from mdr.data.sources import load_eval_set
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.attack import AttackSettings, parse_attacks, sample_queries
+from mdr.eval.fusion import FusionSettings
 from mdr.eval.settings import EvalSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ class EvalPlan:
     qrels_sets: list[QrelsSet] = field(default_factory=list)
     variants: list[tuple[str, float]] = field(default_factory=list)
     attacks: list[tuple[str, AttackSettings]] = field(default_factory=list)
+    fusion: FusionSettings | None = None
+
+    def for_fused_row(self) -> EvalPlan:
+        """What the fused row scores: the LAReQA and Tatoeba sets (no attacks, perturbations or corpora)."""
+        return EvalPlan(self.settings, self.sets, [], [], [], None)
 
     def languages(self) -> set[str]:
         """The training-code languages the evaluation reports seen / unseen: the LAReQA sets' languages and
@@ -62,9 +68,20 @@ class EvalPlan:
             for rs in sets:
                 if isinstance(rs, RetrievalSet):
                     sample_queries(rs, attack)
+        fusion = FusionSettings.from_config(dict(settings.fusion)) if settings.fusion else None
+        if fusion:
+            fusion.bm25_model().check_languages(languages_of(sets))  # before any model loads
         qrels_sets = [load_qrels_spec(dict(spec), cache_dir) for spec in settings.qrels_sets or []]
         log.info(
             "evaluation plan: %s",
             ", ".join([s.name for s in sets] + [q.name for q in qrels_sets]) or "nothing to evaluate",
         )
-        return cls(settings, sets, qrels_sets, variants, attacks)
+        return cls(settings, sets, qrels_sets, variants, attacks, fusion)
+
+
+def languages_of(sets: list) -> list[str]:
+    """Every language code a set's text is in (queries, candidates; Tatoeba's file pairs with English)."""
+    langs: set[str] = set()
+    for rs in sets:
+        langs.update([*rs.langs, "eng"] if isinstance(rs, TatoebaSet) else [*rs.langs, *rs.query_langs])
+    return sorted(langs)

@@ -23,6 +23,74 @@ class PoolScorer(Protocol):
         ...
 
 
+class Ranker(Protocol):
+    """A model the evaluation asks for scores, never for vectors (BM25, a fusion of BM25 and a dense model):
+    ``pool_scorer`` for LAReQA pools, ``bitext_ranks`` for a Tatoeba file pair. ``encode`` is the evaluation's
+    own encoder call (batch size, precision, progress), for rankers that hold a dense model."""
+
+    name: str
+
+    def check_languages(self, langs: list[str]) -> dict: ...
+
+    def record(self, langs: list[str]) -> dict: ...
+
+    def pool_scorer(self, rs, pools, encode) -> PoolScorer: ...
+
+    def bitext_ranks(self, ts, lang: str, encode) -> dict[str, np.ndarray]: ...
+
+
+def as_ranker(model) -> Ranker | None:
+    """The :class:`Ranker` the evaluation asks for scores: the model itself (a fusion), a lexical model
+    wrapped (BM25), or None for a dense model (its vectors are scored here)."""
+    if callable(getattr(model, "pool_scorer", None)):
+        return model
+    if getattr(model, "scores_without_vectors", False):
+        return LexicalRanker(model)
+    return None
+
+
+def is_ranker(model) -> bool:
+    return as_ranker(model) is not None
+
+
+class LexicalRanker:
+    """A lexical model (``mdr.modeling.lexical.BM25``: analyze, index, score) as a :class:`Ranker`: one
+    index per LAReQA pool, and each side of a Tatoeba pair indexed on its own."""
+
+    def __init__(self, model):
+        self.model, self.name, self.path = model, model.name, getattr(model, "path", None)
+
+    def check_languages(self, langs: list[str]) -> dict:
+        return self.model.check_languages(langs)
+
+    def record(self, langs: list[str]) -> dict:
+        return self.model.record(langs)
+
+    def pool_scorer(self, rs, pools, encode=None) -> LexicalScorer:
+        return LexicalScorer(self.model, rs, pools)
+
+    def bitext_scores(self, ts, lang: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sentences x English lines, English lines x sentences) scores, each against the other side's index."""
+        pair, m = ts.languages[lang], self.model
+        src, eng = m.analyze(list(pair.texts), lang), m.analyze(list(pair.english), "eng")
+        return m.score(m.index(eng), src), m.score(m.index(src), eng)
+
+    def bitext_ranks(self, ts, lang: str, encode=None) -> dict[str, np.ndarray]:
+        from mdr.eval.tatoeba import ranks_from_scores
+
+        return ranks_from_scores(*self.bitext_scores(ts, lang))
+
+
+def dense_scorer(rs, pools, encode) -> DenseScorer:
+    """A dense model's scorer from the evaluation's encoder call (queries and candidates as ``EvalRun`` encodes
+    them); ``pools`` gains the candidate embeddings."""
+    q = encode(rs.query_texts, "query", f"{rs.name}: queries")
+    c = encode(rs.cand_texts, "passage", f"{rs.name}: candidates", contexts=rs.cand_contexts)
+    c = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+    pools.all_emb = c[torch.from_numpy(pools.all_idx)]
+    return DenseScorer(torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)), pools)
+
+
 class DenseScorer:
     """Dot products with the multilingual pool, computed once per query block and sliced per language."""
 

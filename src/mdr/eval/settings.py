@@ -98,9 +98,10 @@ class EvalSettings:
     show_progress: bool = True
     tatoeba_langs: Any = "all"  # all | xtreme36 | xtreme36+low_resource | [deu, cmn, ...] (ISO 639-3)
     attack: Any = None  # a budgeted query attack on LAReQA sets (mdr.eval.attack.AttackSettings)
-    attack_variants: Any = (
-        None  # {name: {key: value}}: the same attack with these keys changed (<set>~attack_<name>)
-    )
+    # {name: {key: value}}: the same attack with these keys changed (<set>~attack_<name>)
+    attack_variants: Any = None
+    # {k: 60, bm25: {...}}: also score RRF(this model, BM25) as its own row (mdr.eval.fusion)
+    fusion: Any = None
 
     def __post_init__(self) -> None:
         if self.corpus_shards is not None:

@@ -32,8 +32,9 @@ from mdr.eval.outputs.lareqa import headline, write_dataset_reports
 from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_lareqa_per_query
 from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
-from mdr.eval.plan import EvalPlan
+from mdr.eval.plan import EvalPlan, languages_of
 from mdr.eval.qrels import evaluate_qrels, score_ranking
+from mdr.eval.scoring import as_ranker
 from mdr.eval.settings import RUN_KINDS, EvalSettings  # noqa: F401  (configs name mdr.eval.suite.EvalSettings)
 from mdr.eval.shards import (
     ShardLayout,
@@ -61,9 +62,10 @@ class EvalRun:
         self, encoder: TextEncoder | None, settings: EvalSettings, out_dir: Path, seen_langs: list[str] | None
     ):
         self.encoder, self.settings, self.out_dir, self.seen_langs = encoder, settings, out_dir, seen_langs
-        self.lexical = encoder if getattr(encoder, "lexical", False) else None  # BM25: scores, no vectors
-        is_torch = isinstance(encoder, torch.nn.Module)
-        device = next(encoder.parameters()).device if is_torch else torch.device("cpu")
+        self.ranker = as_ranker(encoder)  # BM25, fusion: scores, no vectors
+        dense = getattr(encoder, "dense_model", encoder)  # a fusion encodes with its dense model
+        is_torch = isinstance(dense, torch.nn.Module)
+        device = next(dense.parameters()).device if is_torch else torch.device("cpu")
         dtype = autocast_dtype(settings.precision, device) if is_torch else None
         self.report: dict = {
             "schema_version": SCHEMA_VERSION,
@@ -77,7 +79,7 @@ class EvalRun:
 
     def encode(self, texts: list[str], kind: str, desc: str, contexts: list[str] | None = None) -> np.ndarray:
         s = self.settings
-        return self.encoder.encode(
+        return getattr(self.encoder, "dense_model", self.encoder).encode(
             texts,
             kind,
             contexts=contexts,
@@ -97,8 +99,8 @@ class EvalRun:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Score one LAReQA set (from ``embeddings`` when given); returns its query and candidate embeddings."""
         t0 = time.perf_counter()
-        if self.lexical is not None:
-            q = c = None  # ranks without vectors: its scores come per pool (mdr.eval.scoring)
+        if self.ranker is not None:
+            q = c = None  # its scores come per pool (mdr.eval.scoring), not from vectors kept here
         elif embeddings is None:
             q = self.encode(rs.query_texts, "query", f"{rs.name}: queries")
             c = self.encode(rs.cand_texts, "passage", f"{rs.name}: candidates", contexts=rs.cand_contexts)
@@ -115,7 +117,8 @@ class EvalRun:
             run_writer=TrecWriter(ds_dir) if kinds else None,
             run_kinds=kinds,
             run_depth=self.settings.run_depth,
-            lexical=self.lexical,
+            ranker=self.ranker,
+            encode=self.encode,
         )
         t2 = time.perf_counter()
         write_dataset_reports(result, ds_dir)
@@ -189,7 +192,7 @@ class EvalRun:
         query prefix: a symmetric task), then nearest neighbours within each file pair."""
         t0 = time.perf_counter()
         embeddings = None
-        if self.lexical is None:
+        if self.ranker is None:
             texts = [t for lang in ts.languages.values() for t in (*lang.texts, *lang.english)]
             emb = self.encode(texts, "query", f"{ts.name}: sentences ({len(ts.langs)} languages)")
             embeddings, at = {}, 0
@@ -198,7 +201,7 @@ class EvalRun:
                 embeddings[code] = (emb[at : at + n], emb[at + n : at + 2 * n])
                 at += 2 * n
         t1 = time.perf_counter()
-        result = evaluate_tatoeba(ts, embeddings, self.seen_langs, lexical=self.lexical)
+        result = evaluate_tatoeba(ts, embeddings, self.seen_langs, ranker=self.ranker, encode=self.encode)
         write_tatoeba_reports(result, self.out_dir / "eval" / ts.name)
         if self.settings.save_embeddings:
             log.info("tatoeba: embeddings are not saved (eval.save_embeddings covers LAReQA sets)")
@@ -265,16 +268,9 @@ class EvalRun:
         return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}
 
 
-def _plan_languages(plan: EvalPlan) -> list[str]:
-    langs: set[str] = set()
-    for rs in plan.sets:
-        langs.update([*rs.langs, "eng"] if isinstance(rs, TatoebaSet) else [*rs.langs, *rs.query_langs])
-    return sorted(langs)
-
-
-def lexical_checks(model, plan: EvalPlan) -> None:
-    """What a model that ranks without vectors (BM25) cannot do, refused before any scoring, and every
-    language's analyzer resolved (an unknown language fails here, naming it)."""
+def ranker_checks(model, plan: EvalPlan) -> None:
+    """What a model that scores without vectors (BM25, a fusion) cannot do, refused before any scoring, and
+    every language's analyzer resolved (an unknown language fails here, naming it)."""
     s = plan.settings
     asked = [name for name, on in (("eval.perturb", plan.variants), ("eval.attack", plan.attacks),
                                    ("eval.qrels_sets", plan.qrels_sets), ("eval.save_embeddings", s.save_embeddings)) if on]  # fmt: skip
@@ -283,15 +279,7 @@ def lexical_checks(model, plan: EvalPlan) -> None:
             f"{', '.join(asked)}: {model.name} ranks without vectors and scores LAReQA and Tatoeba sets only; "
             "drop these settings for this model (the attacks need an encoder: a dense model=...)"
         )
-    model.check_languages(_plan_languages(plan))
-
-
-def lexical_record(model, plan: EvalPlan) -> dict:
-    """The lexical model's settings and each language's analyzer, as metrics.json keeps them."""
-    return {
-        "method": model.method, "k1": model.k1, "b": model.b, "analyzer": model.analyzer,
-        "tokenizer": model.tokenizer_name, "analyzer_per_language": model.check_languages(_plan_languages(plan)),
-    }  # fmt: skip
+    model.check_languages(languages_of(plan.sets))
 
 
 def run_eval(
@@ -317,11 +305,12 @@ def run_eval(
         raise InputError(
             "tatoeba needs a model to encode its sentences; saved embeddings cover LAReQA sets only"
         )
-    if getattr(encoder, "lexical", False):
-        lexical_checks(encoder, plan)
+    ranker = as_ranker(encoder)
+    if ranker is not None:
+        ranker_checks(ranker, plan)
     run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs)
-    if run.lexical is not None:
-        run.report["lexical"] = lexical_record(encoder, plan)
+    if run.ranker is not None:
+        run.report["ranker"] = run.ranker.record(languages_of(plan.sets))
     for rs in plan.sets:
         if isinstance(rs, TatoebaSet):
             run.tatoeba(rs)

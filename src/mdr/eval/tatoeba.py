@@ -50,12 +50,7 @@ def score_language(src_emb: np.ndarray, eng_emb: np.ndarray) -> dict[str, np.nda
     """Rank of the aligned line for every sentence, both directions: ``{"to_eng": (n,), "from_eng": (n,)}``."""
     if src_emb.shape != eng_emb.shape:
         raise InputError(f"a Tatoeba pair needs aligned embeddings, got {src_emb.shape} and {eng_emb.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(src_emb, dtype=np.float32))
-    e = torch.from_numpy(np.ascontiguousarray(eng_emb, dtype=np.float32))
-    x = torch.nn.functional.normalize(x, dim=1)
-    e = torch.nn.functional.normalize(e, dim=1)
-    scores = x @ e.T
-    return ranks_from_scores(scores, scores.T.contiguous())
+    return ranks_from_scores(*pair_scores(src_emb, eng_emb))
 
 
 def ranks_from_scores(to_eng: torch.Tensor, from_eng: torch.Tensor) -> dict[str, np.ndarray]:
@@ -67,11 +62,16 @@ def ranks_from_scores(to_eng: torch.Tensor, from_eng: torch.Tensor) -> dict[str,
     }
 
 
-def lexical_ranks(model, ts: TatoebaSet, lang: str) -> dict[str, np.ndarray]:
-    """A lexical model (BM25) on one file pair: each side indexed on its own, the other side's lines as queries."""
-    pair = ts.languages[lang]
-    src, eng = model.analyze(list(pair.texts), lang), model.analyze(list(pair.english), "eng")
-    return ranks_from_scores(model.score(model.index(eng), src), model.score(model.index(src), eng))
+def pair_scores(src_emb: np.ndarray, eng_emb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine scores of a file pair, each direction (row i: sentence i's query)."""
+    x = torch.nn.functional.normalize(
+        torch.from_numpy(np.ascontiguousarray(src_emb, dtype=np.float32)), dim=1
+    )
+    e = torch.nn.functional.normalize(
+        torch.from_numpy(np.ascontiguousarray(eng_emb, dtype=np.float32)), dim=1
+    )
+    scores = x @ e.T
+    return scores, scores.T.contiguous()
 
 
 def language_row(ranks: dict[str, np.ndarray]) -> dict:
@@ -91,15 +91,19 @@ def evaluate_tatoeba(
     ts: TatoebaSet,
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None,
     seen_langs: list[str] | None = None,
-    lexical=None,
+    ranker=None,
+    encode=None,
 ) -> TatoebaResult:
     """Score every language of ``ts``; ``embeddings[lang]`` = (its sentences, their English side), or, with
-    ``lexical`` (a model that ranks without vectors), its scores per file pair."""
+    ``ranker`` (a model that scores without vectors: ``mdr.eval.scoring.Ranker``), its ranks per file pair."""
     result = TatoebaResult(ts.name, ts.langs, seen_langs=seen_langs)
-    if lexical is not None:
-        lexical.check_languages([*ts.langs, "eng"])  # an unknown language fails before any scoring
+    if ranker is not None:
+        ranker.check_languages([*ts.langs, "eng"])  # an unknown language fails before any scoring
     for lang in ts.langs:
-        ranks = lexical_ranks(lexical, ts, lang) if lexical is not None else score_language(*embeddings[lang])
+        if ranker is not None:
+            ranks = ranker.bitext_ranks(ts, lang, encode)
+        else:
+            ranks = score_language(*embeddings[lang])
         for d in DIRECTIONS:
             result.ranks[f"{d}/{lang}"] = ranks[d].astype(np.int32)
         result.per_language[lang] = language_row(ranks)

@@ -92,8 +92,8 @@ def _stemmer(algorithm: str):
 class BM25:
     """Lucene-style BM25 (k1, b) over analyzed text; ``scores(queries, docs)`` ranks without vectors."""
 
-    lexical = True  # the evaluation asks for scores per pool, not for embeddings
     trainable = False
+    scores_without_vectors = True  # the evaluation ranks with it through mdr.eval.scoring.LexicalRanker
 
     def __init__(
         self,
@@ -140,6 +140,14 @@ class BM25:
     def check_languages(self, langs: Sequence[str]) -> dict[str, str]:
         """Every language's analyzer, before any scoring (the record metrics.json keeps)."""
         return {lang: self.analyzer_of(lang) for lang in langs}
+
+    def record(self, langs: Sequence[str]) -> dict:
+        """Its settings and each language's analyzer, as metrics.json keeps them."""
+        return {
+            "kind": "bm25", "method": self.method, "k1": self.k1, "b": self.b, "delta": self.delta,
+            "analyzer": self.analyzer, "tokenizer": self.tokenizer_name,
+            "analyzer_per_language": self.check_languages(langs),
+        }  # fmt: skip
 
     def analyze(self, texts: Sequence[str], lang: str) -> list[list[str]]:
         """Token lists of ``texts``, all in language ``lang``."""
