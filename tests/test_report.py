@@ -243,3 +243,24 @@ def test_the_pareto_figure_has_every_recipe_and_the_backbone(tmp_path):
     assert "untrained" in {k[0] for k in points}
     assert {k[0] for k in points} >= {"xx", "xy", "hybrid", "mixed"}
     assert plot_pareto(r, tmp_path / "pareto.png") and (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_pareto_rows_below_three_seeds_have_no_whiskers_and_the_legend_groups_recipes():
+    """Issue #43: a 2-seed row's t(1) interval would fill the panel; it is drawn as a point marked n < 3."""
+    from mdr.report.collect import collect
+    from mdr.report.plots import _pareto_label, legend_columns, pareto_points, pareto_whisker
+
+    r = collect(ROOT / "results" / "decisive")
+    points = pareto_points(r)
+    by_seeds = {key: cells["tatoeba|acc"].n for key, cells in points.items()}
+    two = next(k for k, n in by_seeds.items() if n == 2)
+    ten = next(k for k, n in by_seeds.items() if n == 10)
+    assert pareto_whisker(points[two]["tatoeba|acc"]) == 0.0 and points[two]["tatoeba|acc"].half_width > 0.01
+    assert pareto_whisker(points[ten]["tatoeba|acc"]) == points[ten]["tatoeba|acc"].half_width > 0
+    assert "n < 3" in _pareto_label(r, two, 2) and "n < 3" not in _pareto_label(r, ten, 10)
+    columns = legend_columns(list(points))
+    assert len({len(c) for c in columns}) == 1  # padded to one height
+    for column in columns:
+        assert len({k[0] for k in column if k is not None}) == 1  # one recipe per column
+    assert columns[-1][0][0] == "untrained"
+    assert sorted(k for c in columns for k in c if k is not None) == sorted(points)

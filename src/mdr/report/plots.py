@@ -196,17 +196,41 @@ def pareto_styles(keys: list[tuple]) -> dict[tuple, tuple[str, str]]:
     return styles
 
 
+PARETO_MIN_SEEDS = (
+    3  # below this a 95% t interval is 12.7 (2 seeds) standard errors wide: it would fill the panel
+)
+
+
+def pareto_whisker(cell) -> float:
+    """A point's half interval on one axis; 0 (no whisker) for rows with fewer than PARETO_MIN_SEEDS seeds,
+    which the legend marks "n < 3" instead."""
+    return 0.0 if cell is None or cell.n < PARETO_MIN_SEEDS else _err(cell)
+
+
 def _pareto_label(r: Report, key: tuple, n_seeds: int) -> str:
-    """The row's name and its seed count (with 2 seeds a 95% t interval is 12.7 standard errors wide)."""
+    """The row's name and its seed count; "n < 3" where the point has no interval."""
     name = " ".join(part for part in row_label(r, key).split("\n") if part != "default")
-    return name if key[0] == "untrained" else f"{name} ({n_seeds} seed{'s' * (n_seeds != 1)})"
+    if key[0] == "untrained":
+        return name
+    seeds = f"{n_seeds} seed{'s' * (n_seeds != 1)}"
+    return f"{name} ({seeds}{', n < 3: no interval' if n_seeds < PARETO_MIN_SEEDS else ''})"
+
+
+def legend_columns(keys: list[tuple]) -> list[list[tuple | None]]:
+    """Legend entries grouped by recipe (the sampler, a row key's first part): one column per recipe, the
+    backbone last, shorter columns padded with None (blank entries), so a column reads as one recipe."""
+    groups: dict[str, list[tuple]] = {}
+    for k in sorted(keys, key=lambda k: (k[0] == "untrained", k)):
+        groups.setdefault(k[0], []).append(k)
+    height = max(len(g) for g in groups.values())
+    return [g + [None] * (height - len(g)) for g in groups.values()]
 
 
 def plot_pareto(r: Report, path: Path) -> bool:
-    """Every recipe's point with its seed interval (95% t, both axes): XQuAD-R multilingual mAP, and in a second
-    panel monolingual mAP, against Tatoeba accuracy; the untrained backbone as the reference (dashed lines);
-    filled markers: the rows on the Pareto front of that panel. One legend names every row (colour and marker)
-    with its seed count.
+    """Every recipe's point with its seed interval (95% t, both axes; none below 3 seeds): XQuAD-R multilingual
+    mAP, and in a second panel monolingual mAP, against Tatoeba accuracy; the untrained backbone as the
+    reference (dashed lines); filled markers: the rows on the Pareto front of that panel. One legend, a column
+    per recipe, names every row (colour and marker) with its seed count.
     False (nothing drawn) without those three columns."""
     points = pareto_points(r)
     if len(points) < 2:
@@ -224,7 +248,7 @@ def plot_pareto(r: Report, path: Path) -> bool:
             untrained = key[0] == "untrained"
             colour, marker = styles[key]
             x, y = c[xcol], c[ycol]
-            ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), fmt=marker, color=colour, capsize=2,
+            ax.errorbar(x.mean, y.mean, xerr=pareto_whisker(x), yerr=pareto_whisker(y), fmt=marker, color=colour, capsize=2,
                         markersize=12 if untrained else 6, elinewidth=0.8,
                         mfc=colour if key in front or untrained else "none")  # fmt: skip
             if untrained:
@@ -233,13 +257,14 @@ def plot_pareto(r: Report, path: Path) -> bool:
         ax.set_xlabel(f"Tatoeba accuracy ({r.subset or 'all languages'})")
         ax.set_ylabel(f"{ds} {label}")
         ax.set_title(f"{ds} {label} vs bitext accuracy; filled: Pareto front (means)", fontsize=9)
+    columns = legend_columns(list(points))
     handles = [
         Line2D([], [], color=styles[k][0], marker=styles[k][1], ls="none", markersize=7,
-               label=_pareto_label(r, k, points[k][xcol].n))
-        for k in sorted(points, key=lambda k: (k[0] == "untrained", k))
+               label=_pareto_label(r, k, points[k][xcol].n)) if k is not None else Line2D([], [], ls="none", label=" ")
+        for column in columns for k in column
     ]  # fmt: skip
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.025 * ((len(handles) + 4) // 5), 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(columns), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * len(columns[0]), 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return True
