@@ -3,6 +3,7 @@ ranked data, the fused ranks of XQuAD-R pools and Tatoeba pairs recomputed here 
 and eval.py's fused row as a user runs it (archived as its own cell, refused where it cannot rank)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -147,6 +148,23 @@ def test_eval_py_scores_and_archives_the_fused_row(tmp_path, tiny_model_dir, dat
     )
 
 
+def test_a_fused_row_added_later_keeps_the_archived_base_cell(tmp_path, tiny_model_dir, data_dir):
+    """A results folder that holds the base cell (scored earlier, perhaps on another CPU kind) gains the fused
+    row; the base cell's numbers are kept as they were, and the base row is not scored again."""
+    from mdr.cli.evaluate import evaluate
+
+    results = tmp_path / "results"
+    base = ("data=tatoeba", "eval.tatoeba_langs=[deu]", f"results_dir={results}")
+    first = tiny_eval_overrides(tmp_path / "first", tiny_model_dir, data_dir, *base)
+    evaluate(compose_cfg("eval", in_process(first)))
+    archived = (results / "default" / "metrics.json").read_bytes()
+    later = tiny_eval_overrides(tmp_path / "later", tiny_model_dir, data_dir, *base, "eval.fusion={k: 60}")
+    evaluate(compose_cfg("eval", in_process(later)))
+    assert (results / "default" / "metrics.json").read_bytes() == archived
+    assert (results / "fusion=rrf" / "metrics.json").is_file()
+    assert not (tmp_path / "later" / "metrics.json").exists()  # the base row was not scored again
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -197,3 +215,64 @@ def test_a_training_run_fuses_the_model_it_trained(tmp_path, tiny_model_dir, dat
     assert fused["datasets"]["tatoeba"]["summary"] != base["datasets"]["tatoeba"]["summary"]
     rerun = run("train.py", *[o.replace(str(tmp_path / "run"), str(tmp_path / "again")) for o in train])
     assert "skipped" in (rerun.stdout + rerun.stderr).lower()
+
+
+def test_trec_runs_fuse_like_ranx_and_by_hand(tmp_path, xquad_slice):
+    """``python -m mdr.eval.fuse_runs``: two real rankings of XQuAD-R German written as TREC runs and fused;
+    the fused scores equal ranx's RRF on the tie-free queries, and a hand case with a tie and a document
+    only one run retrieved."""
+    from mdr.eval.fuse_runs import fuse_runs, main, read_run, write_run
+
+    a = {"q1": {"d1": 3.0, "d2": 1.0, "d3": 1.0}}
+    b = {"q1": {"d3": 0.9, "d4": 0.5}}
+    fused = fuse_runs({"a": a, "b": b}, k=60)["q1"]
+    expected = {"d3": 1 / 62 + 1 / 61, "d1": 1 / 61, "d2": 1 / 62, "d4": 1 / 62}
+    assert list(fused) == ["d3", "d1", "d2", "d4"] and fused == pytest.approx(expected)
+
+    rs = xquad_slice
+    qi = [i for i, lang in enumerate(rs.query_langs) if lang == "de"]
+    ci = sorted({rs.cand_texts[i] for i in range(len(rs.cand_texts)) if rs.cand_langs[i] == "de"})
+    paths = []
+    for n in (2, 3):
+        enc = HashingEncoder(dim=4096, ngram=n)
+        s = enc.encode([rs.query_texts[i] for i in qi], "query") @ enc.encode(ci, "passage").T
+        run = {f"q{i}": {f"d{j}": float(s[i, j]) for j in range(s.shape[1])} for i in range(s.shape[0])}
+        paths.append(tmp_path / f"h{n}.trec.gz")
+        write_run(run, paths[-1])
+    out = tmp_path / "fused.trec"
+    assert main([str(p) for p in paths] + ["--out", str(out), "--depth", "1000"]) == 0
+    ours = read_run(out)
+    runs = [read_run(p) for p in paths]
+    reference = fuse(
+        [Run(r, f"h{n}") for r, n in zip(runs, (2, 3))], method="rrf", params={"k": 60}
+    ).to_dict()
+    tie_free = [q for q in ours if all(len(set(r[q].values())) == len(r[q]) for r in runs)]
+    assert len(tie_free) >= 0.9 * len(ours)
+    for q in tie_free:
+        assert ours[q].keys() == reference[q].keys()
+        np.testing.assert_allclose([ours[q][d] for d in reference[q]], list(reference[q].values()), atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("q1 Q0 d1 1 0.5\n", r"a.trec:1: 5 fields; a TREC run line is 'qid Q0 docid rank score tag'"),
+        ("q1 Q0 d1 1 high mdr\n", r"a.trec:1: score 'high' is not a number"),
+        ("q1 Q0 d1 1 0.5 mdr\nq1 Q0 d1 2 0.4 mdr\n", r"a.trec:2: document 'd1' ranked twice for query 'q1'"),
+        ("", r"a.trec: no run lines; the file is empty"),
+        (
+            "q1 Q0 d1 1 0.5 mdr\nq2 Q0 d1 1 0.5 mdr\n",
+            r"b.trec has no ranking for query 'q2' of .*a.trec \(1 such",
+        ),
+    ],
+)
+def test_bad_run_files_fail_in_one_line(tmp_path, capsys, content, message):
+    from mdr.eval.fuse_runs import main
+
+    (tmp_path / "a.trec").write_text(content)
+    (tmp_path / "b.trec").write_text("q1 Q0 d9 1 0.7 bm25\n")
+    out = tmp_path / "fused.trec"
+    assert main([str(tmp_path / "a.trec"), str(tmp_path / "b.trec"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()

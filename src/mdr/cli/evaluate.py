@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli.common import CKPT_FIX, checkpoint_finetune, configure_progress, eval_plan, make
-from mdr.cli.results_archive import archive_run, eval_cell_overrides
+from mdr.cli.results_archive import archive_run, archived_cell, eval_cell_overrides
 from mdr.cli.rows import CKPT_HASH, file_sha256, fused_cells, score_fused_row, skip_if_archived
 from mdr.cli.schema import check_settings
 from mdr.data.tatoeba import TatoebaSet
@@ -62,8 +62,12 @@ def evaluate(cfg: DictConfig) -> dict:
         record = {**run_record(cfg, trained_with, provenance), CKPT_HASH: ckpt_hash}
         if plan.fusion is not None:
             check_fusable(encoder)  # before the base row is scored
-        report = run_eval(encoder, plan, run_dir, seen_langs=seen, extra=record, embeddings=embeddings)
-        print(format_headline(report))
+        if fused and archived_cell(cfg.results_dir, overrides) is not None:
+            report = {}  # the base cell is archived already: only its fused row is missing, and scored here
+            print(f"base row already in {cfg.results_dir} (kept); scoring the fused row only")
+        else:
+            report = run_eval(encoder, plan, run_dir, seen_langs=seen, extra=record, embeddings=embeddings)
+            print(format_headline(report))
         fused_report = score_fused_row(
             encoder, plan, run_dir, overrides, record, seen, provenance, cfg.results_dir
         )
@@ -71,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict:
             print(
                 f"fused with BM25 (RRF k={plan.fusion.k}), in {run_dir / 'fused'}:\n{format_headline(fused_report)}"
             )
-        if cfg.results_dir:
+        if cfg.results_dir and report:
             archive_run(run_dir, cfg.results_dir, overrides)
         print(f"results in {run_dir}")
         return report

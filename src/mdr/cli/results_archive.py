@@ -78,8 +78,13 @@ def archived_cell(
 
 
 def archive_run(run_dir: Path, results_dir: str | Path, overrides: list[str]) -> Path:
-    """Copy the run's small results into its cell (metrics.json last: its presence marks a complete cell)."""
+    """Copy the run's small results into its cell (metrics.json last: its presence marks a complete cell). A
+    complete cell is never replaced: a run that comes back for a row the cell lacks (a fused or merged row)
+    leaves the archived numbers as they were; its own stay in its run folder."""
     cell = Path(results_dir) / cell_name(overrides)
+    if RunFolder(cell).complete:
+        log.warning("%s already holds this cell's results: kept (this run's are in %s)", cell, run_dir)
+        return cell
     tmp = cell.with_name(f".{cell.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     for pattern in KEPT:
