@@ -276,3 +276,45 @@ def test_bad_run_files_fail_in_one_line(tmp_path, capsys, content, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not out.exists()
+
+
+class CountingEncoder(HashingEncoder):
+    """A hashing encoder that counts the texts it embeds."""
+
+    def __init__(self):
+        super().__init__(dim=512, ngram=3)
+        self.embedded = 0
+
+    def embed_texts(self, texts):
+        self.embedded += len(texts)
+        return super().embed_texts(texts)
+
+
+def test_the_fused_row_reuses_the_base_rows_embeddings(tmp_path, data_dir):
+    """One model scored as two rows (its own, then fused): every text is encoded once, and the fused row's
+    numbers equal those of a fusion that encodes for itself."""
+    from mdr.eval.plan import EvalPlan
+    from mdr.eval.settings import EvalSettings
+    from mdr.eval.suite import run_eval
+
+    settings = EvalSettings(
+        datasets=["xquad_r", "tatoeba"], tatoeba_langs=["deu", "spa"], show_progress=False, run_files="none",
+        fusion={"k": 60},
+    )  # fmt: skip
+    plan = EvalPlan.build(settings, data_dir)
+    plan.sets[0] = plan.sets[0].subset(sorted(set(plan.sets[0].query_ids))[:30])
+    shared, alone, cache = CountingEncoder(), CountingEncoder(), {}
+    base = run_eval(shared, plan, tmp_path / "base", encode_cache=cache)
+    plain = run_eval(CountingEncoder(), plan, tmp_path / "plain")  # the cache does not move the base row
+    assert all(
+        base["datasets"][ds]["summary"] == plain["datasets"][ds]["summary"] for ds in ("xquad_r", "tatoeba")
+    )
+    encoded_once = shared.embedded
+    fused = run_eval(
+        FusedRanker(shared, BM25(), 60), plan.for_fused_row(), tmp_path / "fused", encode_cache=cache
+    )
+    assert shared.embedded == encoded_once > 0
+    again = run_eval(FusedRanker(alone, BM25(), 60), plan.for_fused_row(), tmp_path / "alone")
+    assert alone.embedded == encoded_once
+    for ds in ("xquad_r", "tatoeba"):
+        assert fused["datasets"][ds]["summary"] == again["datasets"][ds]["summary"]

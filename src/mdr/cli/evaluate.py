@@ -62,14 +62,23 @@ def evaluate(cfg: DictConfig) -> dict:
         record = {**run_record(cfg, trained_with, provenance), CKPT_HASH: ckpt_hash}
         if plan.fusion is not None:
             check_fusable(encoder)  # before the base row is scored
+        cache = {} if plan.fusion is not None else None  # the fused row reuses the base row's embeddings
         if fused and archived_cell(cfg.results_dir, overrides) is not None:
             report = {}  # the base cell is archived already: only its fused row is missing, and scored here
             print(f"base row already in {cfg.results_dir} (kept); scoring the fused row only")
         else:
-            report = run_eval(encoder, plan, run_dir, seen_langs=seen, extra=record, embeddings=embeddings)
+            report = run_eval(
+                encoder,
+                plan,
+                run_dir,
+                seen_langs=seen,
+                extra=record,
+                embeddings=embeddings,
+                encode_cache=cache,
+            )
             print(format_headline(report))
         fused_report = score_fused_row(
-            encoder, plan, run_dir, overrides, record, seen, provenance, cfg.results_dir
+            encoder, plan, run_dir, overrides, record, seen, provenance, cfg.results_dir, cache
         )
         if fused_report is not None:
             print(

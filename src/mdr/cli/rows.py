@@ -62,12 +62,15 @@ def score_as_row(
     langs: list[str] | None,
     provenance: dict,
     results_dir: str | Path | None = None,
+    encode_cache: dict | None = None,
 ) -> dict:
     """Evaluate ``encoder`` into ``folder`` as the results cell ``cell``. ``record``: what metrics.json keeps
     beside the scores (``config``, ``merged``, ``train``); the config is also written as the row's Hydra config."""
     folder.write_stand_in(record["config"], cell)
     atomic_write_json(folder.provenance_path, provenance)
-    report = run_eval(encoder, plan, folder.path, langs, {**record, "provenance": provenance})
+    report = run_eval(
+        encoder, plan, folder.path, langs, {**record, "provenance": provenance}, encode_cache=encode_cache
+    )
     if results_dir:
         archive_run(folder.path, results_dir, cell)
     return report
@@ -82,9 +85,11 @@ def score_fused_row(
     langs: list[str] | None,
     provenance: dict,
     results_dir: str | Path | None = None,
+    encode_cache: dict | None = None,
 ) -> dict | None:
     """``eval.fusion``: RRF of ``encoder`` (the run's dense model) and BM25, scored into ``<run>/fused/rrf/``
-    and archived as the cell ``cell + fusion=rrf`` (None without ``eval.fusion``)."""
+    and archived as the cell ``cell + fusion=rrf`` (None without ``eval.fusion``). ``encode_cache``: the one
+    the base row filled, so the dense model's texts are not encoded twice."""
     from mdr.eval.fusion import ROW_NAME, FusedRanker
 
     if plan.fusion is None:
@@ -95,7 +100,15 @@ def score_fused_row(
     folder = RunFolder(Path(run_dir) / "fused" / ROW_NAME)
     (fused_cell,) = fused_cells(True, cell)
     return score_as_row(
-        ranker, plan.for_fused_row(), folder, fused_cell, fused_record, langs, provenance, results_dir
+        ranker,
+        plan.for_fused_row(),
+        folder,
+        fused_cell,
+        fused_record,
+        langs,
+        provenance,
+        results_dir,
+        encode_cache,
     )
 
 

@@ -74,10 +74,12 @@ def train(cfg: DictConfig) -> dict | None:
         restore_best(cfg, run)
         if not run.trainer.is_global_zero:
             return {}
-        report = evaluate_and_export(cfg, run, run_dir, plan, train_summary(cfg, run, train_s, estimate))
+        cache = {} if plan.fusion is not None else None  # the fused row reuses the run's own embeddings
+        summary = train_summary(cfg, run, train_s, estimate)
+        report = evaluate_and_export(cfg, run, run_dir, plan, summary, cache)
         # merged and fused rows first: a base cell in results_dir counts as done only with them (archived_cell)
         merged_rows(cfg, run, run_dir, plan, overrides)
-        fused_row(cfg, run, run_dir, plan, overrides)
+        fused_row(cfg, run, run_dir, plan, overrides, cache)
         if cfg.results_dir:
             archive_run(run_dir, cfg.results_dir, overrides)
         print_result(cfg, run, report, run_dir)
@@ -335,7 +337,12 @@ def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float, estimate: d
 
 
 def evaluate_and_export(
-    cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, extra: dict
+    cfg: DictConfig,
+    run: TrainingRun,
+    run_dir: Path,
+    plan: EvalPlan,
+    extra: dict,
+    encode_cache: dict | None = None,
 ) -> dict:
     encoder = run.module.encoder
     encoder.to(run.module.device)
@@ -345,6 +352,7 @@ def evaluate_and_export(
         run_dir,
         seen_langs=run.datamodule.train_corpus.langs,
         extra=extra,
+        encode_cache=encode_cache,
     )
     if isinstance(run.trainer.logger, L.pytorch.loggers.WandbLogger):
         from mdr.cli.wandb_logging import log_final
@@ -404,7 +412,9 @@ def merged_rows(
     return reports
 
 
-def fused_row(cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, overrides: list[str]) -> None:
+def fused_row(
+    cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, overrides: list[str], cache: dict | None
+) -> None:
     """``eval.fusion``: the trained model fused with BM25 (RRF), scored and archived as the row ``fusion=rrf``:
     the run that trains a model is the one that can rank with it (checkpoints are not kept in a sweep)."""
     if plan.fusion is None:
@@ -413,7 +423,7 @@ def fused_row(cfg: DictConfig, run: TrainingRun, run_dir: Path, plan: EvalPlan, 
     langs = run.datamodule.train_corpus.langs
     record = {"config": OmegaConf.to_container(cfg, resolve=True), "train": {"train_langs": langs}}
     report = score_fused_row(
-        run.module.encoder, plan, run_dir, overrides, record, langs, run.provenance, cfg.results_dir
+        run.module.encoder, plan, run_dir, overrides, record, langs, run.provenance, cfg.results_dir, cache
     )
     log.info("fused row: evaluated in %.0f s; %s", time.perf_counter() - t0, format_headline(report))
 

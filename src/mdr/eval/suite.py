@@ -59,9 +59,15 @@ class EvalRun:
     """One evaluation into ``out_dir``: encodes with ``encoder``, fills the ``metrics.json`` report."""
 
     def __init__(
-        self, encoder: TextEncoder | None, settings: EvalSettings, out_dir: Path, seen_langs: list[str] | None
+        self,
+        encoder: TextEncoder | None,
+        settings: EvalSettings,
+        out_dir: Path,
+        seen_langs: list[str] | None,
+        encode_cache: dict | None = None,
     ):
         self.encoder, self.settings, self.out_dir, self.seen_langs = encoder, settings, out_dir, seen_langs
+        self.encode_cache = encode_cache
         self.ranker = as_ranker(encoder)  # BM25, fusion: scores, no vectors
         dense = getattr(encoder, "dense_model", encoder)  # a fusion encodes with its dense model
         is_torch = isinstance(dense, torch.nn.Module)
@@ -78,6 +84,24 @@ class EvalRun:
         }
 
     def encode(self, texts: list[str], kind: str, desc: str, contexts: list[str] | None = None) -> np.ndarray:
+        """The model's embeddings of ``texts``; with an ``encode_cache`` (one model scored as two rows: its own
+        and a fusion), each (kind, text, context) is encoded once and reused by the second row. A first call
+        encodes its texts exactly as without the cache, so the first row's numbers do not depend on it."""
+        cache = self.encode_cache
+        if cache is None:
+            return self._encode(texts, kind, desc, contexts)
+        keys = [
+            (kind, t, c) for t, c in zip(texts, contexts if contexts is not None else [None] * len(texts))
+        ]
+        todo = list(dict.fromkeys(k for k in keys if k not in cache))
+        if not any(k in cache for k in keys):  # nothing to reuse: encode as the uncached path does
+            cache.update(zip(keys, self._encode(texts, kind, desc, contexts)))
+        elif todo:
+            with_contexts = [k[2] for k in todo] if contexts is not None else None
+            cache.update(zip(todo, self._encode([k[1] for k in todo], kind, desc, with_contexts)))
+        return np.stack([cache[k] for k in keys])
+
+    def _encode(self, texts: list[str], kind: str, desc: str, contexts: list[str] | None) -> np.ndarray:
         s = self.settings
         return getattr(self.encoder, "dense_model", self.encoder).encode(
             texts,
@@ -289,9 +313,11 @@ def run_eval(
     seen_langs: list[str] | None = None,
     extra: dict | None = None,
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    encode_cache: dict | None = None,
 ) -> dict:
     """Encode, score and report every set of the plan (read once, :class:`mdr.eval.plan.EvalPlan`); returns
-    the ``metrics.json`` content.
+    the ``metrics.json`` content. ``encode_cache``: shared by the runs that score one model twice (see
+    :meth:`EvalRun.encode`).
 
     ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
     encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
@@ -308,7 +334,7 @@ def run_eval(
     ranker = as_ranker(encoder)
     if ranker is not None:
         ranker_checks(ranker, plan)
-    run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs)
+    run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs, encode_cache)
     if run.ranker is not None:
         run.report["ranker"] = run.ranker.record(languages_of(plan.sets))
     for rs in plan.sets:
