@@ -4,6 +4,7 @@ and eval.py's fused row as a user runs it (archived as its own cell, refused whe
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -146,6 +147,19 @@ def test_eval_py_scores_and_archives_the_fused_row(tmp_path, tiny_model_dir, dat
     assert (
         evaluate(compose_cfg("eval", in_process([o.replace(str(out), str(again)) for o in overrides]))) == {}
     )
+    bm25 = [f"paths.output_dir={tmp_path / 'bm25'}", f"paths.data_dir={data_dir}", "model=bm25", "data=tatoeba",
+            "eval.tatoeba_langs=[deu,spa]", f"results_dir={results / 'bm25'}"]  # fmt: skip
+    evaluate(compose_cfg("eval", bm25))
+    shutil.move(results / "bm25" / "default", results / "model=bm25")
+    shutil.rmtree(results / "bm25")
+    from mdr.report.collect import row_key
+
+    keys = {
+        c.name: row_key(json.loads((c / "metrics.json").read_text())["config"]) for c in results.iterdir()
+    }
+    assert {c: k[0] for c, k in keys.items()} == {  # three rows told apart: sampler=untrained is the dense one
+        "default": "untrained", "fusion=rrf": "untrained rrf bm25", "model=bm25": "bm25",
+    }  # fmt: skip
 
 
 def test_a_fused_row_added_later_keeps_the_archived_base_cell(tmp_path, tiny_model_dir, data_dir):

@@ -57,7 +57,17 @@ def column_path(entry: dict, label: str) -> tuple[str, str]:
 
 BASE_KEYS = ["sampler", "model", "finetune"]
 
-NOT_A_ROW_KEY = {"seed", "sampler", "model", "finetune", "experiment", "ckpt", "results_dir", "ckpt_path"}
+NOT_A_ROW_KEY = {
+    "seed",
+    "sampler",
+    "model",
+    "finetune",
+    "experiment",
+    "ckpt",
+    "results_dir",
+    "ckpt_path",
+    "fusion",
+}
 NOT_A_ROW_PREFIX = (
     "merge.",
     "preemption.",
@@ -111,11 +121,15 @@ def sampler_name(config: dict, label_alpha: bool = True) -> str:
 
 
 def row_key(config: dict, label_alpha: bool = True) -> tuple[str, ...]:
+    """(sampler, model, fine-tuning mode); BM25 is the row ``bm25`` and a fused row ``<sampler> rrf bm25``, so
+    a selector such as ``sampler=untrained`` names the dense backbone alone."""
     merged = config.get("merged") or {}
     if merged.get("row"):  # a merge of several runs: its parents' keys joined (mdr.cli.merge.soup_row_key)
         return tuple(merged["row"])
+    lexical = str(config.get("model", {}).get("encoder", {}).get("_target_", "")).endswith("lexical.BM25")
+    sampler = "bm25" if lexical else sampler_name(config, label_alpha)
     return (
-        sampler_name(config, label_alpha),
+        f"{sampler} rrf bm25" if config.get("fused") else sampler,
         str(config.get("model", {}).get("name", "?")),
         str(config.get("finetune", {}).get("mode", "?")),
     )
