@@ -6,10 +6,16 @@ from __future__ import annotations
 
 VARIANT = "~"  # between a set's name and its variant
 ATTACK = "attack"
+POISON = "poison"
 
 
 def perturbed_name(name: str, kind: str, rate: float) -> str:
     return f"{name}{VARIANT}{kind}@{rate:g}"
+
+
+def poisoned_name(name: str) -> str:
+    """``xquad_r~poison``: the corpus-poisoning entry of ``eval.poison``."""
+    return f"{name}{VARIANT}{POISON}"
 
 
 def attacked_name(name: str, variant: str = "") -> str:

@@ -15,6 +15,7 @@ from mdr.data.sources import load_eval_set
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.attack import AttackSettings, parse_attacks, sample_queries
 from mdr.eval.fusion import FusionSettings
+from mdr.eval.poison import PoisonSettings
 from mdr.eval.settings import EvalSettings
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,11 @@ class EvalPlan:
     variants: list[tuple[str, float]] = field(default_factory=list)
     attacks: list[tuple[str, AttackSettings]] = field(default_factory=list)
     fusion: FusionSettings | None = None
+    poison: PoisonSettings | None = None
 
     def for_fused_row(self) -> EvalPlan:
         """What the fused row scores: the LAReQA and Tatoeba sets (no attacks, perturbations or corpora)."""
-        return EvalPlan(self.settings, self.sets, [], [], [], None)
+        return EvalPlan(self.settings, self.sets, [], [], [], None, None)
 
     def languages(self) -> set[str]:
         """The training-code languages the evaluation reports seen / unseen: the LAReQA sets' languages and
@@ -71,12 +73,16 @@ class EvalPlan:
         fusion = FusionSettings.from_config(dict(settings.fusion)) if settings.fusion else None
         if fusion:
             fusion.bm25_model().check_languages(languages_of(sets))  # before any model loads
+        poison = PoisonSettings.from_config(dict(settings.poison)) if settings.poison else None
+        for rs in sets if poison else []:  # attacker languages and the split, before any model loads
+            if isinstance(rs, RetrievalSet):
+                poison.check_set(rs)
         qrels_sets = [load_qrels_spec(dict(spec), cache_dir) for spec in settings.qrels_sets or []]
         log.info(
             "evaluation plan: %s",
             ", ".join([s.name for s in sets] + [q.name for q in qrels_sets]) or "nothing to evaluate",
         )
-        return cls(settings, sets, qrels_sets, variants, attacks, fusion)
+        return cls(settings, sets, qrels_sets, variants, attacks, fusion, poison)
 
 
 def languages_of(sets: list) -> list[str]:

@@ -102,6 +102,9 @@ class EvalSettings:
     attack_variants: Any = None
     # {k: 60, bm25: {...}}: also score RRF(this model, BM25) as its own row (mdr.eval.fusion)
     fusion: Any = None
+    # {passages: 5, length: 50, steps: 300, attacker_langs: [en, th], ...}: HotFlip corpus poisoning of LAReQA
+    # sets (mdr.eval.poison), <set>~poison
+    poison: Any = None
 
     def __post_init__(self) -> None:
         if self.corpus_shards is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mdr.data.corpus import RetrievalSet
-from mdr.data.names import attacked_name
+from mdr.data.names import attacked_name, poisoned_name
 from mdr.data.perturb import perturb_set
 from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
@@ -30,9 +30,13 @@ from mdr.eval.outputs.attack import write_attack_outputs
 from mdr.eval.outputs.embeddings import save_embeddings
 from mdr.eval.outputs.lareqa import headline, write_dataset_reports
 from mdr.eval.outputs.per_query import PER_QUERY_FILE, save_lareqa_per_query
+from mdr.eval.outputs.poison import entry as poison_entry
+from mdr.eval.outputs.poison import headline as poison_headline
+from mdr.eval.outputs.poison import write_poison_outputs
 from mdr.eval.outputs.tatoeba import write_tatoeba_reports
 from mdr.eval.outputs.trec import TrecWriter, write_qrels_outputs
 from mdr.eval.plan import EvalPlan, languages_of
+from mdr.eval.poison import HotFlip, PoisonSettings, run_poison
 from mdr.eval.qrels import evaluate_qrels, score_ranking
 from mdr.eval.scoring import as_ranker
 from mdr.eval.settings import RUN_KINDS, EvalSettings  # noqa: F401  (configs name mdr.eval.suite.EvalSettings)
@@ -195,6 +199,19 @@ class EvalRun:
         )
         log.info("%s: %d texts encoded in %.0fs", name, result.encoded, elapsed)
 
+    def poison(
+        self, rs: RetrievalSet, query_emb: np.ndarray, cand_emb: np.ndarray, settings: PoisonSettings
+    ) -> None:
+        """White-box corpus poisoning (``eval.poison``) of ``rs``: dataset ``<name>~poison``."""
+        name = poisoned_name(rs.name)
+        result = run_poison(
+            rs, query_emb, cand_emb, self.encoder, settings,
+            lambda texts: self.encode(texts, "passage", f"{name}: passages"), progress=log.info, name=name,
+        )  # fmt: skip
+        write_poison_outputs(result, self.out_dir / "eval" / name)
+        self.record(name, poison_entry(result), poison_headline(result), result.seconds, 0.0)
+        log.info("%s: %d steps per passage in %.0fs", name, result.steps_run, result.seconds)
+
     def perturbed(self, rs: RetrievalSet, cand_emb: np.ndarray, kind: str, rate: float) -> None:
         """Score ``rs`` with perturbed queries against its clean candidates (dataset ``<name>~<kind>@<rate>``)."""
         seed = self.settings.perturb_seed
@@ -296,7 +313,7 @@ def ranker_checks(model, plan: EvalPlan) -> None:
     """What a model that scores without vectors (BM25, a fusion) cannot do, refused before any scoring, and
     every language's analyzer resolved (an unknown language fails here, naming it)."""
     s = plan.settings
-    asked = [name for name, on in (("eval.perturb", plan.variants), ("eval.attack", plan.attacks),
+    asked = [name for name, on in (("eval.perturb", plan.variants), ("eval.attack", plan.attacks), ("eval.poison", plan.poison),
                                    ("eval.qrels_sets", plan.qrels_sets), ("eval.save_embeddings", s.save_embeddings)) if on]  # fmt: skip
     if asked:
         raise InputError(
@@ -323,9 +340,11 @@ def run_eval(
     encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
     the resolved config).
     """
-    if (plan.variants or plan.attacks) and encoder is None:
+    if plan.poison is not None and encoder is not None and as_ranker(encoder) is None:
+        HotFlip.check_encoder(encoder)  # a model without gradients fails here, before any scoring
+    if (plan.variants or plan.attacks or plan.poison) and encoder is None:
         raise InputError(
-            "eval.perturb and eval.attack need a model to encode the edited queries; they cannot rescore embeddings="
+            "eval.perturb, eval.attack and eval.poison need a model to encode queries or passages; they cannot rescore embeddings="
         )
     if encoder is None and any(isinstance(s, TatoebaSet) for s in plan.sets):
         raise InputError(
@@ -346,6 +365,8 @@ def run_eval(
             run.perturbed(rs, cand_emb, kind, rate)
         for variant, attack in plan.attacks:
             run.attack(rs, query_emb, cand_emb, attack, variant)
+        if plan.poison is not None:
+            run.poison(rs, query_emb, cand_emb, plan.poison)
     for qs in plan.qrels_sets:
         run.qrels(qs)
     run.report.update(extra or {})

@@ -118,6 +118,16 @@ class DualEncoder(nn.Module, TextEncoder):
     # --- forward ---
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        return self.pool(out, attention_mask)
+
+    def forward_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` from input embeddings instead of token ids: gradients with respect to each position's
+        embedding (the HotFlip candidate scores of corpus poisoning, ``mdr.eval.poison``)."""
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        return self.pool(out, attention_mask)
+
+    def pool(self, out: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The sentence embedding of the last hidden states: pooling, the dense head, normalisation."""
         if self.pooling == "cls":
             emb = out[:, 0]
         else:
