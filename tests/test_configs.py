@@ -239,3 +239,11 @@ def test_sweep_experiments_keep_the_best_checkpoint_only():
     ):
         composed = cfg(f"experiment={experiment}")
         assert not composed.checkpoint.save_last and not composed.export.enabled, experiment
+
+
+@pytest.mark.parametrize("experiment", ["decisive", "retrained", "robustness", "adversarial"])
+def test_eval_py_composes_the_sweep_experiments(experiment):
+    """The untrained backbone's row of a sweep is ``eval.py experiment=<the sweep>`` (results/decisive's
+    ``experiment=decisive`` cell): a training experiment's keep=best override composes under eval.py too."""
+    c = cfg(f"experiment={experiment}", name="eval")
+    assert list(c.eval.datasets) == list(cfg(f"experiment={experiment}").eval.datasets)
