@@ -167,7 +167,7 @@ class HotFlip:
         self.embeddings = weights.detach()
         banned = torch.zeros(weights.shape[0], dtype=torch.bool)
         banned[[i for i in tok.all_special_ids if i < weights.shape[0]]] = True
-        self.allowed = (~banned).nonzero().flatten()
+        self.allowed, self.banned = (~banned).nonzero().flatten(), banned.to(weights.device)
         self.device = weights.device
 
     def initial(self, rng: np.random.Generator) -> torch.Tensor:
@@ -193,8 +193,9 @@ class HotFlip:
         with torch.enable_grad():
             sim = self.enc.forward_embeds(embeds, torch.ones_like(ids)).float() @ target
             (grad,) = torch.autograd.grad(sim.sum(), embeds)
-        scores = self.embeddings[self.allowed].float() @ grad[0, self.start + position].float()
-        best = self.allowed[scores.topk(min(self.candidates, len(self.allowed))).indices.cpu()]
+        scores = self.embeddings @ grad[0, self.start + position].to(self.embeddings.dtype)
+        scores[self.banned] = -torch.inf  # special tokens are never candidates
+        best = scores.topk(min(self.candidates, len(self.allowed))).indices.cpu()
         trials = tokens.view(1, -1).repeat(len(best), 1)
         trials[:, position] = best
         sims = self.similarity(trials, target)
