@@ -181,7 +181,11 @@ def test_miracl_in_corpus_shards_equals_in_memory_and_resumes(tmp_path, tiny_mod
     for key in ("ndcg@10", "r@100", "n_queries", "n_docs"):
         assert results["sharded"][key] == pytest.approx(results["memory"][key], abs=1e-9), key
         assert results["resumed"][key] == results["sharded"][key], key
-    assert results["sharded"]["shards"]["n_docs"] == len(docids) and len(list(shards.glob("*.done"))) == 5
+    assert (
+        results["sharded"]["shards"]["n_docs"] == len(docids)
+        and len(list((shards / "miracl-sw").glob("*.done"))) == 5
+    )
+    assert results["sharded"]["shards"]["dir"] == str(shards / "miracl-sw")  # one folder per set (issue #46)
     ivf = results["ivf"]["shards"]["ivf"]  # approximate search over the same shards, its recall reported
     assert ivf["nlist"] == 8 and 0 < ivf["recall@100_vs_exact"] <= 1 and "ndcg@10" in results["ivf"]
 
@@ -259,3 +263,19 @@ def test_evaluation_only_encoder_through_eval_py(tmp_path, data_dir):
     h = m["headline"]["mlqa_r"]
     assert m["model"].startswith("hashing-3gram") and m["encode_precision"] == "float32"
     assert h["mono_map"] > 0.2 and h["mono_map"] > 2 * h["cross_map"]
+
+
+@pytest.mark.slow
+def test_two_corpus_sets_share_one_shard_dir(tmp_path, tiny_model_dir, data_dir):
+    """Issue #46: with eval.corpus_shards.dir set, the second corpus of a run (data=miracl's de and sw) was
+    refused as 'the corpus changed'; each set now has its own folder under dir."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    _, docs_a, spec_a = miracl_sw(data_dir, tmp_path / "a", distractors=50)
+    _, docs_b, spec_b = miracl_sw(data_dir, tmp_path / "b", distractors=120)
+    spec_b = spec_b.replace("name: miracl-sw,", "name: miracl-sw-more,")
+    out, shards = tmp_path / "eval", tmp_path / "shards"
+    run("eval.py", *eval_overrides(out, tiny_model_dir, data_dir, "data=miracl", f"data.qrels_sets=[{spec_a},{spec_b}]",
+                                   f"eval.corpus_shards={{shard_size: 100, dir: {shards}}}"))  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())["datasets"]
+    assert m["miracl-sw"]["n_docs"] == len(docs_a) and m["miracl-sw-more"]["n_docs"] == len(docs_b)
+    assert sorted(p.name for p in shards.iterdir()) == ["miracl-sw", "miracl-sw-more"]

@@ -115,3 +115,18 @@ def test_miracl_hub_path_with_a_stand_in_hub(tmp_path, monkeypatch, data_dir):
     )
     assert list(hub.doc_ids) == list(local.doc_ids) == list(again.doc_ids)
     assert list(hub.doc_texts) == list(local.doc_texts) and hub.doc_texts[1] == f"Kichwa makala {docids[1]}"
+
+
+def test_faiss_padding_is_no_document():
+    """An IVF search that finds fewer than k documents pads with -1 (issue #46): that is not the corpus's last
+    document, so a query whose relevant document is the last one does not count it as found."""
+    from mdr.data.qrels import QrelsSet
+    from mdr.eval.qrels import score_ranking
+
+    docs = [f"d{i}" for i in range(5)]
+    qs = QrelsSet("toy", ["q"], ["text"], docs, ["t"] * 5, {"q": {"d4": 1}})
+    padded = score_ranking(qs, np.array([[0, 1, -1, -1]]), np.array([[0.9, 0.5, -3.4e38, -3.4e38]], np.float32))
+    assert padded["r@100"] == 0.0 and padded["ndcg@10"] == 0.0
+    assert padded["run"]["q"] == {"d0": pytest.approx(0.9), "d1": pytest.approx(0.5)}
+    found = score_ranking(qs, np.array([[4, 0, 1, -1]]), np.array([[0.9, 0.5, 0.4, -3.4e38]], np.float32))
+    assert found["r@100"] == 1.0 and found["ndcg@10"] == 1.0

@@ -170,3 +170,43 @@ def test_bad_shard_folders_are_refused_and_keep_their_finished_shards(tmp_path):
     q = np.random.default_rng(1).standard_normal((7, DIM)).astype(np.float32)
     for a, b in zip(search_shards(q, tmp_path, k=20), search_shards(q, clean, k=20)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_ranks_come_from_config_or_a_named_launcher_never_from_the_environment_alone(monkeypatch):
+    """Issue #46: a Hydra submitit sweep's cells are SLURM array tasks; taken as shard ranks, each would encode a
+    share of one corpus and exit without metrics."""
+    from mdr.eval.shards import shard_rank
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert shard_rank() == (0, 1)
+    assert shard_rank(ranks_from="slurm_array") == (3, 4)
+    assert shard_rank(ranks_from="torchrun") == (1, 2)
+    assert shard_rank(2, 5, ranks_from="slurm_array") == (2, 5)  # explicit settings win
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    with pytest.raises(InputError, match="ranks_from=slurm_array, but this job is not a SLURM array task"):
+        shard_rank(ranks_from="slurm_array")
+
+
+def test_the_manifest_is_atomic_records_the_encoder_and_refuses_another(tmp_path):
+    from mdr.eval.shards import read_manifest
+
+    layout = ShardLayout(
+        len(TEXTS), shard_size=50, dim=DIM, encoder="model=a, prefix=passage: , max_length=256"
+    )
+    encode_shards(fake_encoder([]), TEXTS, tmp_path, layout)
+    assert read_manifest(tmp_path / "manifest.json")["encoder"] == layout.encoder
+    assert not list(tmp_path.glob(".manifest.*")) and not list(tmp_path.glob("*.partial.npy"))
+    other = ShardLayout(
+        len(TEXTS), shard_size=50, dim=DIM, encoder="model=a, prefix=passage: , max_length=128"
+    )
+    with pytest.raises(
+        InputError, match="encoded with model=a.*max_length=256, this job encodes with .*max_length=128"
+    ):
+        encode_shards(fake_encoder([]), TEXTS, tmp_path, other)
+    (tmp_path / "manifest.json").write_text("")  # what a killed non-atomic writer used to leave
+    with pytest.raises(InputError, match="manifest.json: not a readable shard manifest .*delete it"):
+        check_complete(tmp_path)
+    assert all(shard_path(tmp_path, s).exists() for s in range(3))  # no finished shard lost

@@ -63,8 +63,9 @@ def score_ranking(qs: QrelsSet, top_idx: np.ndarray, top_scores: np.ndarray, dep
     ndcgs, recall, skipped = [], [], 0
     for a in range(0, len(qs.query_ids), 256):
         for r, qid in enumerate(qs.query_ids[a : a + 256], start=a):
-            docs = [qs.doc_ids[j] for j in top_idx[r].tolist()]
-            run[qid] = dict(zip(docs[:depth], top_scores[r][:depth].tolist()))
+            found = top_idx[r] >= 0  # FAISS pads a short IVF result with -1: no document, not the last one
+            docs = [qs.doc_ids[j] for j in top_idx[r][found].tolist()]
+            run[qid] = dict(zip(docs[:depth], top_scores[r][found][:depth].tolist()))
             judged = qs.qrels.get(qid, {})
             relevant = {doc for doc, rel in judged.items() if rel > 0}
             if not relevant:

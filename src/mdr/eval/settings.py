@@ -50,6 +50,9 @@ def typed_from_mapping(cls, raw: dict | Any, where: str):
     return cls(**values)
 
 
+RANK_SOURCES = ("config", "slurm_array", "torchrun")
+
+
 @dataclass
 class CorpusShards:
     """``eval.corpus_shards``: corpus-style sets encoded into resumable shards and searched shard by shard
@@ -57,9 +60,12 @@ class CorpusShards:
 
     shard_size: int = 50_000
     dtype: str = "float32"  # float32 | float16
-    dir: str | None = None  # null: <run>/eval/<set>/shards; or a folder shared by the processes
-    rank: int | None = None  # this job's share; null: the SLURM array task, or RANK of WORLD_SIZE
+    dir: str | None = None  # null: <run>/eval/<set>/shards; or a folder shared by the processes (<dir>/<set>)
+    rank: int | None = None  # this job's share of the encoding, with world_size; null: the only one ...
     world_size: int | None = None
+    # ... unless the launcher says it is an encoding job: slurm_array (SLURM_ARRAY_TASK_ID of _COUNT) or
+    # torchrun (RANK of WORLD_SIZE). Never implied: a Hydra / submitit sweep's cells are array tasks too.
+    ranks_from: str = "config"
     wait_s: float = 3600.0  # how long rank 0 waits for the other ranks' shards before it searches
     nlist: int = 1024  # eval.search=ivf: FAISS IVF lists ...
     nprobe: int = 32  # ... and lists probed per query
@@ -74,6 +80,10 @@ class CorpusShards:
             )
         if self.dtype not in ("float32", "float16"):
             raise InputError(f"eval.corpus_shards.dtype={self.dtype!r}; choose float32 or float16")
+        if self.ranks_from not in RANK_SOURCES:
+            raise InputError(
+                f"eval.corpus_shards.ranks_from={self.ranks_from!r}; choose one of {RANK_SOURCES}"
+            )
         if self.wait_s < 0:
             raise InputError(f"eval.corpus_shards.wait_s={self.wait_s}: give seconds >= 0")
 

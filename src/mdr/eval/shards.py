@@ -47,6 +47,9 @@ class ShardLayout:
     dim: int
     dtype: str = "float32"
     corpus: str = ""  # fingerprint of the documents' ids and texts (corpus_fingerprint); "" when unknown
+    encoder: str = (
+        ""  # the model and the settings that shape a passage vector (model name, prefix, length, precision)
+    )
 
     def __post_init__(self):
         if self.n_docs < 1 or self.shard_size < 1 or self.dim < 1:
@@ -85,10 +88,14 @@ def corpus_fingerprint(doc_ids: Sequence[str], texts: Sequence[str]) -> str:
     return f"{len(doc_ids)}:{h.hexdigest()}"
 
 
-def shard_rank(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+def shard_rank(
+    rank: int | None = None, world: int | None = None, ranks_from: str = "config"
+) -> tuple[int, int]:
     """(rank, world) of this process for shard assignment: as configured (``eval.corpus_shards.rank`` /
-    ``world_size``, e.g. one Hydra multirun job each), else a SLURM array task (``SLURM_ARRAY_TASK_ID`` of
-    ``SLURM_ARRAY_TASK_COUNT``), a torchrun / Lightning rank (``RANK`` of ``WORLD_SIZE``), else (0, 1)."""
+    ``world_size``, e.g. one Hydra multirun job each), or, only when ``ranks_from`` says the launcher started an
+    encoding job, its SLURM array task (``SLURM_ARRAY_TASK_ID`` of ``SLURM_ARRAY_TASK_COUNT``) or torchrun rank
+    (``RANK`` of ``WORLD_SIZE``); else (0, 1). The environment alone never makes a rank: the cells of a Hydra
+    submitit sweep are array tasks too, and would each encode a share of one corpus and exit without metrics."""
     if rank is not None or world is not None:
         if rank is None or world is None:
             raise InputError("set both eval.corpus_shards.rank and eval.corpus_shards.world_size, or neither")
@@ -96,10 +103,21 @@ def shard_rank(rank: int | None = None, world: int | None = None) -> tuple[int, 
             raise InputError(f"eval.corpus_shards.rank={rank} must be in [0, world_size={world})")
         return int(rank), int(world)
     env = os.environ
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+    if ranks_from == "slurm_array":
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            raise InputError(
+                "eval.corpus_shards.ranks_from=slurm_array, but this job is not a SLURM array task "
+                "(no SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT); submit it with sbatch --array, or set rank / world_size"
+            )
         first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
         return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    if ranks_from == "torchrun":
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            raise InputError(
+                "eval.corpus_shards.ranks_from=torchrun, but RANK / WORLD_SIZE are not set; start it with torchrun"
+            )
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    return 0, 1
 
 
 def wait_for_shards(folder: str | Path, layout: ShardLayout, wait_s: float, poll_s: float = 5.0) -> None:
@@ -135,16 +153,35 @@ def open_layout(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.json"
     if path.exists():
-        recorded = json.loads(path.read_text())
-        _check_manifest(path, recorded, asdict(layout))
-    else:
-        try:  # several ranks may start at once: the first one writes, the others check
-            with open(path, "x") as fh:
-                fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
+        _check_manifest(path, read_manifest(path), asdict(layout))
+    else:  # several ranks may start at once: the first complete file linked in place wins, the others check
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and fails if another rank's manifest is there already
         except FileExistsError:
             return open_layout(folder, layout, encode)
+        finally:
+            os.unlink(tmp)
     if encode is not None:
         _check_probe(folder, np.asarray(encode([PROBE_TEXT]), dtype=np.float32)[0])
+
+
+def read_manifest(path: Path) -> dict:
+    """A shard folder's manifest, or one line naming it when it is damaged."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(
+            f"{path}: not a readable shard manifest ({type(e).__name__}); delete it and run the encoding again "
+            "(finished shards are checked against the new manifest, not thrown away)"
+        ) from None
+    if not isinstance(recorded, dict):
+        raise InputError(
+            f"{path}: not a shard manifest (a JSON object); delete it and run the encoding again"
+        )
+    return recorded
 
 
 def _check_manifest(path: Path, recorded: dict, wanted: dict) -> None:
@@ -157,6 +194,11 @@ def _check_manifest(path: Path, recorded: dict, wanted: dict) -> None:
         raise InputError(
             f"{path}: the shards hold {recorded.get('dim')}-dimensional vectors, this encoder gives {wanted['dim']}: "
             "they come from another model; encode into a new folder (eval.corpus_shards.dir)"
+        )
+    if recorded.get("encoder", "") != wanted.get("encoder", ""):
+        raise InputError(
+            f"{path}: these shards were encoded with {recorded.get('encoder') or 'unrecorded settings'}, this job "
+            f"encodes with {wanted.get('encoder')}; encode into a new folder (eval.corpus_shards.dir)"
         )
     if {k: v for k, v in recorded.items() if k != "corpus"} != {
         k: v for k, v in wanted.items() if k != "corpus"
@@ -238,7 +280,7 @@ def encode_shards(
             raise InputError(
                 f"the encoder gave {emb.shape} for shard {shard}; expected {(stop - start, layout.dim)}"
             )
-        tmp = shard_path(folder, shard).with_suffix(".partial.npy")
+        tmp = shard_path(folder, shard).with_suffix(f".{os.getpid()}.partial.npy")  # one name per process
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=layout.dtype, shape=emb.shape)
         out[:] = emb
         out.flush()
@@ -257,7 +299,7 @@ def check_complete(folder: str | Path) -> ShardLayout:
     path = folder / "manifest.json"
     if not path.is_file():
         raise MissingInputError(f"{folder} holds no manifest.json: encode the corpus into it first")
-    layout = ShardLayout(**json.loads(path.read_text()))
+    layout = ShardLayout(**read_manifest(path))
     missing = [s for s in range(layout.n_shards) if not done_path(folder, s).exists()]
     if missing:
         raise MissingInputError(
@@ -341,7 +383,9 @@ def ivf_search(
     t2 = time.perf_counter()
     probe = np.sort(rng.choice(len(q), size=min(len(q), recall_queries), replace=False))
     exact_idx, _ = search_shards(q[probe], folder, k)
-    found = [len(set(idx[p]) & set(e)) / k for p, e in zip(probe, exact_idx)]
+    found = [
+        len(set(idx[p][idx[p] >= 0]) & set(e)) / k for p, e in zip(probe, exact_idx)
+    ]  # -1: FAISS padding
     info = {
         "nlist": nlist,
         "nprobe": index.nprobe,

@@ -117,6 +117,14 @@ class EvalRun:
             precision=s.precision,
         )
 
+    def encoder_settings(self) -> str:
+        """What shapes a passage vector, as a shard manifest records it: a folder encoded with another model,
+        prefix, passage length or precision is refused, not mixed in."""
+        e = self.encoder
+        fields = {"model": getattr(e, "name", type(e).__name__), "prefix": getattr(e, "passage_prefix", None),
+                  "max_length": getattr(e, "passage_max_length", None), "precision": self.settings.precision}  # fmt: skip
+        return ", ".join(f"{k}={v}" for k, v in fields.items())
+
     def record(self, name: str, entry: dict, head: dict, encode_s: float, score_s: float) -> None:
         self.report["datasets"][name] = entry
         self.report["headline"][name] = head
@@ -268,15 +276,18 @@ class EvalRun:
     def sharded_qrels(self, qs: QrelsSet, query_emb: np.ndarray) -> dict:
         """Encode this process's corpus shards (resuming: done shards are skipped), then search every shard."""
         spec = self.settings.corpus_shards
-        folder = Path(spec.dir or self.out_dir / "eval" / qs.name / "shards")
+        folder = (
+            Path(spec.dir) / qs.name if spec.dir else self.out_dir / "eval" / qs.name / "shards"
+        )  # one per set
         layout = ShardLayout(
             len(qs.doc_ids),
             spec.shard_size,
             query_emb.shape[1],
             spec.dtype,
             corpus_fingerprint(qs.doc_ids, qs.doc_texts),
+            self.encoder_settings(),
         )
-        rank, world = shard_rank(spec.rank, spec.world_size)
+        rank, world = shard_rank(spec.rank, spec.world_size, spec.ranks_from)
         encode_shards(
             lambda texts: self.encode(list(texts), "passage", f"{qs.name}: corpus shard"),
             qs.doc_texts,
