@@ -216,6 +216,15 @@ def test_a_training_run_fuses_the_model_it_trained(tmp_path, tiny_model_dir, dat
         tiny_model_dir, tmp_path / "run", data_dir, "eval.fusion={k: 60}", f"results_dir={results}", "seed=3"
     )
     run("train.py", *train)
+    from mdr.runtime.run_folder import cell_name
+
+    without = [o for o in train if not o.startswith("eval.fusion")]
+    assert sorted(p.name for p in results.iterdir()) == sorted(
+        [cell_name(without), cell_name([*without, "fusion=rrf"])]
+    )
+    assert cell_name(train) == cell_name(
+        without
+    )  # the run's own cell is the same with or without eval.fusion
     metrics = [json.loads(p.read_text()) for p in sorted(results.glob("*/metrics.json"))]
     assert len(metrics) == 2, "the cell and its fused row"
     base, fused = sorted(metrics, key=lambda m: "ranker" in m)

@@ -38,6 +38,7 @@ NOT_A_CELL_KEY = (
     "trainer.devices",
     "progress.",
     "merge.",
+    "eval.fusion",  # adds a fused row (its own cell, fusion=rrf): the run's own cell is the same with or without
     "preemption.",
     "ckpt_path",
 )
