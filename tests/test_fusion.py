@@ -158,8 +158,9 @@ def test_eval_py_scores_and_archives_the_fused_row(tmp_path, tiny_model_dir, dat
         c.name: row_key(json.loads((c / "metrics.json").read_text())["config"]) for c in results.iterdir()
     }
     assert {c: k[0] for c, k in keys.items()} == {  # three rows told apart: sampler=untrained is the dense one
-        "default": "untrained", "fusion=rrf": "untrained rrf bm25", "model=bm25": "bm25",
+        "default": "untrained", "fusion=rrf": "untrained rrf bm25", "model=bm25": "bm25",  # finetune "none" for bm25
     }  # fmt: skip
+    assert keys["model=bm25"][2] == "none"  # BM25 is not fine-tuned
 
 
 def test_a_fused_row_added_later_keeps_the_archived_base_cell(tmp_path, tiny_model_dir, data_dir):

@@ -132,7 +132,7 @@ def row_key(config: dict, label_alpha: bool = True) -> tuple[str, ...]:
     return (
         f"{sampler} rrf bm25" if config.get("fused") else sampler,
         str(config.get("model", {}).get("name", "?")),
-        str(config.get("finetune", {}).get("mode", "?")),
+        "none" if lexical else str(config.get("finetune", {}).get("mode", "?")),
     )
 
 
