@@ -3,6 +3,7 @@ small Lightning pieces (a 3-language MLQA-R datamodule, a quiet CPU Trainer) the
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,36 @@ def expect_failure(entry, cfg_name, overrides, run_dir, exc, message):
     assert not (run_dir / "metrics.json").exists() or "metrics.json" in before
     assert not list(run_dir.glob("checkpoints/*.ckpt")) or any(k.endswith(".ckpt") for k in before)
     assert (run_dir / "FAILED").read_text().strip(), "the FAILED marker names the reason"
+
+
+def run_entry(script, *args):
+    """An entry point as a user runs it (offline), its output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"},
+    )
+
+
+def assert_one_line(proc, prog, message):
+    """Bad input as a user sees it: exit 2, no traceback, exactly one '<prog>: error: ' line matching ``message``."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [x for x in proc.stderr.splitlines() if x.startswith(f"{prog}: error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert re.search(message, errors[0]), errors[0]
+
+
+def bad_eval_overrides(run_dir, tiny_model_dir, data_dir, *extra):
+    """eval.py in-process on the tiny model and MLQA-R, no TREC runs: the bad-input cases' base."""
+    return [
+        f"paths.output_dir={run_dir}",
+        *tiny_model_overrides(tiny_model_dir, data_dir),
+        "data=mlqa_r",
+        "eval.run_files=none",
+        *extra,
+    ]

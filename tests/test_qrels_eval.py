@@ -125,7 +125,9 @@ def test_faiss_padding_is_no_document():
 
     docs = [f"d{i}" for i in range(5)]
     qs = QrelsSet("toy", ["q"], ["text"], docs, ["t"] * 5, {"q": {"d4": 1}})
-    padded = score_ranking(qs, np.array([[0, 1, -1, -1]]), np.array([[0.9, 0.5, -3.4e38, -3.4e38]], np.float32))
+    padded = score_ranking(
+        qs, np.array([[0, 1, -1, -1]]), np.array([[0.9, 0.5, -3.4e38, -3.4e38]], np.float32)
+    )
     assert padded["r@100"] == 0.0 and padded["ndcg@10"] == 0.0
     assert padded["run"]["q"] == {"d0": pytest.approx(0.9), "d1": pytest.approx(0.5)}
     found = score_ranking(qs, np.array([[4, 0, 1, -1]]), np.array([[0.9, 0.5, 0.4, -3.4e38]], np.float32))

@@ -1,17 +1,19 @@
-"""Bad input of every kind: a clear error that names the problem and the fix; no results written or changed.
-
-Runs the real entry points (`mdr.cli.train.train`, `mdr.cli.evaluate.evaluate`) in-process on composed Hydra
-configs, so each case costs well under a second unless it has to load a model.
-"""
+"""Impossible settings and bad data fed through train.py / eval.py in-process: a clear error that names the
+problem and the fix; no results written or changed; a failed run archives nothing; a bug keeps its traceback."""
 
 import json
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from helpers import expect_failure, tiny_model_overrides
+from helpers import (
+    bad_eval_overrides,
+    expect_failure,
+    tiny_model_overrides,
+)
+
+from mdr.runtime.errors import InputError
+
+BAD_BYTES = b"\xff\xfe not utf-8"
 
 
 @pytest.fixture(scope="module")
@@ -214,86 +216,11 @@ def test_model_dir_without_weights(tmp_path, data_dir):
     expect_failure("train", "train", overrides, tmp_path / "run", ModelLoadError, "has no weights")
 
 
-def eval_overrides(run_dir, tiny_model_dir, data_dir, *extra):
-    return [
-        f"paths.output_dir={run_dir}",
-        *tiny_model_overrides(tiny_model_dir, data_dir),
-        "data=mlqa_r",
-        "eval.run_files=none",
-        *extra,
-    ]
-
-
-def other_model_checkpoint(path):
-    torch.save({"state_dict": {"encoder.model.embeddings.word_embeddings.weight": torch.zeros(5, 7)}}, path)
-    return path
-
-
-def foreign_checkpoint(path):
-    torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, path)
-    return path
-
-
-@pytest.mark.parametrize(
-    "make_ckpt, exc, message",
-    [
-        (
-            lambda tmp: Path("/nope.ckpt"),
-            FileNotFoundError,
-            "checkpoint /nope.ckpt does not exist.*pass ckpt=",
-        ),
-        (
-            lambda tmp: other_model_checkpoint(tmp / "other.ckpt"),
-            ValueError,
-            "does not match model config.*pass the model=",
-        ),
-        (
-            lambda tmp: foreign_checkpoint(tmp / "foreign.ckpt"),
-            ValueError,
-            "holds no encoder weights; is it a checkpoint written by train.py",
-        ),
-    ],
-    ids=["missing", "of_another_model", "without_encoder"],
-)
-def test_eval_bad_checkpoint(tmp_path, tiny_model_dir, data_dir, make_ckpt, exc, message):
-    ckpt = make_ckpt(tmp_path)
-    overrides = eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"ckpt={ckpt}")
-    expect_failure("eval", "eval", overrides, tmp_path / "run", exc, message)
-
-
-@pytest.mark.parametrize(
-    "arrays, message",
-    [
-        (
-            {
-                "query_emb": np.zeros((3, 4)),
-                "cand_emb": np.zeros((2, 4)),
-                "query_ids": np.arange(3),
-                "cand_uids": np.array(["a", "b"]),
-            },
-            "do not match mlqa_r.*eval.save_embeddings=true",
-        ),
-        ({"query_emb": np.zeros((3, 4))}, r"lacks arrays \['cand_emb', 'cand_uids', 'query_ids'\]"),
-    ],
-)
-def test_eval_bad_embeddings(tmp_path, tiny_model_dir, data_dir, arrays, message):
-    emb = tmp_path / "emb.npz"
-    np.savez(emb, **arrays)
-    expect_failure(
-        "eval",
-        "eval",
-        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, f"embeddings={emb}"),
-        tmp_path / "run",
-        ValueError,
-        message,
-    )
-
-
 def test_eval_unknown_run_files_option(tmp_path, tiny_model_dir, data_dir):
     expect_failure(
         "eval",
         "eval",
-        eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "eval.run_files=some"),
+        bad_eval_overrides(tmp_path / "run", tiny_model_dir, data_dir, "eval.run_files=some"),
         tmp_path / "run",
         ValueError,
         "eval.run_files='some'; choose one of",
@@ -316,3 +243,33 @@ def test_failed_run_does_not_touch_earlier_results(tmp_path, tiny_model_dir, dat
         "sampler.alpha=2",
     )
     assert (run_dir / "metrics.json").read_text() == (tmp_path / "copy.json").read_text()
+
+
+def test_unexpected_errors_keep_their_traceback(tmp_path):
+    """Only known input errors lose the traceback: a bug still shows where it happened."""
+    from mdr.cli.entry import report_input_errors
+
+    with pytest.raises(ZeroDivisionError):
+        report_input_errors(lambda: 1 / 0, "x")
+    with pytest.raises(SystemExit) as stop:
+        report_input_errors(lambda: (_ for _ in ()).throw(InputError("f.txt:3: bad; fix it")), "x")
+    assert stop.value.code == 2
+
+
+def test_a_failed_run_leaves_no_results_cell(tmp_path, tiny_model_dir, data_dir):
+    """With results_dir set (a tracked sweep), a run that fails on bad input archives nothing."""
+    from helpers import expect_failure
+
+    bad = tmp_path / "train.jsonl"
+    bad.write_bytes(b"")
+    results = tmp_path / "results"
+    run_dir = tmp_path / "run"
+    overrides = [
+        f"paths.output_dir={run_dir}",
+        *tiny_model_overrides(tiny_model_dir, data_dir),
+        "data=parallel_jsonl",
+        f"data.train.path={bad}",
+        f"results_dir={results}",
+    ]
+    expect_failure("train", "train", overrides, run_dir, InputError, "train.jsonl is empty")
+    assert not results.exists() or not any(results.iterdir())
