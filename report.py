@@ -45,7 +45,15 @@ if __name__ == "__main__":
         help="claims across seed blocks (CPU kind, library versions): compare within shared blocks (default; "
         "the pooled verdict is shown beside) or pool every seed as the family was declared",
     )
+    ap.add_argument(
+        "--recommend",
+        action="store_true",
+        help="with --claims: per user priority, the recipe the declared claims name, or 'undecided between' "
+        "(recommend.md; means are never ranked)",
+    )
     args = ap.parse_args()
+    if args.recommend and not args.claims:
+        ap.error("--recommend reads declared claims: add --claims conf/claims/<family>.yaml")
     report = report_input_errors(
         lambda: write_report(
             args.root, args.out, args.subset, args.baseline, args.permutations, args.claims, args.blocks
@@ -61,6 +69,7 @@ if __name__ == "__main__":
         "robustness.md",
         adversarial,
         *(["claims_primary.md"] if args.claims else []),
+        *(["recommend.md"] if args.recommend else []),
     ):
         if (out / extra).exists():
             print((out / extra).read_text())

@@ -29,7 +29,7 @@ def tatoeba_cell(root, sampler: str, seed: int | None, block: str, rng, effect: 
     """One archived cell: config, provenance, Tatoeba metrics and per-query ranks (1 = the pair found)."""
     cell = root / f"sampler={sampler},seed={seed}"
     (cell / ".hydra").mkdir(parents=True)
-    target = {"hybrid": "HybridSampler", "mixed": "MixedSampler"}[sampler]
+    target = {"hybrid": "HybridSampler", "mixed": "MixedSampler", "xx": "XXSampler"}[sampler]
     config = {"sampler": {"_target_": f"mdr.training.samplers.{target}"}, "model": {"name": "m"},
               "finetune": {"mode": "full"}, "seed": seed}  # fmt: skip
     (cell / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))

@@ -11,8 +11,24 @@ from mdr.report.claims import judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto, plot_robustness, row_label
+from mdr.report.recommend import recommend, recommend_markdown
 from mdr.report.significance import baseline_rows, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
+
+
+def row_namer(r):
+    """selector -> the row it names in ``r`` ("hybrid / me5_small / full"), or the selector when it names none."""
+    from mdr.report.claims import _runs_of
+    from mdr.runtime.errors import InputError
+
+    def name(selector: str) -> str:
+        try:
+            runs = _runs_of(r, selector)
+        except InputError:
+            return selector
+        return " / ".join(part for part in runs[0].key if part != "default") if runs else selector
+
+    return name
 
 
 def write_report(
@@ -69,4 +85,5 @@ def write_report(
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
     if verdicts is not None:
         write_verdicts(verdicts, out, permutations, claims_file.families, block_labels(r.runs))
+        (out / "recommend.md").write_text(recommend_markdown(recommend(verdicts, row_namer(r))))
     return r
