@@ -36,6 +36,10 @@ KEPT = (
     "eval/*/per_language.csv",
     "eval/*/summary.md",
     "eval/*/adversarial_queries.jsonl",
+    "eval/*/passages.json",  # eval.poison: the adversarial passages, the attacker / evaluated split, transfer
+    "eval/*/split.json",
+    "eval/*/transfer.csv",
+    "eval/*/transfer.png",
 )
 
 
