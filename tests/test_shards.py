@@ -106,7 +106,7 @@ def test_a_folder_serves_one_layout(tmp_path):
 
 def test_ivf_search_reports_its_recall_against_exact(tmp_path):
     """Clustered data: IVF with enough probes finds (nearly) what exact search finds, and says how much."""
-    from mdr.eval.shards import ivf_search
+    from mdr.eval.ivf_index import IVFSpec, ivf_search
 
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((20, DIM))
@@ -117,12 +117,15 @@ def test_ivf_search_reports_its_recall_against_exact(tmp_path):
     encode_shards(lambda batch: np.stack([by_id.get(t, docs[0]) for t in batch]), texts, tmp_path, layout)
     queries = (centers[rng.integers(0, 20, 50)] + 0.3 * rng.standard_normal((50, DIM))).astype(np.float32)
     exact_idx, _ = exact_top_k(queries, docs, 10)
-    idx, scores, info = ivf_search(queries, tmp_path, k=10, nlist=20, nprobe=20, recall_queries=50)
+    idx, scores, info = ivf_search(queries, tmp_path, 10, IVFSpec(nlist=20), nprobe=20, recall_queries=50)
     assert info["recall@10_vs_exact"] == pytest.approx(1.0)  # every list probed: exact
     np.testing.assert_array_equal(np.sort(idx, 1), np.sort(exact_idx, 1))
-    _, _, few = ivf_search(queries, tmp_path, k=10, nlist=20, nprobe=1, recall_queries=50)
+    _, _, few = ivf_search(queries, tmp_path, 10, IVFSpec(nlist=20), nprobe=1, recall_queries=50)
     measured = np.mean(
-        [len(set(a) & set(b)) / 10 for a, b in zip(ivf_search(queries, tmp_path, 10, 20, 1)[0], exact_idx)]
+        [
+            len(set(a) & set(b)) / 10
+            for a, b in zip(ivf_search(queries, tmp_path, 10, IVFSpec(nlist=20), 1)[0], exact_idx)
+        ]
     )
     assert few["recall@10_vs_exact"] == pytest.approx(measured) and few["nprobe"] == 1
 

@@ -13,15 +13,24 @@ import torch
 
 from mdr.data.qrels import QrelsSet
 from mdr.eval.metrics import ndcg
+from mdr.eval.topk import docid_key, order_rows, top_k
 from mdr.runtime.errors import InputError
 
 SEARCHES = ("torch", "faiss")
 
 
 def exact_top_k(
-    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, search: str = "torch", chunk: int = 256
+    query_emb: np.ndarray,
+    doc_emb: np.ndarray,
+    k: int,
+    search: str = "torch",
+    chunk: int = 256,
+    tie_key: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k: torch matmul in query chunks, or a FAISS ``IndexFlatIP`` (large corpora)."""
+    """Exact inner-product top-k: torch matmul in query chunks, or a FAISS ``IndexFlatIP`` (large corpora).
+    Ties go by ``tie_key`` (``mdr.eval.topk.docid_key``; else the corpus position); FAISS's list is re-sorted
+    by the same rule, but which tied document FAISS lets in at the k-th place is its own choice."""
+    key = None if tie_key is None else torch.from_numpy(np.asarray(tie_key, dtype=np.int64))
     q = np.ascontiguousarray(query_emb, dtype=np.float32)
     d = np.ascontiguousarray(doc_emb, dtype=np.float32)
     if search == "faiss":
@@ -30,15 +39,16 @@ def exact_top_k(
         index = faiss.IndexFlatIP(d.shape[1])
         index.add(d)
         scores, idx = index.search(q, k)
-        return idx, scores
+        idx, scores = order_rows(torch.from_numpy(idx), torch.from_numpy(scores), key)
+        return idx.numpy(), scores.numpy()
     if search != "torch":
         raise InputError(f"eval.search={search!r}; choose one of {SEARCHES}")
     dt = torch.from_numpy(d)
     idx = np.empty((len(q), k), dtype=np.int64)
     scores = np.empty((len(q), k), dtype=np.float32)
     for a in range(0, len(q), chunk):
-        top = (torch.from_numpy(q[a : a + chunk]) @ dt.T).topk(k, dim=1)
-        idx[a : a + chunk], scores[a : a + chunk] = top.indices.numpy(), top.values.numpy()
+        top_idx, top_scores = top_k(torch.from_numpy(q[a : a + chunk]) @ dt.T, k, key)
+        idx[a : a + chunk], scores[a : a + chunk] = top_idx.numpy(), top_scores.numpy()
     return idx, scores
 
 
@@ -52,7 +62,7 @@ def evaluate_qrels(
             f"{len(qs.query_ids)} queries / {len(qs.doc_ids)} documents"
         )
     k = min(max(depth, 100), len(qs.doc_ids))
-    top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search)
+    top_idx, top_scores = exact_top_k(query_emb, doc_emb, k, search, tie_key=docid_key(qs.doc_ids))
     return score_ranking(qs, top_idx, top_scores, depth)
 
 

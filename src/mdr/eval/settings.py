@@ -69,8 +69,23 @@ class CorpusShards:
     wait_s: float = 3600.0  # how long rank 0 waits for the other ranks' shards before it searches
     nlist: int = 1024  # eval.search=ivf: FAISS IVF lists ...
     nprobe: int = 32  # ... and lists probed per query
+    index: str = (
+        "flat"  # eval.search=ivf: flat (4d bytes a vector) | sq8 (d) | pq (pq_m), saved beside the shards
+    )
+    pq_m: int = 64  # index=pq: sub-quantizers (must divide the dimension)
+    on_disk: bool = False  # inverted lists in a memory-mapped file (corpora whose index exceeds RAM)
+    recall_queries: int = 200  # queries whose IVF top-k is checked against exact search (0: skip)
 
-    TYPES = {"shard_size": int, "rank": int, "world_size": int, "wait_s": float, "nlist": int, "nprobe": int}
+    TYPES = {
+        "shard_size": int,
+        "rank": int,
+        "world_size": int,
+        "wait_s": float,
+        "nlist": int,
+        "nprobe": int,
+        "pq_m": int,
+        "recall_queries": int,
+    }
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.nlist < 1 or self.nprobe < 1:
@@ -86,6 +101,19 @@ class CorpusShards:
             )
         if self.wait_s < 0:
             raise InputError(f"eval.corpus_shards.wait_s={self.wait_s}: give seconds >= 0")
+        if self.recall_queries < 0:
+            raise InputError(
+                f"eval.corpus_shards.recall_queries={self.recall_queries}: give 0 (skip) or more"
+            )
+        if not isinstance(self.on_disk, bool):
+            raise InputError(f"eval.corpus_shards.on_disk={self.on_disk!r}: expected true or false")
+        self.ivf()  # an unknown index kind or pq_m < 1 is refused with the rest of the settings
+
+    def ivf(self):
+        """The IVF index these settings ask for (``mdr.eval.ivf_index``)."""
+        from mdr.eval.ivf_index import IVFSpec
+
+        return IVFSpec(self.index, self.nlist, self.pq_m, self.on_disk)
 
 
 @dataclass

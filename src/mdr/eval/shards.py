@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mdr.eval.topk import merge_top_k, top_k
 from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.files import atomic_write_text
 
@@ -316,13 +317,19 @@ def check_complete(folder: str | Path) -> ShardLayout:
 
 
 def search_shards(
-    query_emb: np.ndarray, folder: str | Path, k: int, query_chunk: int = 1024
+    query_emb: np.ndarray,
+    folder: str | Path,
+    k: int,
+    query_chunk: int = 1024,
+    tie_key: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-``k`` over every shard (document indices into the whole corpus, and scores, best
-    first), streaming: one shard memory-mapped at a time, a running top-k per query."""
+    first), streaming: one shard memory-mapped at a time, a running top-k per query. Ties go by ``tie_key``
+    (``mdr.eval.topk``), so the result equals ``exact_top_k`` whatever the shard size."""
     folder = Path(folder)
     layout = check_complete(folder)
     k = min(k, layout.n_docs)
+    key = None if tie_key is None else torch.from_numpy(np.asarray(tie_key, dtype=np.int64))
     q = torch.from_numpy(np.ascontiguousarray(query_emb, dtype=np.float32))
     best_scores = torch.full((len(q), k), -torch.inf)
     best_idx = torch.full((len(q), k), -1, dtype=torch.int64)
@@ -330,68 +337,7 @@ def search_shards(
         start, _ = layout.bounds(shard)
         docs = torch.from_numpy(np.load(shard_path(folder, shard), mmap_mode="r").astype(np.float32))
         for a in range(0, len(q), query_chunk):
-            scores = q[a : a + query_chunk] @ docs.T
-            top = scores.topk(min(k, docs.shape[0]), dim=1)
-            merged_scores = torch.cat([best_scores[a : a + query_chunk], top.values], dim=1)
-            merged_idx = torch.cat([best_idx[a : a + query_chunk], top.indices + start], dim=1)
-            keep = merged_scores.topk(k, dim=1)
-            best_scores[a : a + query_chunk] = keep.values
-            best_idx[a : a + query_chunk] = merged_idx.gather(1, keep.indices)
+            rows = slice(a, a + query_chunk)
+            new = top_k(q[rows] @ docs.T, k, key, offset=start)
+            best_idx[rows], best_scores[rows] = merge_top_k((best_idx[rows], best_scores[rows]), new, k, key)
     return best_idx.numpy(), best_scores.numpy()
-
-
-def ivf_search(
-    query_emb: np.ndarray,
-    folder: str | Path,
-    k: int,
-    nlist: int,
-    nprobe: int,
-    recall_queries: int = 200,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Approximate inner-product top-``k`` with a FAISS IVF index (``nlist`` lists, ``nprobe`` probed), built
-    shard by shard (trained on a seeded sample of at most 64 vectors per list); returns the ranking and its
-    recall@k against exact search on a seeded sample of ``recall_queries`` queries (the run's metrics report it).
-    The index holds every vector (n x dim x 4 bytes): for corpora past memory, a PQ index is the next step."""
-    import faiss
-
-    folder = Path(folder)
-    layout = check_complete(folder)
-    k = min(k, layout.n_docs)
-    nlist = max(1, min(nlist, layout.n_docs // 39 or 1))  # FAISS wants ~39 training points per list
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(layout.n_docs, size=min(layout.n_docs, 64 * nlist), replace=False))
-    train = np.concatenate(
-        [
-            np.asarray(
-                np.load(shard_path(folder, s), mmap_mode="r")[sample[(sample >= a) & (sample < b)] - a],
-                np.float32,
-            )
-            for s in range(layout.n_shards)
-            for a, b in [layout.bounds(s)]
-        ]
-    )
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(layout.dim), layout.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    t0 = time.perf_counter()
-    index.train(train)
-    for s in range(layout.n_shards):
-        index.add(np.ascontiguousarray(np.load(shard_path(folder, s), mmap_mode="r"), dtype=np.float32))
-    index.nprobe = min(nprobe, nlist)
-    q = np.ascontiguousarray(query_emb, dtype=np.float32)
-    t1 = time.perf_counter()
-    scores, idx = index.search(q, k)
-    t2 = time.perf_counter()
-    probe = np.sort(rng.choice(len(q), size=min(len(q), recall_queries), replace=False))
-    exact_idx, _ = search_shards(q[probe], folder, k)
-    found = [
-        len(set(idx[p][idx[p] >= 0]) & set(e)) / k for p, e in zip(probe, exact_idx)
-    ]  # -1: FAISS padding
-    info = {
-        "nlist": nlist,
-        "nprobe": index.nprobe,
-        f"recall@{k}_vs_exact": float(np.mean(found)),
-        "recall_queries": len(probe),
-        "build_s": t1 - t0,
-        "search_s": t2 - t1,
-    }
-    return idx, scores, info

@@ -21,6 +21,7 @@ from mdr.data.perturb import perturb_set
 from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
 from mdr.eval.attack import AttackSettings, run_attack
+from mdr.eval.ivf_index import ivf_search
 from mdr.eval.lareqa import evaluate_lareqa
 from mdr.eval.outputs import SCHEMA_VERSION
 from mdr.eval.outputs.attack import entry as attack_entry
@@ -44,13 +45,13 @@ from mdr.eval.shards import (
     ShardLayout,
     corpus_fingerprint,
     encode_shards,
-    ivf_search,
     search_shards,
     shard_rank,
     wait_for_shards,
 )
 from mdr.eval.tatoeba import evaluate_tatoeba
 from mdr.eval.tatoeba import headline as tatoeba_headline
+from mdr.eval.topk import docid_key
 from mdr.modeling.text_encoder import TextEncoder
 from mdr.runtime.errors import InputError
 from mdr.runtime.files import atomic_write_json
@@ -313,10 +314,13 @@ class EvalRun:
             }
         wait_for_shards(folder, layout, spec.wait_s if world > 1 else 0.0)
         k = min(max(self.settings.run_depth, 100), len(qs.doc_ids))
+        tie_key = docid_key(qs.doc_ids)  # ties by docid, as in-memory search breaks them
         if self.settings.search == "ivf":  # approximate; its recall against exact search is reported
-            top_idx, top_scores, shards["ivf"] = ivf_search(query_emb, folder, k, spec.nlist, spec.nprobe)
+            top_idx, top_scores, shards["ivf"] = ivf_search(
+                query_emb, folder, k, spec.ivf(), spec.nprobe, spec.recall_queries, tie_key=tie_key
+            )
         else:
-            top_idx, top_scores = search_shards(query_emb, folder, k)
+            top_idx, top_scores = search_shards(query_emb, folder, k, tie_key=tie_key)
         return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}
 
 
