@@ -15,6 +15,7 @@ if "MDR_CACHE_DIR" not in os.environ:
 
     os.environ["MDR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdr-test-cache-")
     atexit.register(shutil.rmtree, os.environ["MDR_CACHE_DIR"], True)
+os.environ.setdefault("MDR_HASH_MEMO", os.path.join(os.environ["MDR_CACHE_DIR"], "content_hashes.json"))
 # The tests' models are tiny: their matrix products are too small to split across threads, and OpenMP
 # threads that spin-wait on a busy 2-core machine made a 20-step tiny train.py run 2.5x slower.
 # Subprocesses (train.py, eval.py) inherit it. Set OMP_NUM_THREADS yourself to override.

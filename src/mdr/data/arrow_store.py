@@ -3,8 +3,8 @@
 
 A cache folder holds ``examples.arrow`` (the examples, one record batch per ``BATCH_ROWS``), the id x
 language index (``ids.arrow``, ``rows.npy``), each id's group rank for splits (``groups.npy``) and
-``meta.json``, written last (the done marker). The folder's name carries a fingerprint of the source (path,
-size, modification time, reader settings, format version): a changed file gets a new cache. Pages are the
+``meta.json``, written last (the done marker). The folder's name carries a fingerprint of the source (each
+file's content hash, reader settings, format version): a changed file gets a new cache. Pages are the
 operating system's page cache: ranks on one node share them.
 """
 

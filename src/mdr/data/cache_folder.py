@@ -20,6 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 from filelock import FileLock
 
+from mdr.data.content_hash import content_digest
+
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 65536
@@ -27,12 +29,10 @@ PROGRESS_EVERY = 500_000
 
 
 def fingerprint(paths: list[Path], settings: dict, version: int) -> str:
-    """Source identity for a cache folder's name: each local file's path, size and modification time (as HF
-    ``datasets`` does for local files), the reader's settings and the folder format's version."""
-    files = []
-    for path in paths:
-        stat = path.stat()
-        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    """Source identity for a cache folder's name: each local file's content hash (``mdr.data.content_hash``;
+    not its path or modification time, so a same-size rewrite gets a new cache and a moved file keeps its
+    own), the reader's settings and the folder format's version."""
+    files = [[path.stat().st_size, content_digest(path)] for path in paths]
     key = json.dumps([files, settings, version], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -45,8 +45,12 @@ LANGUAGE_NAMES = {
 
 
 def _read_tsv(path: str, columns: list[str]):
+    """A TSV through ``datasets``. A local file is re-read, never taken from ``datasets``' own cache, which is
+    keyed on path and modification time (a same-size rewrite with the old mtime would be served stale); this
+    runs only when our content-keyed cache misses."""
     from datasets import Features, Value, load_dataset
 
+    local = not path.startswith("hf://")
     return load_dataset(
         "csv",
         data_files=path,
@@ -56,6 +60,7 @@ def _read_tsv(path: str, columns: list[str]):
         quoting=3,
         features=Features({c: Value("string") for c in columns}),
         keep_default_na=False,
+        download_mode="force_redownload" if local else None,
     )
 
 
@@ -74,13 +79,26 @@ def read_mmarco(
     source = f"mMARCO {root}"
     if cache_dir is None:
         return build_in_memory(_rows(langs, root, max_queries, negatives_per_query), source, "mmarco")
-    local = [] if root.startswith("hf://") else [Path(root) / "data" / "triples.train.ids.small.tsv"]
+    local = [] if root.startswith("hf://") else [Path(p) for p in source_files(root, langs)]
     settings = {"reader": "mmarco", "root": root, "langs": sorted(langs), "max_queries": max_queries}
     settings["negatives_per_query"] = negatives_per_query
     key = fingerprint(local, settings)
     return cached_corpus(
         lambda: _rows(langs, root, max_queries, negatives_per_query), cache_dir, key, source, "mmarco"
     )
+
+
+def source_files(root: str, langs: list[str]) -> list[str]:
+    """Every file the rows are read from: the triples, and each language's queries and collection (all part
+    of the cache key: an edited collection gets a new cache)."""
+    files = [f"{root}/data/triples.train.ids.small.tsv"]
+    for lang in sorted(langs):
+        name = LANGUAGE_NAMES[lang]
+        files += [
+            f"{root}/data/google/queries/train/{name}_queries.train.tsv",
+            f"{root}/data/google/collections/{name}_collection.tsv",
+        ]
+    return files
 
 
 def _rows(langs: list[str], root: str, max_queries: int | None, negatives_per_query: int) -> Iterator[dict]:
@@ -97,10 +115,9 @@ def _rows(langs: list[str], root: str, max_queries: int | None, negatives_per_qu
             negatives[row["qid"]].append(row["neg"])
     wanted_pids = set(positives.values()) | {p for ns in negatives.values() for p in ns}
     for lang in langs:
-        name = LANGUAGE_NAMES[lang]
-        queries_file = f"{root}/data/google/queries/train/{name}_queries.train.tsv"
+        queries_file, collection_file = source_files(root, [lang])[1:]
         queries = _read_tsv(queries_file, ["qid", "text"])
-        collection = _read_tsv(f"{root}/data/google/collections/{name}_collection.tsv", ["pid", "text"])
+        collection = _read_tsv(collection_file, ["pid", "text"])
         collection = collection.filter(lambda r: r["pid"] in wanted_pids)
         passages = dict(zip(collection["pid"], collection["text"]))
         skipped = 0
