@@ -321,3 +321,84 @@ def test_nan_weights_and_lambdas_are_refused():
     with pytest.raises(InputError, match="not a finite number"):
         check_lambda(float("nan"), extrapolate=True)
     check_weights([0.5, 0.5], 2)  # a sound soup passes
+
+
+def test_wise_in_train_py_and_merge_py_are_one_implementation(trained):
+    """merge.wise's interpolation and merge.py's average with a pretrained share give the same bits."""
+    enc, base = trained
+    ft, pre = plain_state(enc), plain_state(base)
+    for lam in (0.3, 0.7, 0.123):
+        wise = interpolate(pre, ft, lam)
+        soup = weighted_average({"ckpt": ft, "the pretrained backbone": pre}, [lam, 1 - lam])
+        assert all(torch.equal(wise[k], soup[k]) for k in ft), lam
+
+
+def test_train_refuses_wise_rows_of_adapters_before_loading(tmp_path, tiny_model_dir, data_dir):
+    """It failed only after training, losing the base cell's archive (issue #46)."""
+    from helpers import expect_failure, in_process
+
+    run_dir = tmp_path / "run"
+    overrides = in_process(
+        quick_tiny_overrides(tiny_model_dir, run_dir, data_dir, "finetune=adapter", "merge.wise=[0.5]")
+    )
+    overrides = [o for o in overrides if not o.startswith("model.encoder.name")] + [
+        "model.encoder.name=/nope"
+    ]
+    expect_failure("train", "train", overrides, run_dir, InputError, "merge.wise=.*with finetune=adapter")
+
+
+def fake_parent(tmp_path, tiny_run, name: str, **config) -> Path:
+    """A copy of the tiny run's folder whose recorded config says ``config`` (an adapter run, a pretrained
+    run); its best.ckpt is the tiny run's."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / name
+    shutil.copytree(tiny_run.dir / ".hydra", folder / ".hydra")
+    (folder / "checkpoints").mkdir()
+    shutil.copy(tiny_run.dir / "checkpoints" / "best.ckpt", folder / "checkpoints" / "best.ckpt")
+    path = folder / ".hydra" / "config.yaml"
+    recorded = yaml.safe_load(path.read_text())
+    for key, value in config.items():
+        recorded[key] = {**(recorded.get(key) or {}), **value}
+    path.write_text(yaml.safe_dump(recorded))
+    return folder / "checkpoints" / "best.ckpt"
+
+
+def test_merge_py_refuses_adapters_and_an_unknown_pretrained_end(tmp_path, tiny_run, tiny_model_dir):
+    from mdr.cli.merge import merge
+
+    adapter = fake_parent(tmp_path, tiny_run, "adapter", finetune={"mode": "adapter"})
+    dapt = fake_parent(tmp_path, tiny_run, "dapt", pretrain={"enabled": True})
+    dapt2 = fake_parent(tmp_path, tiny_run, "dapt2", pretrain={"enabled": True})
+    plain = tiny_run.dir / "checkpoints" / "best.ckpt"
+    out = tmp_path / "out"
+
+    def refused(extra, message):
+        cfg = compose_cfg(
+            "merge",
+            [
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"model.encoder.name={tiny_model_dir}",
+                f"out={out}",
+                *extra,
+            ],
+        )
+        with pytest.raises(InputError, match=message):
+            merge(cfg)
+        assert not out.exists()
+
+    refused([f"checkpoints=[{adapter},{plain}]", "weights=[0.5,0.5]"], "was trained with finetune=adapter")
+    refused(  # a pretrained parent without its start.pt: its pretrained end is unknown, not the backbone
+        [f"checkpoints=[{dapt}]", "weights=[0.5]", "pretrained_weight=0.5"], "start.pt is missing"
+    )
+    refused(
+        [f"checkpoints=[{dapt},{plain}]", "weights=[0.25,0.25]", "pretrained_weight=0.5"], "did not pretrain"
+    )
+    torch.save({"model.x": torch.zeros(1)}, dapt.parent / "start.pt")
+    torch.save({"model.x": torch.ones(1)}, dapt2.parent / "start.pt")
+    refused(
+        [f"checkpoints=[{dapt},{dapt2}]", "weights=[0.25,0.25]", "pretrained_weight=0.5"],
+        "started from different pretrained models",
+    )

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import quick_tiny_overrides, run
@@ -102,9 +103,36 @@ def test_train_py_with_pretrain_stage(tmp_path, tiny_model_dir, data_dir):
             "pretrain.max_length=32",
             "eval.datasets=[mlqa_r]",  # set the way the tests set it: the MLM stage follows it (one knob)
             "eval.run_files=none",
+            "eval.save_embeddings=true",
+            "merge.wise=[0.0]",
         ),
     )
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["train"]["pretrain"]["steps"] == 6
     assert m["train"]["pretrain"]["datasets"] == list(m["datasets"]) == ["mlqa_r"]  # the sets it is judged on
     assert m["train"]["steps"] > 0
+    # issue #46: the WiSE row's pretrained end is the model fine-tuning started from (after the MLM stage,
+    # saved as start.pt), not the raw backbone: lambda 0 encodes exactly as that model does
+    from helpers import compose_cfg, in_process, tiny_overrides
+
+    from mdr.cli.common import make
+    from mdr.data.lareqa import read_lareqa, retrieval_set
+    from mdr.modeling.merging import load_plain_state, plain_state
+
+    encoder_cfg = compose_cfg(
+        "train", in_process(tiny_overrides(tiny_model_dir, run_dir, data_dir))
+    ).model.encoder
+    start = torch.load(run_dir / "checkpoints" / "start.pt", weights_only=True)
+    raw, started = make(encoder_cfg), make(encoder_cfg)  # the run's encoder settings: prefixes, lengths
+    assert any(not torch.equal(start[k], v) for k, v in plain_state(raw).items())  # the MLM stage moved them
+    load_plain_state(started, start)
+    (saved,) = [np.load(p) for p in (run_dir / "merged" / "wise0").rglob("embeddings.npz")]
+    rs = retrieval_set(read_lareqa(data_dir, "mlqa_r"), "mlqa_r")
+    assert list(saved["query_ids"][:8]) == rs.query_ids[:8]
+    texts = rs.query_texts[:8]
+
+    def encoded(enc):
+        return enc.encode(texts, "query", show_progress=False, precision="fp32")
+
+    np.testing.assert_allclose(saved["query_emb"][:8], encoded(started), atol=1e-5)
+    assert not np.allclose(saved["query_emb"][:8], encoded(raw), atol=1e-3)

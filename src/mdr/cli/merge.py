@@ -36,7 +36,7 @@ from mdr.runtime.files import atomic_write_text
 from mdr.runtime.inputs import check_torch_checkpoint
 from mdr.runtime.provenance import record_start
 from mdr.runtime.run_folder import RunFolder
-from mdr.training.checkpointing import load_encoder_weights, train_langs_of
+from mdr.training.checkpointing import START_STATE, load_encoder_weights, train_langs_of
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def merge(cfg: DictConfig) -> Path | None:
     cell = soup_cell(cells, name) if evaluating else []
     if skip_if_archived(run, results_dir, cell):
         return None
+    check_mergeable(cfg, checkpoints, parents)
+    start = pretrained_end(checkpoints, parents) if len(all_weights) > len(checkpoints) else None
     plan, parent_config = parents_eval(cfg, checkpoints, parents) if evaluating else (None, None)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
@@ -71,7 +73,11 @@ def merge(cfg: DictConfig) -> Path | None:
             langs += [x for x in train_langs_of(load_encoder_weights(encoder, ckpt)) or [] if x not in langs]
             states[f"{ckpt} (#{i + 1})"] = plain_state(encoder, ckpt)
         target = make(model.encoder)
-        if len(all_weights) > len(checkpoints):
+        if start is not None:  # the parents pretrained before fine-tuning: that model is their start
+            states[f"the model training started from ({start})"] = torch.load(
+                start, map_location="cpu", weights_only=True
+            )
+        elif len(all_weights) > len(checkpoints):
             states["the pretrained backbone"] = plain_state(target, "the pretrained backbone")
         load_plain_state(target, weighted_average(states, all_weights, bool(cfg.extrapolate)))
         from mdr.modeling.export import export_encoder
@@ -114,6 +120,46 @@ def checked_inputs(cfg: DictConfig) -> tuple[list[str], list[float]]:
     for ckpt in checkpoints:
         check_torch_checkpoint(ckpt, CKPT_FIX)
     return checkpoints, all_weights
+
+
+def check_mergeable(cfg: DictConfig, checkpoints: list[str], parents: list[dict]) -> None:
+    """Refuse, before any model loads, a parent trained with bottleneck adapters (no plain weights to merge)."""
+    for ckpt, parent in zip(checkpoints, parents):
+        if str(checkpoint_finetune(cfg, parent).mode) == "adapter":
+            raise InputError(
+                f"{ckpt} was trained with finetune=adapter: weight-space merging is defined for full fine-tuning "
+                "and LoRA only (an adapter has no pretrained counterpart); merge full or LoRA runs"
+            )
+
+
+def pretrained_end(checkpoints: list[str], parents: list[dict]) -> Path | None:
+    """The pretrained end of a merge with ``pretrained_weight``: the backbone (None), or, where the parents
+    pretrained before fine-tuning (``pretrain.enabled``), the model they started from (their ``start.pt``), the
+    same one for every parent."""
+    from mdr.data.content_hash import content_digest
+
+    pretrained = [bool(((p or {}).get("pretrain") or {}).get("enabled")) for p in parents]
+    if not any(pretrained):
+        return None
+    if not all(pretrained):
+        mixed = checkpoints[pretrained.index(False)], checkpoints[pretrained.index(True)]
+        raise InputError(
+            f"{mixed[0]} did not pretrain, while {mixed[1]} did (pretrain.enabled): pretrained_weight needs the "
+            "one model every parent started from; merge runs that started alike, or set pretrained_weight=0"
+        )
+    starts = [Path(ckpt).parent / START_STATE for ckpt in checkpoints]
+    for ckpt, path in zip(checkpoints, starts):
+        if not path.is_file():
+            raise InputError(
+                f"{ckpt} pretrained before fine-tuning, but {path} is missing (train.py writes it since issue "
+                "#46): the model it started from is unknown; retrain it, or set pretrained_weight=0"
+            )
+    if len({content_digest(p) for p in starts}) > 1:
+        raise InputError(
+            f"the parents started from different pretrained models ({', '.join(map(str, starts))}): "
+            "pretrained_weight is ambiguous; merge runs of one pretraining, or set pretrained_weight=0"
+        )
+    return starts[0]
 
 
 def parent_cell(ckpt: str) -> list[str]:

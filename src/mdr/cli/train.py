@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,12 +25,18 @@ from mdr.modeling.finetune import FinetuneMode
 from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, plain_state, wise_name
 from mdr.runtime import progress
 from mdr.runtime.cost import estimate_minutes, matmul_gflops
+from mdr.runtime.errors import InputError, MissingInputError
 from mdr.runtime.precision import trainer_precision
 from mdr.runtime.provenance import record_start
 from mdr.runtime.run_folder import RunFolder
 from mdr.training.callbacks import BatchLog, ProgressLog
 from mdr.training.checkpoint_io import AtomicCheckpointIO
-from mdr.training.checkpointing import checkpoint_callbacks, load_module_weights, resolve_resume
+from mdr.training.checkpointing import (
+    START_STATE,
+    checkpoint_callbacks,
+    load_module_weights,
+    resolve_resume,
+)
 from mdr.training.cost_estimate import run_work
 from mdr.training.datamodule import RetrievalDataModule
 from mdr.training.module import DualEncoderModule
@@ -52,6 +59,9 @@ class TrainingRun:
     precision: str
     pretrain_stats: dict | None
     provenance: dict  # captured before anything loads (mdr.runtime.provenance)
+    start_state: Path | None = (
+        None  # the model fine-tuning started from, where pretraining made it (start.pt)
+    )
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -130,6 +140,11 @@ def check_config(cfg: DictConfig) -> EvalPlan:
     the sampler itself, which the datamodule builds before the model loads); returns the evaluation plan."""
     for lam in cfg.merge.wise:
         check_lambda(lam, cfg.merge.extrapolate)
+    if cfg.merge.wise and str(cfg.finetune.get("mode")) == "adapter":
+        raise InputError(
+            f"merge.wise={list(cfg.merge.wise)} with finetune=adapter: bottleneck adapters have no pretrained "
+            "counterpart to interpolate with; use finetune=full or lora for WiSE rows, or drop merge.wise"
+        )
     return eval_plan(cfg)
 
 
@@ -153,6 +168,7 @@ def build(
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
     pretrain_stats = None if resume_from else maybe_pretrain(cfg, encoder)
+    start_state = keep_start_state(cfg, encoder, run_dir, pretrain_stats is not None, resume_from)
     finetune: FinetuneMode = make(cfg.finetune)
     counts = finetune.apply(encoder)
     dm.encoder = encoder  # the collator tokenises with the encoder's tokenisers
@@ -173,8 +189,33 @@ def build(
         )
     trainer, best, precision = build_trainer(cfg, run_dir, overrides or [])
     return TrainingRun(
-        encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats, provenance or {}
-    )
+        encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats, provenance or {},
+        start_state,
+    )  # fmt: skip
+
+
+def keep_start_state(
+    cfg: DictConfig, encoder: DualEncoder, run_dir: Path, pretrained_now: bool, resume_from: str | None
+) -> Path | None:
+    """Where pretraining ran (``pretrain.enabled``), the model fine-tuning starts from is not the backbone:
+    its plain weights are saved as ``checkpoints/start.pt``, the pretrained end of ``merge.wise`` rows here and
+    of ``merge.py`` soups with ``pretrained_weight`` later. A resumed run finds it there (and is refused before
+    training when WiSE rows need it and it is gone)."""
+    path = run_dir / "checkpoints" / START_STATE
+    if pretrained_now:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{START_STATE}.tmp-{os.getpid()}")
+        torch.save(plain_state(encoder, "the pretrained model"), tmp)
+        os.replace(tmp, path)
+        return path
+    if not make(cfg.pretrain).enabled:
+        return None
+    if resume_from and cfg.merge.wise and not path.is_file():
+        raise MissingInputError(
+            f"{path} is missing: this run pretrained before fine-tuning, and merge.wise interpolates with the "
+            "model it started from; resume without merge.wise, or train afresh"
+        )
+    return path if path.is_file() else None
 
 
 def maybe_pretrain(cfg: DictConfig, encoder: DualEncoder) -> dict | None:
@@ -383,8 +424,11 @@ def merged_rows(
         return {}
     extrapolate = cfg.merge.extrapolate
     finetuned = plain_state(run.module.encoder, "the trained model")
-    encoder = make(cfg.model.encoder)  # the backbone as training started from it
-    pretrained = plain_state(encoder, "the pretrained backbone")
+    encoder = make(cfg.model.encoder)
+    if run.start_state is not None:  # pretraining ran: its result is where fine-tuning started
+        pretrained = torch.load(run.start_state, map_location="cpu", weights_only=True)
+    else:
+        pretrained = plain_state(encoder, "the pretrained backbone")
     encoder.to(run.module.device)
     config = OmegaConf.to_container(cfg, resolve=True)
     reports = {}

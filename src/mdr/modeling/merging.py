@@ -91,11 +91,13 @@ def check_lambda(lam: float, extrapolate: bool = False) -> None:
 
 
 def interpolate(pretrained: State, finetuned: State, lam: float, extrapolate: bool = False) -> State:
-    """WiSE-FT: (1 - lambda) * pretrained + lambda * finetuned, weight by weight."""
+    """WiSE-FT: (1 - lambda) * pretrained + lambda * finetuned, weight by weight: the weighted average of the
+    two (one implementation, so ``merge.wise`` in train.py and ``merge.py`` with ``pretrained_weight`` give
+    the same bits for the same lambda)."""
     check_lambda(lam, extrapolate)
-    check_compatible({"the pretrained model": pretrained, "the fine-tuned model": finetuned})
     lam = float(lam)
-    return {k: torch.lerp(pretrained[k], finetuned[k], lam) for k in pretrained}
+    states = {"the pretrained model": pretrained, "the fine-tuned model": finetuned}
+    return weighted_average(states, [1.0 - lam, lam], extrapolate=True)  # lambda checked above
 
 
 def check_weights(weights: list[float], n: int, extrapolate: bool = False) -> None:

@@ -29,6 +29,11 @@ LOSS_HISTORY_KEY = "mdr_loss_history"
 DATAMODULE_KEY = "RetrievalDataModule"
 
 
+START_STATE = (
+    "start.pt"  # beside best.ckpt: the plain weights fine-tuning started from, where pretraining ran
+)
+
+
 def capture_rng_state() -> dict:
     """torch, numpy, python and CUDA RNG states, as tensors and plain values (loadable with weights_only)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
