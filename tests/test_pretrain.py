@@ -136,3 +136,34 @@ def test_train_py_with_pretrain_stage(tmp_path, tiny_model_dir, data_dir):
 
     np.testing.assert_allclose(saved["query_emb"][:8], encoded(started), atol=1e-5)
     assert not np.allclose(saved["query_emb"][:8], encoded(raw), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_train_py_with_the_contrastive_stage_and_the_cosine_gap(tmp_path, tiny_model_dir, data_dir):
+    """pretrain=contrastive runs before training (issue #44's second arm) and eval.cosine_gap measures the
+    backbone, the adapted model and the trained one; the measurement is not part of the run's cell."""
+    from mdr.runtime.run_folder import RunFolder, cell_name
+
+    run_dir = tmp_path / "crops"
+    run(
+        "train.py",
+        *quick_tiny_overrides(
+            tiny_model_dir,
+            run_dir,
+            data_dir,
+            "pretrain=contrastive",
+            "pretrain.steps=4",
+            "pretrain.batch_size=4",
+            "eval.datasets=[mlqa_r]",
+            "eval.run_files=none",
+            "eval.cosine_gap={langs: [deu, spa], n: 10}",
+        ),
+    )
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["train"]["pretrain"]["objective"] == "contrastive crops" and m["train"]["pretrain"]["steps"] == 4
+    gaps = m["train"]["cosine_gap"]
+    assert list(gaps) == ["backbone", "after_pretrain", "trained"]
+    assert all(set(g["per_language"]) == {"deu", "spa"} for g in gaps.values())
+    assert gaps["backbone"]["mean"] != gaps["after_pretrain"]["mean"] != gaps["trained"]["mean"]
+    assert (run_dir / "checkpoints" / "start.pt").is_file()
+    assert "cosine_gap" not in cell_name(RunFolder(run_dir).overrides())

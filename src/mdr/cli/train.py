@@ -59,9 +59,9 @@ class TrainingRun:
     precision: str
     pretrain_stats: dict | None
     provenance: dict  # captured before anything loads (mdr.runtime.provenance)
-    start_state: Path | None = (
-        None  # the model fine-tuning started from, where pretraining made it (start.pt)
-    )
+    # the model fine-tuning started from, where pretraining made it (start.pt)
+    start_state: Path | None = None
+    cosine_gaps: CosineGaps | None = None  # eval.cosine_gap: backbone, after_pretrain, trained
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -84,6 +84,8 @@ def train(cfg: DictConfig) -> dict | None:
         restore_best(cfg, run)
         if not run.trainer.is_global_zero:
             return {}
+        if run.cosine_gaps is not None:  # the model the evaluation scores
+            run.cosine_gaps.measure("trained", run.module.encoder)
         cache = {} if plan.fusion is not None else None  # the fused row reuses the run's own embeddings
         summary = train_summary(cfg, run, train_s, estimate)
         report = evaluate_and_export(cfg, run, run_dir, plan, summary, cache)
@@ -167,7 +169,10 @@ def build(
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
+    gaps = CosineGaps(cfg, plan)
+    gaps.measure("backbone", encoder, skip=bool(resume_from))
     pretrain_stats = None if resume_from else maybe_pretrain(cfg, encoder)
+    gaps.measure("after_pretrain", encoder, skip=pretrain_stats is None)
     start_state = keep_start_state(cfg, encoder, run_dir, pretrain_stats is not None, resume_from)
     finetune: FinetuneMode = make(cfg.finetune)
     counts = finetune.apply(encoder)
@@ -190,8 +195,26 @@ def build(
     trainer, best, precision = build_trainer(cfg, run_dir, overrides or [])
     return TrainingRun(
         encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats, provenance or {},
-        start_state,
+        start_state, gaps,
     )  # fmt: skip
+
+
+class CosineGaps:
+    """``eval.cosine_gap``: the translation-pair gap measured at each stage of the run (``mdr.eval.cosine_gap``),
+    on its own RNG stream so the run's seeded draws are those of a run without it."""
+
+    def __init__(self, cfg: DictConfig, plan: EvalPlan | None):
+        self.settings = plan.settings.cosine_gap if plan is not None else None
+        self.data_dir = str(cfg.paths.data_dir)
+        self.values: dict | None = {} if self.settings is not None else None
+
+    def measure(self, stage: str, encoder, skip: bool = False) -> None:
+        if self.values is None or skip:
+            return
+        from mdr.eval.cosine_gap import encoder_measure
+
+        with torch.random.fork_rng(devices=[]):
+            self.values[stage] = encoder_measure(encoder, self.data_dir, self.settings)
 
 
 def keep_start_state(
@@ -370,6 +393,7 @@ def train_summary(cfg: DictConfig, run: TrainingRun, train_s: float, estimate: d
             "train_langs": run.datamodule.train_corpus.langs,
             "precision": run.precision,
             "pretrain": run.pretrain_stats,
+            "cosine_gap": run.cosine_gaps.values if run.cosine_gaps is not None else None,
             "cost_estimate": estimate,
         },
         "provenance": run.provenance,

@@ -143,8 +143,15 @@ class EvalSettings:
     # {passages: 5, length: 50, steps: 300, attacker_langs: [en, th], ...}: HotFlip corpus poisoning of LAReQA
     # sets (mdr.eval.poison), <set>~poison
     poison: Any = None
+    # {langs: [deu, tha, ...], n: 200, seed: 0}: train.py measures the cosine gap between translation pairs and
+    # same-language non-pairs on Tatoeba (mdr.eval.cosine_gap) on the backbone, after pretrain, after training
+    cosine_gap: Any = None
 
     def __post_init__(self) -> None:
+        if self.cosine_gap is not None:
+            from mdr.eval.cosine_gap import CosineGapSettings
+
+            self.cosine_gap = typed_from_mapping(CosineGapSettings, dict(self.cosine_gap), "eval.cosine_gap")
         if self.corpus_shards is not None:
             self.corpus_shards = typed_from_mapping(
                 CorpusShards, dict(self.corpus_shards), "eval.corpus_shards"

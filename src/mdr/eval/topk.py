@@ -8,7 +8,7 @@ ids only, not on where a document sits in the corpus file or which shard holds i
 tied documents by docid, descending; we keep ascending, the stable choice, and say so).
 
 Rows whose k-th score is shared beyond the cut (rare with dense vectors; common with duplicated passages)
-are fixed one by one, so the common case costs one extra comparison pass over the score block.
+are fixed one by one; the common case costs one more place in ``topk`` and no pass over the score block.
 """
 
 from __future__ import annotations
@@ -50,16 +50,17 @@ def top_k(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best columns of each row of ``scores`` (Q, N), ordered by score then key; indices are
     ``offset + column`` (a shard's first document), and ``key`` is indexed by those global indices."""
-    if torch.isnan(scores).any():
+    k = min(k, scores.shape[1])
+    deeper = min(k + 1, scores.shape[1])  # one more: a tie across the cut shows as an equal (k+1)-th score
+    top = scores.topk(deeper, dim=1)
+    if torch.isnan(top.values).any():  # topk ranks NaN above every number: a NaN anywhere reaches the top
         raise InputError(
             "retrieval scores contain NaN: the model produced NaN embeddings; check the checkpoint "
             "(or the eval precision) before searching"
         )
-    k = min(k, scores.shape[1])
-    top = scores.topk(k, dim=1)
-    idx, vals = top.indices + offset, top.values
+    idx, vals = top.indices[:, :k] + offset, top.values[:, :k].clone()
     kth = vals[:, -1:]
-    tied_rows = ((scores >= kth).sum(1) > k).nonzero().flatten().tolist()
+    tied_rows = [] if deeper == k else (top.values[:, k] == top.values[:, k - 1]).nonzero().flatten().tolist()
     for (
         r
     ) in tied_rows:  # the k-th score is shared past the cut: keep the tied documents with the smallest keys

@@ -71,6 +71,7 @@ NOT_A_ROW_KEY = {
 NOT_A_ROW_PREFIX = (
     "merge.",
     "eval.fusion",
+    "eval.cosine_gap",
     "preemption.",
     "progress.",
 )  # which merged rows a run adds is not a row of its own

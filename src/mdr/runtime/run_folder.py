@@ -39,6 +39,7 @@ NOT_A_CELL_KEY = (
     "progress.",
     "merge.",
     "eval.fusion",  # adds a fused row (its own cell, fusion=rrf): the run's own cell is the same with or without
+    "eval.cosine_gap",  # a measurement of the run's models (mdr.eval.cosine_gap): it changes no model or score
     "preemption.",
     "ckpt_path",
 )

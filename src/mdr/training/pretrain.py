@@ -214,10 +214,13 @@ def mlm_pretrain(
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())
         encoder.train(was_training)
-    return _stats(losses, head_warmup_steps, len(texts))
+    return loss_stats(losses, len(texts), "MLM pretraining", head_warmup_steps)
 
 
-def _stats(losses: list[float], head_warmup_steps: int, passages: int) -> dict:
+def loss_stats(
+    losses: list[float], passages: int, stage: str = "MLM pretraining", head_warmup_steps: int = 0
+) -> dict:
+    """A stage's steps and its loss at the start and the end (means of up to 10 steps), logged."""
     k = max(1, min(10, len(losses) // 5))
     stats = {
         "steps": len(losses),
@@ -227,7 +230,8 @@ def _stats(losses: list[float], head_warmup_steps: int, passages: int) -> dict:
         "loss_last": sum(losses[-k:]) / k,
     }
     log.info(
-        "MLM pretraining: %d steps on %d passages, loss %.3f -> %.3f",
+        "%s: %d steps on %d passages, loss %.3f -> %.3f",
+        stage,
         stats["steps"],
         passages,
         stats["loss_first"],
