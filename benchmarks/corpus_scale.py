@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL = {"dim": 384, "queries": 1000, "k": 100, "shard": 50_000, "nlist": 1024, "nprobe": 32, "pq_m": 48}
 TINY = {"dim": 64, "queries": 50, "k": 20, "shard": 1000, "nlist": 16, "nprobe": 4, "pq_m": 8}
 CFG = dict(FULL)
-IVF_KINDS = ("flat", "sq8", "pq")
+IVF_KINDS = (
+    "flat",
+    "sq8",
+    "pq",
+    "pq_rerank",
+)  # pq_rerank: pq's saved index, 10 x k candidates rescored exactly
+RERANK = 10
 MIRACL_PASSAGES = 15_900_000  # MIRACL's largest corpora together: the projection's size
 
 
@@ -103,8 +109,10 @@ def child(mode: str, n: int, folder: str) -> dict:
     elif mode == "exact_search":  # search only, on shards already written
         idx, scores = search_shards(q, folder, k)
     elif mode.startswith("ivf_"):  # the saved index: built by the first call, read by the next
+        kind = mode[4:].split("#")[0]
+        rerank = RERANK if kind.endswith("_rerank") else 0
         idx, scores, result["ivf"] = ivf_search(
-            q, folder, k, ivf_spec(mode[4:].split("#")[0]), CFG["nprobe"], recall_queries=CFG["queries"]
+            q, folder, k, ivf_spec(kind.removesuffix("_rerank")), CFG["nprobe"], CFG["queries"], rerank=rerank
         )
     else:
         raise SystemExit(f"unknown mode {mode!r}")

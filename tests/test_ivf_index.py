@@ -96,3 +96,16 @@ def test_bad_index_settings_are_refused_in_one_line(corpus):
         typed_from_mapping(CorpusShards, {"index": "hnsw"}, "eval.corpus_shards")
     with pytest.raises(InputError, match="on_disk='yes': expected true or false"):
         typed_from_mapping(CorpusShards, {"on_disk": "yes"}, "eval.corpus_shards")
+
+
+def test_reranking_a_compressed_index_recovers_exact_scores(corpus):
+    """PQ's own scores are approximations; rescored exactly from the shards, its top-k is mostly exact's and
+    every returned score is the true inner product."""
+    folder, docs, queries = corpus
+    spec = IVFSpec("pq", nlist=16, pq_m=4)
+    _, _, plain = ivf_search(queries, folder, 10, spec, nprobe=16, recall_queries=40)
+    idx, scores, again = ivf_search(queries, folder, 10, spec, nprobe=16, recall_queries=40, rerank=10)
+    assert again["rerank"] == 10 and again["recall@10_vs_exact"] > plain["recall@10_vs_exact"]
+    assert again["recall@10_vs_exact"] >= 0.95
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, docs[idx]), rtol=1e-5, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()  # best first

@@ -75,6 +75,8 @@ class CorpusShards:
     pq_m: int = 64  # index=pq: sub-quantizers (must divide the dimension)
     on_disk: bool = False  # inverted lists in a memory-mapped file (corpora whose index exceeds RAM)
     recall_queries: int = 200  # queries whose IVF top-k is checked against exact search (0: skip)
+    # > 0: the index proposes rerank x k candidates, each rescored exactly from its shard (for sq8, pq)
+    rerank: int = 0
 
     TYPES = {
         "shard_size": int,
@@ -85,6 +87,7 @@ class CorpusShards:
         "nprobe": int,
         "pq_m": int,
         "recall_queries": int,
+        "rerank": int,
     }
 
     def __post_init__(self) -> None:
@@ -101,6 +104,8 @@ class CorpusShards:
             )
         if self.wait_s < 0:
             raise InputError(f"eval.corpus_shards.wait_s={self.wait_s}: give seconds >= 0")
+        if self.rerank < 0:
+            raise InputError(f"eval.corpus_shards.rerank={self.rerank}: give 0 (off) or a factor >= 1")
         if self.recall_queries < 0:
             raise InputError(
                 f"eval.corpus_shards.recall_queries={self.recall_queries}: give 0 (skip) or more"

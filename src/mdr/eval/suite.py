@@ -317,8 +317,9 @@ class EvalRun:
         tie_key = docid_key(qs.doc_ids)  # ties by docid, as in-memory search breaks them
         if self.settings.search == "ivf":  # approximate; its recall against exact search is reported
             top_idx, top_scores, shards["ivf"] = ivf_search(
-                query_emb, folder, k, spec.ivf(), spec.nprobe, spec.recall_queries, tie_key=tie_key
-            )
+                query_emb, folder, k, spec.ivf(), spec.nprobe, spec.recall_queries, tie_key=tie_key,
+                rerank=spec.rerank,
+            )  # fmt: skip
         else:
             top_idx, top_scores = search_shards(query_emb, folder, k, tie_key=tie_key)
         return {**score_ranking(qs, top_idx, top_scores, self.settings.run_depth), "shards": shards}
