@@ -213,3 +213,14 @@ def test_the_manifest_is_atomic_records_the_encoder_and_refuses_another(tmp_path
     with pytest.raises(InputError, match="manifest.json: not a readable shard manifest .*delete it"):
         check_complete(tmp_path)
     assert all(shard_path(tmp_path, s).exists() for s in range(3))  # no finished shard lost
+
+
+def test_a_job_counting_another_world_is_refused_while_shards_are_missing(tmp_path):
+    """ranks 0 of 2 and 1 of 3 would leave shards 3 and 5 to no one (issue #46): the folder records the world
+    of its first job; a complete folder accepts any world."""
+    layout = ShardLayout(len(TEXTS), shard_size=10, dim=DIM)
+    encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=0, world=2)
+    with pytest.raises(InputError, match=r"shared by world_size=2 jobs and this one counts 3, with 5 shards"):
+        encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=1, world=3)
+    assert encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=1, world=2) == [1, 3, 5, 7, 9]
+    assert encode_shards(fake_encoder([]), TEXTS, tmp_path, layout, rank=0, world=1) == []  # done: any world

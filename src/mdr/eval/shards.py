@@ -210,6 +210,36 @@ def _check_manifest(path: Path, recorded: dict, wanted: dict) -> None:
         )
 
 
+def check_world(folder: Path, layout: ShardLayout, world: int) -> None:
+    """The number of jobs sharing the encoding, recorded by the first (``world.json``): a job that counts
+    another world while shards are missing would take another share, and some shards would be no one's
+    (rank 0 would then wait for them in vain). A complete folder accepts any world (nothing is left to do)."""
+    path = folder / "world.json"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".world.", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"world_size": world}) + "\n")
+        try:
+            os.link(tmp, path)  # atomic; the first job's count wins
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    try:
+        recorded = int(json.loads(path.read_text())["world_size"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError(
+            f"{path}: not a readable world record; delete it (finished shards are kept)"
+        ) from None
+    missing = [s for s in range(layout.n_shards) if not done_path(folder, s).exists()]
+    if recorded != world and missing:
+        raise InputError(
+            f"{folder}: its encoding is shared by world_size={recorded} jobs and this one counts {world}, with "
+            f"{len(missing)} shards still missing; use eval.corpus_shards.world_size={recorded}, or delete "
+            f"{path} to re-plan (finished shards are kept)"
+        )
+
+
 def _check_probe(folder: Path, probe: np.ndarray) -> None:
     """The first job stores the encoder's vector for PROBE_TEXT; a later job whose encoder gives another
     vector (another model or checkpoint) is refused before it mixes its shards in."""
@@ -261,6 +291,7 @@ def encode_shards(
     if len(texts) != layout.n_docs:
         raise InputError(f"{len(texts)} texts for a layout of {layout.n_docs} documents")
     open_layout(folder, layout, encode)
+    check_world(folder, layout, world)
     mine = layout.assigned(rank, world)
     todo = []
     for shard in mine:
