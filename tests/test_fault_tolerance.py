@@ -290,3 +290,37 @@ def test_requeue_names_the_array_task(monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
     monkeypatch.delenv("SLURM_JOB_ID")
     assert not preemption.requeue_slurm_job()  # not a SLURM job: nothing to requeue
+
+
+@pytest.mark.slow
+def test_a_run_stopped_in_its_evaluation_resumes_there(tmp_path, tiny_model_dir, data_dir):
+    """A sweep cell killed in its (hour-long) evaluation: ckpt_path=auto in its folder does not train again
+    (checkpoints/TRAINED.json), keeps every set that had finished and computes the rest, and its metrics equal
+    the uninterrupted run's; keep=best cells have no last.ckpt to resume from."""
+    run_dir = tmp_path / "cell"
+    args = quick_tiny_overrides(
+        tiny_model_dir,
+        run_dir,
+        data_dir,
+        "keep=best",
+        "eval.datasets=[mlqa_r,tatoeba]",
+        "eval.perturb=[{kind: char_noise, rate: 0.1}]",
+    )
+    run("train.py", *args)
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert (run_dir / "checkpoints" / "TRAINED.json").is_file() and not (
+        run_dir / "checkpoints" / "last.ckpt"
+    ).exists()
+    stopped = "mlqa_r~char_noise@0.1"  # the set in progress when the run was killed: its record never written
+    (run_dir / "eval" / stopped / "set_record.json").unlink()
+    (run_dir / "metrics.json").unlink()
+    best = run_dir / "checkpoints" / "best.ckpt"
+    mtime = best.stat().st_mtime_ns
+    run("train.py", *args, "ckpt_path=auto")
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert best.stat().st_mtime_ns == mtime  # not trained again
+    assert again["train"] == first["train"] and list(again["datasets"]) == list(first["datasets"])
+    assert again["datasets"] == first["datasets"]  # the recomputed set equals the uninterrupted run's
+    for kept in ("mlqa_r", "tatoeba"):
+        assert again["timing_s"][kept] == first["timing_s"][kept]  # kept, not computed again
+    assert again["timing_s"][stopped] != first["timing_s"][stopped]

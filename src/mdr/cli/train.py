@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, pl
 from mdr.runtime import progress
 from mdr.runtime.cost import estimate_minutes, matmul_gflops
 from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.files import atomic_write_json
 from mdr.runtime.precision import trainer_precision
 from mdr.runtime.provenance import record_start
 from mdr.runtime.run_folder import RunFolder
@@ -77,18 +79,24 @@ def train(cfg: DictConfig) -> dict | None:
         provenance = record_start(run_dir, run_precision(cfg))  # before anything else can move the checkout
         configure_progress(cfg)
         plan = check_config(cfg)
-        resume_from = resolve_resume(cfg.ckpt_path, folder.checkpoints)  # checked before any loading
-        run = build(cfg, run_dir, overrides, resume_from, provenance, plan)
-        estimate = announce_cost(cfg, run, plan)
-        train_s = fit(cfg, run, resume_from)
-        restore_best(cfg, run)
+        trained = trained_record(cfg.ckpt_path, folder.checkpoints)  # training finished: evaluation resumes
+        resume_from = None if trained else resolve_resume(cfg.ckpt_path, folder.checkpoints)
+        run = build(cfg, run_dir, overrides, resume_from, provenance, plan, trained is not None)
+        if trained:
+            summary = resume_evaluation(cfg, run, trained)
+        else:
+            estimate = announce_cost(cfg, run, plan)
+            train_s = fit(cfg, run, resume_from)
+            restore_best(cfg, run)
         if not run.trainer.is_global_zero:
             return {}
-        if run.cosine_gaps is not None:  # the model the evaluation scores
-            run.cosine_gaps.measure("trained", run.module.encoder)
+        if not trained:
+            if run.cosine_gaps is not None:  # the model the evaluation scores
+                run.cosine_gaps.measure("trained", run.module.encoder)
+            summary = train_summary(cfg, run, train_s, estimate)
+            write_trained_record(folder.checkpoints, run, summary)
         cache = {} if plan.fusion is not None else None  # the fused row reuses the run's own embeddings
-        summary = train_summary(cfg, run, train_s, estimate)
-        report = evaluate_and_export(cfg, run, run_dir, plan, summary, cache)
+        report = evaluate_and_export(cfg, run, run_dir, plan, summary, cache, resume=trained is not None)
         # merged and fused rows first: a base cell in results_dir counts as done only with them (archived_cell)
         merged_rows(cfg, run, run_dir, plan, overrides)
         fused_row(cfg, run, run_dir, plan, overrides, cache)
@@ -150,6 +158,46 @@ def check_config(cfg: DictConfig) -> EvalPlan:
     return eval_plan(cfg)
 
 
+TRAINED_RECORD = "TRAINED.json"
+
+
+def trained_record(ckpt_path: str | None, ckpt_dir: Path) -> dict | None:
+    """``ckpt_path=last`` / ``auto`` in a run folder whose training finished (``checkpoints/TRAINED.json``,
+    written once the best checkpoint is restored): the record, so the run evaluates without training again,
+    keeping the evaluation sets that finished before it stopped (a sweep cell killed in its hour-long attack
+    evaluation loses that set only). None otherwise."""
+    path = ckpt_dir / TRAINED_RECORD
+    if ckpt_path not in ("last", "auto") or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    best = record.get("best_checkpoint")
+    if best and not Path(best).is_file():
+        raise MissingInputError(
+            f"{path} names {best}, which is gone: the finished training cannot be evaluated; train afresh "
+            "(a new hydra.run.dir, or delete this folder's checkpoints/)"
+        )
+    log.info("training finished earlier in this folder (%s): evaluating, finished sets kept", path)
+    return record
+
+
+def write_trained_record(ckpt_dir: Path, run: TrainingRun, summary: dict) -> None:
+    """The best checkpoint the evaluation scores and the run's summary, once training is over."""
+    record = {"best_checkpoint": run.best.best_model_path or None, "summary": summary}
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ckpt_dir / TRAINED_RECORD, record)
+
+
+def resume_evaluation(cfg: DictConfig, run: TrainingRun, trained: dict) -> dict:
+    """Put the finished training's best weights into the module (on the GPU where training would have run);
+    its summary as the first pass wrote it."""
+    if trained.get("best_checkpoint"):
+        load_module_weights(run.module, trained["best_checkpoint"])
+    if torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto"):
+        run.module.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    run.datamodule.setup("fit")  # the training languages split the results into seen / unseen
+    return trained["summary"]
+
+
 def build(
     cfg: DictConfig,
     run_dir: Path,
@@ -157,6 +205,7 @@ def build(
     resume_from: str | None = None,
     provenance: dict | None = None,
     plan: EvalPlan | None = None,
+    trained: bool = False,
 ) -> TrainingRun:
     """Training data (read and checked first) -> encoder (+ optional MLM stage) -> fine-tuning mode -> module
     -> trainer, in that order (the seeded RNG stream depends on it)."""
@@ -170,10 +219,10 @@ def build(
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
     gaps = CosineGaps(cfg, plan)
-    gaps.measure("backbone", encoder, skip=bool(resume_from))
-    pretrain_stats = None if resume_from else maybe_pretrain(cfg, encoder)
+    gaps.measure("backbone", encoder, skip=bool(resume_from) or trained)
+    pretrain_stats = None if resume_from or trained else maybe_pretrain(cfg, encoder)
     gaps.measure("after_pretrain", encoder, skip=pretrain_stats is None)
-    start_state = keep_start_state(cfg, encoder, run_dir, pretrain_stats is not None, resume_from)
+    start_state = keep_start_state(cfg, encoder, run_dir, pretrain_stats is not None, resume_from or trained)
     finetune: FinetuneMode = make(cfg.finetune)
     counts = finetune.apply(encoder)
     dm.encoder = encoder  # the collator tokenises with the encoder's tokenisers
@@ -218,7 +267,7 @@ class CosineGaps:
 
 
 def keep_start_state(
-    cfg: DictConfig, encoder: DualEncoder, run_dir: Path, pretrained_now: bool, resume_from: str | None
+    cfg: DictConfig, encoder: DualEncoder, run_dir: Path, pretrained_now: bool, resume_from: str | bool | None
 ) -> Path | None:
     """Where pretraining ran (``pretrain.enabled``), the model fine-tuning starts from is not the backbone:
     its plain weights are saved as ``checkpoints/start.pt``, the pretrained end of ``merge.wise`` rows here and
@@ -408,6 +457,7 @@ def evaluate_and_export(
     plan: EvalPlan,
     extra: dict,
     encode_cache: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     encoder = run.module.encoder
     encoder.to(run.module.device)
@@ -418,6 +468,7 @@ def evaluate_and_export(
         seen_langs=run.datamodule.train_corpus.langs,
         extra=extra,
         encode_cache=encode_cache,
+        resume=resume,
     )
     if isinstance(run.trainer.logger, L.pytorch.loggers.WandbLogger):
         from mdr.cli.wandb_logging import log_final

@@ -7,6 +7,7 @@ Each dataset's texts are encoded once, then every setting is scored from the cac
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from mdr.data.corpus import RetrievalSet
-from mdr.data.names import attacked_name, poisoned_name
+from mdr.data.names import attacked_name, perturbed_name, poisoned_name
 from mdr.data.perturb import perturb_set
 from mdr.data.qrels import QrelsSet
 from mdr.data.tatoeba import TatoebaSet
@@ -59,6 +60,8 @@ from mdr.runtime.precision import autocast_dtype
 
 log = logging.getLogger(__name__)
 
+SET_RECORD = "set_record.json"  # eval/<set>/: the set's metrics.json entry, written when the set finishes
+
 
 class EvalRun:
     """One evaluation into ``out_dir``: encodes with ``encoder``, fills the ``metrics.json`` report."""
@@ -70,9 +73,10 @@ class EvalRun:
         out_dir: Path,
         seen_langs: list[str] | None,
         encode_cache: dict | None = None,
+        resume: bool = False,
     ):
         self.encoder, self.settings, self.out_dir, self.seen_langs = encoder, settings, out_dir, seen_langs
-        self.encode_cache = encode_cache
+        self.encode_cache, self.resume = encode_cache, resume
         self.ranker = as_ranker(encoder)  # BM25, fusion: scores, no vectors
         dense = getattr(encoder, "dense_model", encoder)  # a fusion encodes with its dense model
         is_torch = isinstance(dense, torch.nn.Module)
@@ -130,6 +134,34 @@ class EvalRun:
         self.report["datasets"][name] = entry
         self.report["headline"][name] = head
         self.report["timing_s"][name] = {"encode": encode_s, "score_and_runs": score_s}
+        timing = self.report["timing_s"][name]
+        atomic_write_json(self._kept_path(name), {"entry": entry, "headline": head, "timing_s": timing})
+
+    def _kept_path(self, name: str) -> Path:
+        return self.out_dir / "eval" / name / SET_RECORD
+
+    def restore(self, name: str) -> bool:
+        """On a resumed evaluation (``resume``), a set finished before the stop: its record (and the files it
+        wrote beside it) kept, not computed again."""
+        path = self._kept_path(name)
+        if not self.resume or not path.is_file():
+            return False
+        kept = json.loads(path.read_text())
+        self.report["datasets"][name] = kept["entry"]
+        self.report["headline"][name] = kept["headline"]
+        self.report["timing_s"][name] = kept["timing_s"]
+        log.info("%s: finished before the stop, kept (%s)", name, path)
+        return True
+
+    def embed(
+        self, rs: RetrievalSet, embeddings: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``rs``'s query and candidate embeddings, without scoring (a kept set whose variants still run)."""
+        if embeddings is not None or self.ranker is not None:
+            return embeddings if embeddings is not None else (None, None)
+        q = self.encode(rs.query_texts, "query", f"{rs.name}: queries")
+        c = self.encode(rs.cand_texts, "passage", f"{rs.name}: candidates", contexts=rs.cand_contexts)
+        return q, c
 
     def lareqa(
         self, rs: RetrievalSet, embeddings: tuple[np.ndarray, np.ndarray] | None = None
@@ -347,10 +379,12 @@ def run_eval(
     extra: dict | None = None,
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     encode_cache: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     """Encode, score and report every set of the plan (read once, :class:`mdr.eval.plan.EvalPlan`); returns
     the ``metrics.json`` content. ``encode_cache``: shared by the runs that score one model twice (see
-    :meth:`EvalRun.encode`).
+    :meth:`EvalRun.encode`). ``resume``: the same model's evaluation stopped part-way in ``out_dir``; each set
+    that finished then (its ``eval/<set>/set_record.json``) is kept, the others computed.
 
     ``embeddings`` maps a dataset name to precomputed (query, candidate) embeddings, scored without
     encoding (``encoder`` may then be None). ``extra`` is merged into the report (training statistics,
@@ -369,22 +403,34 @@ def run_eval(
     ranker = as_ranker(encoder)
     if ranker is not None:
         ranker_checks(ranker, plan)
-    run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs, encode_cache)
+    run = EvalRun(encoder, plan.settings, Path(out_dir), seen_langs, encode_cache, resume)
     if run.ranker is not None:
         run.report["ranker"] = run.ranker.record(languages_of(plan.sets))
     for rs in plan.sets:
         if isinstance(rs, TatoebaSet):
-            run.tatoeba(rs)
+            if not run.restore(rs.name):
+                run.tatoeba(rs)
             continue
-        query_emb, cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
-        for kind, rate in plan.variants:
-            run.perturbed(rs, cand_emb, kind, rate)
+        derived = [perturbed_name(rs.name, kind, rate) for kind, rate in plan.variants]
+        derived += [attacked_name(rs.name, variant) for variant, _ in plan.attacks]
+        derived += [poisoned_name(rs.name)] if plan.poison is not None else []
+        if all([run.restore(rs.name), *(run.restore(name) for name in derived)]):
+            continue  # a resumed evaluation: this set and everything made from it finished before the stop
+        if rs.name in run.report["datasets"]:  # kept; its embeddings are needed by a set made from it
+            query_emb, cand_emb = run.embed(rs, (embeddings or {}).get(rs.name))
+        else:
+            query_emb, cand_emb = run.lareqa(rs, (embeddings or {}).get(rs.name))
+        for (kind, rate), name in zip(plan.variants, derived):
+            if name not in run.report["datasets"]:
+                run.perturbed(rs, cand_emb, kind, rate)
         for variant, attack in plan.attacks:
-            run.attack(rs, query_emb, cand_emb, attack, variant)
-        if plan.poison is not None:
+            if attacked_name(rs.name, variant) not in run.report["datasets"]:
+                run.attack(rs, query_emb, cand_emb, attack, variant)
+        if plan.poison is not None and poisoned_name(rs.name) not in run.report["datasets"]:
             run.poison(rs, query_emb, cand_emb, plan.poison)
     for qs in plan.qrels_sets:
-        run.qrels(qs)
+        if not run.restore(qs.name):
+            run.qrels(qs)
     run.report.update(extra or {})
     atomic_write_json(run.out_dir / "metrics.json", run.report)
     return run.report
