@@ -273,3 +273,31 @@ def test_a_failed_run_leaves_no_results_cell(tmp_path, tiny_model_dir, data_dir)
     ]
     expect_failure("train", "train", overrides, run_dir, InputError, "train.jsonl is empty")
     assert not results.exists() or not any(results.iterdir())
+
+
+def test_a_protocol_scored_on_its_training_set_is_refused_before_loading(tmp_path, data_dir):
+    """issue #44: a domain-shift cell configured to test on its own training set stops in one line."""
+    overrides = [
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.data_dir={data_dir}",
+        "model.encoder.name=/nope",  # nothing loads before the refusal
+        "data=xquad_to_mlqa",
+        "data.eval_datasets=[xquad_r,mlqa_r]",
+    ]
+    expect_failure(
+        "train", "train", overrides, tmp_path / "run", InputError,
+        r"data.eval_datasets=\['xquad_r', 'mlqa_r'\] holds the training set data.train.name=xquad_r",
+    )  # fmt: skip
+
+
+def test_the_reverse_cells_test_on_mlqa_r_only():
+    """The declared reverse cells (conf/claims/domain_reverse_44.yaml) train on XQuAD-R and score MLQA-R alone:
+    their evaluation plan has no xquad_r entry, and pretraining follows it."""
+    from helpers import compose_cfg
+
+    cfg = compose_cfg(
+        "train",
+        ["experiment=decisive", "data=xquad_to_mlqa", "data.eval_datasets=[mlqa_r]", "trainer.max_steps=234"],
+    )
+    assert cfg.data.train.name == "xquad_r" and list(cfg.eval.datasets) == ["mlqa_r"]
+    assert list(cfg.pretrain.datasets) == ["mlqa_r"] and cfg.trainer.max_steps == 234

@@ -150,6 +150,7 @@ def check_config(cfg: DictConfig) -> EvalPlan:
     the sampler itself, which the datamodule builds before the model loads); returns the evaluation plan."""
     for lam in cfg.merge.wise:
         check_lambda(lam, cfg.merge.extrapolate)
+    check_not_scored_on_training_set(cfg)
     if cfg.merge.wise and str(cfg.finetune.get("mode")) == "adapter":
         raise InputError(
             f"merge.wise={list(cfg.merge.wise)} with finetune=adapter: bottleneck adapters have no pretrained "
@@ -196,6 +197,28 @@ def resume_evaluation(cfg: DictConfig, run: TrainingRun, trained: dict) -> dict:
         run.module.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     run.datamodule.setup("fit")  # the training languages split the results into seen / unseen
     return trained["summary"]
+
+
+def check_not_scored_on_training_set(cfg: DictConfig) -> None:
+    """A data protocol (``data=xquad_to_mlqa``: train on one LAReQA set, test on ``data.eval_datasets``) whose
+    test sets include its training set would score questions the model trained on: refused before anything
+    loads. ``eval.datasets`` set by hand to the training set is a deliberate in-domain check (the tests' tiny
+    runs use it for speed): warned, not refused."""
+    train = cfg.data.get("train") or {}
+    name = str(train.get("name") or "")
+    if str(train.get("kind", "lareqa")) != "lareqa" or not name:
+        return
+    evaluated = [str(d) for d in cfg.eval.datasets]
+    if name not in evaluated:
+        return
+    if evaluated == [str(d) for d in cfg.data.get("eval_datasets") or []]:  # the protocol's own test sets
+        other = "mlqa_r" if name == "xquad_r" else "xquad_r"
+        raise InputError(
+            f"data.eval_datasets={evaluated} holds the training set data.train.name={name}: the model would be "
+            f"scored on the questions it trained on; test on another set ('data.eval_datasets=[{other}]') or "
+            "train on another"
+        )
+    log.warning("eval.datasets holds the training set %s: these numbers are in-domain, not held out", name)
 
 
 def build(
