@@ -125,7 +125,6 @@ def test_train_refuses_a_bad_lambda_before_loading(tmp_path, tiny_model_dir, dat
 
 
 def test_merge_py_refuses_before_writing(tmp_path, tiny_run, tiny_model_dir, data_dir):
-    from mdr.cli.merge import merge
 
     best = tiny_run.dir / "checkpoints" / "best.ckpt"
     out = tmp_path / "out"
@@ -141,18 +140,25 @@ def test_merge_py_refuses_before_writing(tmp_path, tiny_run, tiny_model_dir, dat
         ([f"checkpoints=[{best}]", "weights=[1.0]", "pretrained_weight=nan"], "not a finite number"),
     ]
     for extra, message in cases:
-        cfg = compose_cfg(
-            "merge",
-            [
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"model.encoder.name={tiny_model_dir}",
-                f"out={out}",
-                *extra,
-            ],
-        )
-        with pytest.raises(InputError, match=message):
-            merge(cfg)
-        assert not out.exists()
+        merge_refused(tmp_path, tiny_model_dir, out, extra, message)
+
+
+def merge_refused(tmp_path, tiny_model_dir, out, extra: list[str], message: str) -> None:
+    """merge.py with ``extra`` stops with ``message`` and writes nothing to ``out``."""
+    from mdr.cli.merge import merge
+
+    cfg = compose_cfg(
+        "merge",
+        [
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"model.encoder.name={tiny_model_dir}",
+            f"out={out}",
+            *extra,
+        ],
+    )
+    with pytest.raises(InputError, match=message):
+        merge(cfg)
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -367,7 +373,6 @@ def fake_parent(tmp_path, tiny_run, name: str, **config) -> Path:
 
 
 def test_merge_py_refuses_adapters_and_an_unknown_pretrained_end(tmp_path, tiny_run, tiny_model_dir):
-    from mdr.cli.merge import merge
 
     adapter = fake_parent(tmp_path, tiny_run, "adapter", finetune={"mode": "adapter"})
     dapt = fake_parent(tmp_path, tiny_run, "dapt", pretrain={"enabled": True})
@@ -376,18 +381,7 @@ def test_merge_py_refuses_adapters_and_an_unknown_pretrained_end(tmp_path, tiny_
     out = tmp_path / "out"
 
     def refused(extra, message):
-        cfg = compose_cfg(
-            "merge",
-            [
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"model.encoder.name={tiny_model_dir}",
-                f"out={out}",
-                *extra,
-            ],
-        )
-        with pytest.raises(InputError, match=message):
-            merge(cfg)
-        assert not out.exists()
+        merge_refused(tmp_path, tiny_model_dir, out, extra, message)
 
     refused([f"checkpoints=[{adapter},{plain}]", "weights=[0.5,0.5]"], "was trained with finetune=adapter")
     refused(  # a pretrained parent without its start.pt: its pretrained end is unknown, not the backbone
