@@ -61,16 +61,14 @@ def test_settings_are_typed_and_checked():
 
 
 def test_measuring_keeps_the_runs_rng_stream(tiny_model_dir, data_dir):
-    from omegaconf import OmegaConf
-
-    from mdr.cli.train import CosineGaps
+    from mdr.eval.cosine_gap import CosineGaps
     from mdr.modeling.encoder import DualEncoder
 
-    plan = type("Plan", (), {"settings": EvalSettings(cosine_gap={"langs": ["deu"], "n": 8})})()
-    gaps = CosineGaps(OmegaConf.create({"paths": {"data_dir": str(data_dir)}}), plan)
+    gaps = CosineGaps(CosineGapSettings(langs=["deu"], n=8), str(data_dir))
     torch.manual_seed(5)
     expected = torch.rand(2)
     torch.manual_seed(5)
     gaps.measure("backbone", DualEncoder(str(tiny_model_dir)))
     assert torch.equal(torch.rand(2), expected)
     assert set(gaps.values) == {"backbone"} and -2 <= gaps.values["backbone"]["mean"]["gap"] <= 2
+    assert CosineGaps(None, str(data_dir)).values is None  # not asked for: nothing measured or recorded

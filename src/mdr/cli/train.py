@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from mdr.cli.results_archive import archive_run
 from mdr.cli.rows import fused_cells, score_as_row, score_fused_row, skip_if_archived
 from mdr.cli.schema import check_settings
 from mdr.data.language_codes import check_training_codes
+from mdr.eval.cosine_gap import CosineGaps
 from mdr.eval.plan import EvalPlan
 from mdr.eval.suite import format_headline, run_eval
 from mdr.modeling.encoder import DualEncoder
@@ -27,7 +27,6 @@ from mdr.modeling.merging import check_lambda, interpolate, load_plain_state, pl
 from mdr.runtime import progress
 from mdr.runtime.cost import estimate_minutes, matmul_gflops
 from mdr.runtime.errors import InputError, MissingInputError
-from mdr.runtime.files import atomic_write_json
 from mdr.runtime.precision import trainer_precision
 from mdr.runtime.provenance import record_start
 from mdr.runtime.run_folder import RunFolder
@@ -38,6 +37,8 @@ from mdr.training.checkpointing import (
     checkpoint_callbacks,
     load_module_weights,
     resolve_resume,
+    trained_record,
+    write_trained_record,
 )
 from mdr.training.cost_estimate import run_work
 from mdr.training.datamodule import RetrievalDataModule
@@ -94,7 +95,7 @@ def train(cfg: DictConfig) -> dict | None:
             if run.cosine_gaps is not None:  # the model the evaluation scores
                 run.cosine_gaps.measure("trained", run.module.encoder)
             summary = train_summary(cfg, run, train_s, estimate)
-            write_trained_record(folder.checkpoints, run, summary)
+            write_trained_record(folder.checkpoints, run.best.best_model_path or None, summary)
         cache = {} if plan.fusion is not None else None  # the fused row reuses the run's own embeddings
         report = evaluate_and_export(cfg, run, run_dir, plan, summary, cache, resume=trained is not None)
         # merged and fused rows first: a base cell in results_dir counts as done only with them (archived_cell)
@@ -159,35 +160,6 @@ def check_config(cfg: DictConfig) -> EvalPlan:
     return eval_plan(cfg)
 
 
-TRAINED_RECORD = "TRAINED.json"
-
-
-def trained_record(ckpt_path: str | None, ckpt_dir: Path) -> dict | None:
-    """``ckpt_path=last`` / ``auto`` in a run folder whose training finished (``checkpoints/TRAINED.json``,
-    written once the best checkpoint is restored): the record, so the run evaluates without training again,
-    keeping the evaluation sets that finished before it stopped (a sweep cell killed in its hour-long attack
-    evaluation loses that set only). None otherwise."""
-    path = ckpt_dir / TRAINED_RECORD
-    if ckpt_path not in ("last", "auto") or not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    best = record.get("best_checkpoint")
-    if best and not Path(best).is_file():
-        raise MissingInputError(
-            f"{path} names {best}, which is gone: the finished training cannot be evaluated; train afresh "
-            "(a new hydra.run.dir, or delete this folder's checkpoints/)"
-        )
-    log.info("training finished earlier in this folder (%s): evaluating, finished sets kept", path)
-    return record
-
-
-def write_trained_record(ckpt_dir: Path, run: TrainingRun, summary: dict) -> None:
-    """The best checkpoint the evaluation scores and the run's summary, once training is over."""
-    record = {"best_checkpoint": run.best.best_model_path or None, "summary": summary}
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(ckpt_dir / TRAINED_RECORD, record)
-
-
 def resume_evaluation(cfg: DictConfig, run: TrainingRun, trained: dict) -> dict:
     """Put the finished training's best weights into the module (on the GPU where training would have run);
     its summary as the first pass wrote it."""
@@ -241,7 +213,7 @@ def build(
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     encoder = make(cfg.model.encoder)
-    gaps = CosineGaps(cfg, plan)
+    gaps = CosineGaps(plan.settings.cosine_gap if plan is not None else None, str(cfg.paths.data_dir))
     gaps.measure("backbone", encoder, skip=bool(resume_from) or trained)
     pretrain_stats = None if resume_from or trained else maybe_pretrain(cfg, encoder)
     gaps.measure("after_pretrain", encoder, skip=pretrain_stats is None)
@@ -269,24 +241,6 @@ def build(
         encoder, finetune, counts, dm, module, trainer, best, precision, pretrain_stats, provenance or {},
         start_state, gaps,
     )  # fmt: skip
-
-
-class CosineGaps:
-    """``eval.cosine_gap``: the translation-pair gap measured at each stage of the run (``mdr.eval.cosine_gap``),
-    on its own RNG stream so the run's seeded draws are those of a run without it."""
-
-    def __init__(self, cfg: DictConfig, plan: EvalPlan | None):
-        self.settings = plan.settings.cosine_gap if plan is not None else None
-        self.data_dir = str(cfg.paths.data_dir)
-        self.values: dict | None = {} if self.settings is not None else None
-
-    def measure(self, stage: str, encoder, skip: bool = False) -> None:
-        if self.values is None or skip:
-            return
-        from mdr.eval.cosine_gap import encoder_measure
-
-        with torch.random.fork_rng(devices=[]):
-            self.values[stage] = encoder_measure(encoder, self.data_dir, self.settings)
 
 
 def keep_start_state(

@@ -100,3 +100,20 @@ def encoder_measure(encoder, data_dir: str, settings: CosineGapSettings, precisi
         m["gap"],
     )
     return result
+
+
+class CosineGaps:
+    """``eval.cosine_gap``: the translation-pair gap measured at each stage of the run (``mdr.eval.cosine_gap``),
+    on its own RNG stream so the run's seeded draws are those of a run without it."""
+
+    def __init__(self, settings: CosineGapSettings | None, data_dir: str):
+        self.settings, self.data_dir = settings, data_dir
+        self.values: dict | None = {} if settings is not None else None
+
+    def measure(self, stage: str, encoder, skip: bool = False) -> None:
+        if self.values is None or skip:
+            return
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            self.values[stage] = encoder_measure(encoder, self.data_dir, self.settings)

@@ -155,18 +155,25 @@ def open_layout(
     path = folder / "manifest.json"
     if path.exists():
         _check_manifest(path, read_manifest(path), asdict(layout))
-    else:  # several ranks may start at once: the first complete file linked in place wins, the others check
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(asdict(layout), sort_keys=True) + "\n")
-        try:
-            os.link(tmp, path)  # atomic, and fails if another rank's manifest is there already
-        except FileExistsError:
-            return open_layout(folder, layout, encode)
-        finally:
-            os.unlink(tmp)
+    elif not write_once(path, json.dumps(asdict(layout), sort_keys=True) + "\n"):
+        return open_layout(folder, layout, encode)  # another rank's manifest won: check against it
     if encode is not None:
         _check_probe(folder, np.asarray(encode([PROBE_TEXT]), dtype=np.float32)[0])
+
+
+def write_once(path: Path, text: str) -> bool:
+    """Write ``path`` complete or not at all, unless it exists: several ranks may start at once, and the first
+    complete file linked in place wins (``os.link`` is atomic and fails on an existing name). True if ours."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def read_manifest(path: Path) -> dict:
@@ -216,15 +223,7 @@ def check_world(folder: Path, layout: ShardLayout, world: int) -> None:
     (rank 0 would then wait for them in vain). A complete folder accepts any world (nothing is left to do)."""
     path = folder / "world.json"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".world.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"world_size": world}) + "\n")
-        try:
-            os.link(tmp, path)  # atomic; the first job's count wins
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        write_once(path, json.dumps({"world_size": world}) + "\n")  # the first job's count wins
     try:
         recorded = int(json.loads(path.read_text())["world_size"])
     except (ValueError, KeyError, TypeError):

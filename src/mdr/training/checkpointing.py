@@ -13,6 +13,8 @@ into a module (best checkpoint) or an encoder (``eval.py ckpt=``).
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from pathlib import Path
 
@@ -21,17 +23,17 @@ import numpy as np
 import torch
 
 from mdr.runtime.errors import InputError, MissingInputError
+from mdr.runtime.files import atomic_write_json
 from mdr.runtime.inputs import check_torch_checkpoint
 from mdr.training.preemption import ResumeCheckpoint
+
+log = logging.getLogger(__name__)
 
 RNG_KEY = "mdr_rng"
 LOSS_HISTORY_KEY = "mdr_loss_history"
 DATAMODULE_KEY = "RetrievalDataModule"
-
-
-START_STATE = (
-    "start.pt"  # beside best.ckpt: the plain weights fine-tuning started from, where pretraining ran
-)
+# beside best.ckpt: the plain weights fine-tuning started from, where pretraining ran
+START_STATE = "start.pt"
 
 
 def capture_rng_state() -> dict:
@@ -162,3 +164,32 @@ def load_encoder_weights(encoder: torch.nn.Module, ckpt: str | Path) -> dict:
             f"{len(unexpected)} unexpected weights (e.g. {(missing or unexpected)[:3]}); pass the model= the run used"
         )
     return state
+
+
+TRAINED_RECORD = "TRAINED.json"
+
+
+def trained_record(ckpt_path: str | None, ckpt_dir: Path) -> dict | None:
+    """``ckpt_path=last`` / ``auto`` in a run folder whose training finished (``checkpoints/TRAINED.json``,
+    written once the best checkpoint is restored): the record, so the run evaluates without training again,
+    keeping the evaluation sets that finished before it stopped (a sweep cell killed in its hour-long attack
+    evaluation loses that set only). None otherwise."""
+    path = ckpt_dir / TRAINED_RECORD
+    if ckpt_path not in ("last", "auto") or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    best = record.get("best_checkpoint")
+    if best and not Path(best).is_file():
+        raise MissingInputError(
+            f"{path} names {best}, which is gone: the finished training cannot be evaluated; train afresh "
+            "(a new hydra.run.dir, or delete this folder's checkpoints/)"
+        )
+    log.info("training finished earlier in this folder (%s): evaluating, finished sets kept", path)
+    return record
+
+
+def write_trained_record(ckpt_dir: Path, best_checkpoint: str | None, summary: dict) -> None:
+    """The best checkpoint the evaluation scores and the run's summary, once training is over."""
+    record = {"best_checkpoint": best_checkpoint, "summary": summary}
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ckpt_dir / TRAINED_RECORD, record)
