@@ -11,6 +11,7 @@ over queries, Holm-corrected; p-values in results.csv).
 `--claims conf/claims/hybrid_2408.10536.yaml` judges a paper's claims one by one (claims.{md,csv}); seeds from
 different blocks (CPU kind, library versions) are compared within the blocks both rows share (`--blocks pool`:
 every seed pooled, as a family was declared).
+`--twins results/decisive` pairs each run with the archived cell of the same config and seed (twins.{md,csv}).
 """
 
 import argparse
@@ -51,12 +52,25 @@ if __name__ == "__main__":
         help="with --claims: per user priority, the recipe the declared claims name, or 'undecided between' "
         "(recommend.md; means are never ranked)",
     )
+    ap.add_argument(
+        "--twins",
+        default=None,
+        help="the folder of archived cells these runs retrain at the same config and seed (e.g. results/decisive): "
+        "twins.{md,csv}, the per-seed difference retrained - archived (how much results move between blocks)",
+    )
     args = ap.parse_args()
     if args.recommend and not args.claims:
         ap.error("--recommend reads declared claims: add --claims conf/claims/<family>.yaml")
     report = report_input_errors(
         lambda: write_report(
-            args.root, args.out, args.subset, args.baseline, args.permutations, args.claims, args.blocks
+            args.root,
+            args.out,
+            args.subset,
+            args.baseline,
+            args.permutations,
+            args.claims,
+            args.blocks,
+            args.twins,
         ),
         "report.py",
     )
@@ -70,6 +84,7 @@ if __name__ == "__main__":
         adversarial,
         *(["claims_primary.md"] if args.claims else []),
         *(["recommend.md"] if args.recommend else []),
+        *(["twins.md"] if args.twins else []),
     ):
         if (out / extra).exists():
             print((out / extra).read_text())

@@ -25,8 +25,17 @@ BLOCKS = {
 BLOCK_EFFECT = 0.10
 
 
-def tatoeba_cell(root, sampler: str, seed: int | None, block: str, rng, effect: float = 0.0) -> None:
-    """One archived cell: config, provenance, Tatoeba metrics and per-query ranks (1 = the pair found)."""
+def tatoeba_cell(
+    root,
+    sampler: str,
+    seed: int | None,
+    block: str,
+    rng,
+    effect: float = 0.0,
+    seed_shift: float | None = None,
+) -> None:
+    """One archived cell: config, provenance, Tatoeba metrics and per-query ranks (1 = the pair found).
+    ``seed_shift``: the seed's own shift of every pair's accuracy (default: drawn per cell)."""
     cell = root / f"sampler={sampler},seed={seed}"
     (cell / ".hydra").mkdir(parents=True)
     target = {"hybrid": "HybridSampler", "mixed": "MixedSampler", "xx": "XXSampler"}[sampler]
@@ -36,7 +45,7 @@ def tatoeba_cell(root, sampler: str, seed: int | None, block: str, rng, effect: 
     (cell / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"sampler={sampler}", f"seed={seed}"]))
     (cell / "provenance.json").write_text(json.dumps({"source": "recorded", **BLOCKS[block]}))
     arrays, per_language = {}, {}
-    seed_shift = rng.normal(0, 0.01)
+    seed_shift = rng.normal(0, 0.01) if seed_shift is None else seed_shift
     for i, lang in enumerate(LANGS):
         p = 0.4 + 0.02 * i + seed_shift + effect + (BLOCK_EFFECT if block == "B2" else 0.0)
         for direction in ("to_eng", "from_eng"):

@@ -1,7 +1,7 @@
 """Refresh the results tables quoted in the docs from the tracked results folders.
 
 A quoted table follows a marker
-``<!-- report: python report.py results/X [--baseline k=v] [--claims FILE] [-> file.md] -->``
+``<!-- report: python report.py results/X [--baseline k=v] [--claims FILE] [--twins results/Y] [-> file.md] -->``
 and ends at the first blank line; it is replaced by the first table of what report.py writes for that
 folder today (results.md, or the named file such as adversarial.md). A test checks that the docs hold
 exactly these tables, so after new cells land in results/: ``python -m mdr.report.docs_tables``.
@@ -28,8 +28,8 @@ from mdr.report.write import write_report
 from mdr.runtime.errors import InputError
 
 MARKER = re.compile(
-    r"(<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: -> (\S+\.md))? -->\n)"
-    r"(.*?)(\n\n)",
+    r"(<!-- report: python report.py (results/\S+)(?: --baseline (\S+))?(?: --claims (\S+))?(?: --twins (results/\S+))?"
+    r"(?: -> (\S+\.md))? -->\n)(.*?)(\n\n)",
     re.S,
 )
 
@@ -77,14 +77,17 @@ def report_code(entry: tuple[str, ...] = REPORT_ENTRY) -> list[Path]:
     return sorted(set(seen.values()))
 
 
-def inputs_digest(root: Path, folder: str, claims: str | None, code: list[Path]) -> str:
-    """sha256 over the results folder's files, the claims file, the report's code and numpy/scipy versions."""
+def inputs_digest(
+    root: Path, folder: str, claims: str | None, code: list[Path], twins_of: str | None = None
+) -> str:
+    """sha256 over the results folder's files (and the twins' folder), the claims file, the report's code and
+    numpy/scipy versions."""
     import numpy
     import scipy
 
     root = root.resolve()  # the same relative names whether root was given as "." or as an absolute path
     h = hashlib.sha256(f"numpy {numpy.__version__} scipy {scipy.__version__}\n".encode())
-    files = sorted(p for p in (root / folder).rglob("*") if p.is_file())
+    files = sorted(p for f in (folder, twins_of) if f for p in (root / f).rglob("*") if p.is_file())
     for path in [*files, *([root / claims] if claims else []), *code]:
         rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         h.update(f"{rel}\0".encode())
@@ -108,7 +111,7 @@ def write_lock(doc: Path, root: Path) -> None:
     """Record, per marker of ``doc``, the digest of its inputs and of the table now quoted."""
     text, code = doc.read_text(), report_code()
     lock = {
-        marker_key(m): {"inputs": inputs_digest(root, m[2], m[4], code), "table": table_digest(m[6])}
+        marker_key(m): {"inputs": inputs_digest(root, m[2], m[4], code, m[5]), "table": table_digest(m[7])}
         for m in MARKER.finditer(text)
     }
     lock_path(doc).write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
@@ -120,21 +123,24 @@ class QuotedTables:
 
     def __init__(self, text: str, root: Path, tmp: Path, permutations: int):
         self.claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
+        self.twins_of = {(m[2], m[3]): m[5] for m in MARKER.finditer(text) if m[5]}
         self.root, self.tmp, self.permutations = root, tmp, permutations
         self.reports: dict = {}
 
     def table(self, m: re.Match) -> str:
         """What the marker quotes, as report.py writes it today."""
-        _, folder, baseline, _, written, _, _ = m.groups()
+        _, folder, baseline, _, _, written, _, _ = m.groups()
         if (folder, baseline) not in self.reports:
             out = self.tmp / str(len(self.reports))
             claims = self.claims_of.get((folder, baseline))
+            twins_of = self.twins_of.get((folder, baseline))
             report = write_report(
                 self.root / folder,
                 out,
                 baseline=baseline or None,
                 permutations=self.permutations,
                 claims=self.root / claims if claims else None,
+                twins_of=self.root / twins_of if twins_of else None,
             )
             self.reports[(folder, baseline)] = (out, report)
         out, report = self.reports[(folder, baseline)]
@@ -151,11 +157,11 @@ def stale_tables(doc: Path, root: Path, tmp: Path, permutations: int = 10_000) -
     quoted = QuotedTables(text, root, tmp, permutations)
     stale, recomputed = [], 0
     for m in MARKER.finditer(text):
-        digest = inputs_digest(root, m[2], m[4], code)
-        if lock.get(marker_key(m)) == {"inputs": digest, "table": table_digest(m[6])}:
+        digest = inputs_digest(root, m[2], m[4], code, m[5])
+        if lock.get(marker_key(m)) == {"inputs": digest, "table": table_digest(m[7])}:
             continue
         recomputed += 1
-        if quoted.table(m).strip() != m[6].strip():
+        if quoted.table(m).strip() != m[7].strip():
             stale.append(marker_key(m))
     return stale, recomputed
 
@@ -168,7 +174,7 @@ def refresh(doc: Path, root: Path, permutations: int = 10_000) -> list[str]:
         quoted = QuotedTables(text, root, Path(tmp), permutations)
 
         def replace(m: re.Match) -> str:
-            marker, folder, _, _, written, old, gap = m.groups()
+            marker, folder, _, _, _, written, old, gap = m.groups()
             new = quoted.table(m)
             if new != old:
                 changed.append(folder + (f" ({written})" if written else ""))

@@ -14,6 +14,7 @@ from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto
 from mdr.report.recommend import recommend, recommend_markdown
 from mdr.report.significance import baseline_rows, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
+from mdr.report.twins import twins, write_twins
 
 
 def row_namer(r):
@@ -39,12 +40,14 @@ def write_report(
     permutations: int = 10_000,
     claims: str | Path | None = None,
     blocks: str = "stratify",
+    twins_of: str | Path | None = None,
 ) -> Report:
     """results.{md,csv,tex}, results_bars.png, bias.png, pareto.png (rows with XQuAD-R and Tatoeba); alpha_curve.{md,png} and robustness.{md,png} when the
     runs hold an alpha sweep or perturbed evaluations, adversarial.{md,csv,png} when they hold attacks. ``subset`` names the files ``results_unseen.*``;
     ``baseline`` (``sampler=xx``) tests every other row against that row, or against the one of its group
     when several rows match (``significance.baseline_rows``), per cell. ``blocks``: how claims treat seed
-    blocks (``stratify``, the default, with the pooled verdict beside; ``pool``: as declared only)."""
+    blocks (``stratify``, the default, with the pooled verdict beside; ``pool``: as declared only).
+    ``twins_of``: the folder of archived cells these runs retrain (twins.{md,csv}: the paired block measure)."""
     claims_file = load_claims_file(claims) if claims else None  # a bad claims file fails before any reading
     r = collect(root, subset)
     if baseline:
@@ -53,6 +56,7 @@ def write_report(
     # every per-query archive is read (and checked) before the first file is written: no half-written report
     verdicts = judge(r, claims_file.claims, permutations, blocks=blocks) if claims_file else None
     attacked = adversarial(r, r.baseline, permutations)
+    paired = twins(r, collect(twins_of, subset)) if twins_of else None
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_{subset}" if subset else "results"
@@ -83,6 +87,8 @@ def write_report(
             )
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
+    if paired is not None:
+        write_twins(paired, out)
     if verdicts is not None:
         write_verdicts(verdicts, out, permutations, claims_file.families, block_labels(r.runs))
         (out / "recommend.md").write_text(recommend_markdown(recommend(verdicts, row_namer(r))))
