@@ -4,7 +4,7 @@ Writes results.md, results.csv and results.tex (mean +- 95% CI over seeds, best 
 results_bars.png and bias.png, pareto.png for rows evaluated on XQuAD-R and Tatoeba (every
 recipe against the untrained backbone), alpha_curve.{md,png} for an alpha sweep, robustness.{md,png} for runs
 evaluated on perturbed queries, adversarial.{md,csv,png} for runs evaluated with eval.attack
-(experiment=adversarial), and lists failed and incomplete runs instead of reading them.
+(experiment=adversarial), poison.{md,csv} and poison_transfer.png for runs evaluated with eval.poison, and lists failed and incomplete runs instead of reading them.
 `--subset unseen` reports the languages unseen in training only (results_unseen.*).
 `--baseline sampler=xx` marks cells that differ significantly from that row (paired randomization test
 over queries, Holm-corrected; p-values in results.csv).
@@ -82,6 +82,7 @@ if __name__ == "__main__":
         "alpha_curve.md",
         "robustness.md",
         adversarial,
+        "poison.md",
         *(["claims_primary.md"] if args.claims else []),
         *(["recommend.md"] if args.recommend else []),
         *(["twins.md"] if args.twins else []),

@@ -11,6 +11,7 @@ from mdr.report.claims import judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto, plot_robustness, row_label
+from mdr.report.poison import plot_poison_transfer, poison_markdown, poison_rows, write_poison_csv
 from mdr.report.recommend import recommend, recommend_markdown
 from mdr.report.significance import baseline_rows, compare_to_baseline
 from mdr.report.tables import alpha_markdown, robustness_markdown, to_latex, to_markdown, write_csv
@@ -56,6 +57,7 @@ def write_report(
     # every per-query archive is read (and checked) before the first file is written: no half-written report
     verdicts = judge(r, claims_file.claims, permutations, blocks=blocks) if claims_file else None
     attacked = adversarial(r, r.baseline, permutations)
+    poisoned = poison_rows(r, r.baseline)
     paired = twins(r, collect(twins_of, subset)) if twins_of else None
     out = Path(out_dir) if out_dir else Path(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,12 @@ def write_report(
             )
             w.writerows(adversarial_csv_rows(attacked))
         plot_adversarial(attacked, out / f"{stem}.png", lambda key: row_label(r, key).replace("\n", " "))
+    if poisoned:
+        (out / "poison.md").write_text(poison_markdown(poisoned, r.key_names))
+        write_poison_csv(poisoned, r.key_names, out / "poison.csv")
+        plot_poison_transfer(
+            poisoned, lambda key: row_label(r, key).replace("\n", " "), out / "poison_transfer.png"
+        )
     if paired is not None:
         write_twins(paired, out)
     if verdicts is not None:
