@@ -1,9 +1,11 @@
 """Which seeds a claim compares, and how, when its rows ran in different seed blocks.
 
 A block is a CPU kind with major library versions (``mdr.runtime.provenance.block_of``); the commit is
-listed, not blocked on. Results drift between blocks (docs/experiments.md: hybrid's multilingual mAP moved by
-+0.005 between the Intel block of seeds 0-4 and the AMD block of seeds 5-9), so a claim whose rows hold
-different mixes of blocks would compare blocks as much as recipes. The rule:
+listed, not blocked on. Results may drift between blocks (docs/experiments.md: hybrid's multilingual mAP moved by
++0.005 between the Intel block of seeds 0-4 and the AMD block of seeds 5-9; the paired measure, the same seed
+retrained in the other block, later reproduced its twin to the fourth decimal, so that gap was the seeds', not
+the machine's), and a claim whose rows hold different mixes of blocks would then compare blocks as much as
+recipes. The rule:
 
 - every run in one block: the rows as they are (``one block``);
 - rows with seeds: only blocks where both rows have at least two seeds are kept; one shared block: ``restricted to <block>``; several:
