@@ -296,6 +296,8 @@ def test_report_adversarial_table_and_paired_test(xquad_hashing, tmp_path):
         summary["all"]["multi"]["random"]["1"]["p@1"], abs=5e-4
     )
     assert {r["sampler"] for r in rows} == {"xx", "hybrid"}
+    # a run may hold several attack sets (xquad_r~attack, xquad_r~attack_chars): each row names its own
+    assert {r["attack set"] for r in rows} == {"xquad_r~attack"}
     with (tmp_path / "out" / "adversarial.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["sampler"] == "hybrid" and r["column"] == "P@1 k=2"]
     by_setting = {r["setting"]: r for r in rows}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mdr.data.names import clean_name
 from mdr.report.collect import Report
 from mdr.report.significance import SIGNIFICANCE_LEVEL, holm, paired_randomization_test
 from mdr.report.stats import Cell, mean_ci
@@ -152,7 +151,7 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | 
     kmax = max(ks)
     head = [
         *key_names,
-        "dataset",
+        "attack set",
         "setting",
         "seeds",
         "clean P@1",
@@ -184,7 +183,7 @@ def adversarial_markdown(t: AttackTable, key_names: list[str], baseline: dict | 
                 rows.append(
                     [
                         *key,
-                        clean_name(ds),
+                        ds,  # the attack set: one run may hold several (xquad_r~attack, xquad_r~attack_chars)
                         setting,
                         str(n),
                         _fmt(cells.get("clean P@1")),
@@ -242,13 +241,15 @@ def plot_adversarial(t: AttackTable, path: Path, key_label) -> None:
     fig, axes = plt.subplots(1, len(settings), figsize=(4 * len(settings), 3.6), squeeze=False)
     ks = [0, *[k for k in t.budgets if k > 0]]
     for ax, setting in zip(axes[0], settings):
+        several = len({ds for by_ds in t.rows.values() for ds in by_ds}) > 1
         for i, (key, by_ds) in enumerate(t.rows.items()):
-            for by_setting in by_ds.values():
+            for j, (ds, by_setting) in enumerate(by_ds.items()):
                 cells = by_setting.get(setting)
                 if not cells:
                     continue
                 color = f"C{i % 10}"
-                label = key_label(key)
+                label = key_label(key) + (f", {ds.split('~', 1)[1]}" if several else "")
+                marker = "os^vD"[j % 5]
                 for prefix, style, suffix in (("P@1", "-", ""), ("random P@1", "--", " (random)")):
                     ys = [
                         cells["clean P@1"].mean if k == 0 else cells[f"{prefix} k={k}"].mean
@@ -256,7 +257,7 @@ def plot_adversarial(t: AttackTable, path: Path, key_label) -> None:
                         if k == 0 or f"{prefix} k={k}" in cells
                     ]
                     xs = [k for k in ks if k == 0 or f"{prefix} k={k}" in cells]
-                    ax.plot(xs, ys, style, marker="o", color=color, label=label + suffix)
+                    ax.plot(xs, ys, style, marker=marker, color=color, label=label + suffix)
         ax.set_xlabel("edits per query (k)")
         ax.set_ylabel("P@1 under attack")
         ax.set_title(setting, fontsize=10)
