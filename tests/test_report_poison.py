@@ -20,10 +20,10 @@ QUESTIONS = [f"q{i:03d}" for i in range(60)]
 TARGETS = {"hybrid": "HybridSampler", "xx": "XXSampler"}
 
 
-def _cell(root, sampler: str, seed: int, rate: float, evaluated=QUESTIONS[::2]) -> dict:
+def _cell(root, sampler: str, seed: int, rate: float, evaluated=QUESTIONS[::2], steps: int = 60) -> dict:
     """One eval.py run of a checkpoint with a poisoned XQuAD-R: every query's success drawn at ``rate``."""
-    rng = np.random.default_rng(seed * 7 + len(sampler))
-    cell = root / f"sampler={sampler},seed={seed}"
+    rng = np.random.default_rng(seed * 7 + len(sampler) + steps - 60)
+    cell = root / f"sampler={sampler},seed={seed},steps={steps}"
     (cell / ".hydra").mkdir(parents=True)
     config = {"sampler": {"_target_": f"mdr.training.samplers.{TARGETS[sampler]}"}, "model": {"name": "m"},
               "finetune": {"mode": "full"}, "seed": seed}  # fmt: skip
@@ -47,15 +47,17 @@ def _cell(root, sampler: str, seed: int, rate: float, evaluated=QUESTIONS[::2]) 
         langs = arrays["langs"]
         entry[attacker] = {
             "curve": [{"step": 0, "similarity": 0.05, "mono_success@20": 0.0},
-                      {"step": 30, "similarity": 0.2, "mono_success@20": share["mono"]["success@20"] - 0.01},
-                      {"step": 60, "similarity": 0.3, "mono_success@20": share["mono"]["success@20"]}],
+                      {"step": steps // 2, "similarity": 0.2, "mono_success@20": share["mono"]["success@20"] - 0.01},
+                      {"step": steps, "similarity": 0.3, "mono_success@20": share["mono"]["success@20"]}],
             "success": share,
             "poisoned": {"mono": {"p@1": 0.65}},
             "transfer": {p: {x: float(hits[p][langs == x, 2].mean()) for x in LANGS} for p in ("mono", "multi")},
         }  # fmt: skip
     metrics = {"config": config, "datasets": {
         "xquad_r": {"dataset": "xquad_r"},
-        "xquad_r~poison": {"kind": "poison", "attacker_langs": entry, "clean": {"mono": {"p@1": 0.7}}},
+        "xquad_r~poison": {"kind": "poison", "attacker_langs": entry, "clean": {"mono": {"p@1": 0.7}},
+                           "settings": {"passages": 5, "steps": steps, "attacker_langs": ["en", "th"],
+                                        "curve_every": steps // 3}},
     }}  # fmt: skip
     for ds, arr in (("xquad_r", {"query_uids": uids}), ("xquad_r~poison", arrays)):
         (cell / "eval" / ds).mkdir(parents=True)
@@ -123,3 +125,24 @@ def test_report_writes_the_poison_table_and_transfer_figure(tmp_path):
     assert (tmp_path / "out" / "poison_transfer.png").stat().st_size > 1000
     lines = (tmp_path / "out" / "poison.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 2 * 4  # rows x attacker languages x (pool, k) columns
+
+
+def test_runs_with_another_budget_are_another_row_compared_with_the_baseline_at_their_budget(tmp_path):
+    """A 250-step attack is not a third seed of the 60-step one: pooled, its higher success would pass for
+    seed noise, and its difference would be taken against a baseline attacked for a quarter of the steps."""
+    # seeds 0 and 1 share one row key (their overrides differ only in the seed): only the budget can split them
+    cells = {(s, steps): _cell(tmp_path, s, steps // 250, rate, steps=steps)
+             for s, steps, rate in (("hybrid", 60, 0.2), ("xx", 60, 0.2), ("hybrid", 250, 0.5), ("xx", 250, 0.3))}  # fmt: skip
+    r = collect(tmp_path)
+    rows = poison_rows(r, baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, "sampler=xx"))
+    hybrid = {row.steps: row for row in rows if row.key[0] == "hybrid" and row.attacker == "en"}
+    assert sorted(hybrid) == [60, 250] and all(len(row.seeds) == 1 for row in hybrid.values())
+    for steps, row in hybrid.items():
+        share = cells[("hybrid", steps)]["en/mono/success"][:, 2].mean()
+        assert row.success[("mono", 20)].mean == pytest.approx(share)
+        base = cells[("xx", steps)]["en/mono/success"][:, 2].mean()
+        assert row.diffs[("mono", 20)][0] == pytest.approx(share - base)
+    write_report(tmp_path, tmp_path / "out", baseline="sampler=xx", permutations=100)
+    table = (tmp_path / "out" / "poison.md").read_text()
+    assert "| hybrid | m | full | xquad_r~poison | en | 1 | 250 |" in table
+    assert "curve_every" not in table.splitlines()[0]  # sampling the curve is not another budget

@@ -11,11 +11,15 @@ question with all its language versions; every model is measured on the same eva
 the split seed alone). Poisoning has no declared family: the table gives intervals and directions, never a
 verdict. ``poison_transfer.png``: the transfer matrix (attacker language x query language, mono success@20) per
 row, averaged over its seeds.
+
+Runs pool into one row only when their attack settings agree (``attack_budget``): a 60-step and a 250-step
+attack on the same recipe are two rows, each compared with the baseline row of its own budget.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +36,9 @@ POISON_KIND = "poison"
 POOLS = ("mono", "multi")
 COLUMNS = (("mono", 1), ("mono", 10), ("mono", 20), ("multi", 20))
 COMPARED = (("mono", 20), ("multi", 20))
+# settings that do not make another experiment: attacker languages are rows of their own, curve_every only
+# samples the success curve
+NOT_BUDGET = ("attacker_langs", "curve_every")
 
 
 @dataclass
@@ -48,21 +55,41 @@ class PoisonRow:
     p_at_1: tuple[Cell, Cell] | None = None  # the gold answers' mono P@1, clean and poisoned
     diffs: dict[tuple[str, int], tuple[float, tuple[float, float]]] = field(default_factory=dict)
     baseline: tuple[str, ...] | None = None
+    budget: tuple[tuple[str, str], ...] = ()
 
 
 def poison_entries(datasets: dict) -> dict[str, dict]:
     return {ds: e for ds, e in datasets.items() if e.get("kind") == POISON_KIND}
 
 
-def _runs(r: Report, key: tuple, ds: str) -> list[RunValues]:
-    return sorted((rv for rv in r.runs if rv.key == key and ds in rv.datasets), key=lambda rv: str(rv.seed))
+def attack_budget(entry: dict) -> tuple[tuple[str, str], ...]:
+    """The poisoning settings two runs must share to be seeds of one row (steps, passages, length, ...)."""
+    settings = entry.get("settings", {})
+    return tuple(sorted((k, json.dumps(v)) for k, v in settings.items() if k not in NOT_BUDGET))
+
+
+def _steps(budget: tuple) -> int:
+    return int(json.loads(dict(budget).get("steps", "0")))
+
+
+def _other_settings(rows: list[PoisonRow]) -> list[str]:
+    """Budget settings besides ``steps`` that differ between the rows: the table names them."""
+    names = sorted({k for row in rows for k, _ in row.budget} - {"steps"})
+    return [k for k in names if len({dict(row.budget).get(k) for row in rows}) > 1]
+
+
+def _runs(r: Report, key: tuple, ds: str, budget: tuple) -> list[RunValues]:
+    runs = (rv for rv in r.runs if rv.key == key and ds in rv.datasets)
+    return sorted(
+        (rv for rv in runs if attack_budget(rv.datasets[ds]) == budget), key=lambda rv: str(rv.seed)
+    )
 
 
 def _cell(values: list[float]) -> Cell:
     return mean_ci([float(v) for v in values])
 
 
-def _row(key: tuple, ds: str, attacker: str, runs: list[RunValues]) -> PoisonRow:
+def _row(key: tuple, ds: str, attacker: str, runs: list[RunValues], budget: tuple) -> PoisonRow:
     per = [rv.datasets[ds]["attacker_langs"][attacker] for rv in runs]
     success = {(p, k): _cell([e["success"][p][f"success@{k}"] for e in per]) for p, k in COLUMNS}
     curves = [e["curve"] for e in per]
@@ -79,6 +106,7 @@ def _row(key: tuple, ds: str, attacker: str, runs: list[RunValues]) -> PoisonRow
         int(max(c[-1]["step"] for c in curves)),
         {x: float(np.mean([e["transfer"]["mono"][x] for e in per])) for x in langs},
         _p_at_1(runs, ds, attacker),
+        budget=budget,
     )
 
 
@@ -118,13 +146,16 @@ def per_seed_sums(runs: list[RunValues], ds: str, attacker: str, pool: str, k: i
 
 def poison_rows(r: Report, baseline: dict | None = None) -> list[PoisonRow]:
     """Every (row, poisoned set, attacker language), with its differences to its baseline row."""
-    found = sorted({(rv.key, ds) for rv in r.runs for ds in poison_entries(rv.datasets)})
+    found = sorted(
+        {(rv.key, ds, attack_budget(e)) for rv in r.runs for ds, e in poison_entries(rv.datasets).items()},
+        key=lambda f: (f[0], f[1], _steps(f[2]), f[2]),
+    )
     rows = []
-    for key, ds in found:
-        runs = _runs(r, key, ds)
+    for key, ds, budget in found:
+        runs = _runs(r, key, ds, budget)
         for attacker in sorted({a for rv in runs for a in rv.datasets[ds]["attacker_langs"]}):
             have = [rv for rv in runs if attacker in rv.datasets[ds]["attacker_langs"]]
-            rows.append(_row(key, ds, attacker, have))
+            rows.append(_row(key, ds, attacker, have, budget))
     if baseline:
         for row in rows:
             base = baseline.get(row.key)
@@ -132,14 +163,14 @@ def poison_rows(r: Report, baseline: dict | None = None) -> list[PoisonRow]:
                 continue
             other = [
                 rv
-                for rv in _runs(r, base, row.dataset)
+                for rv in _runs(r, base, row.dataset, row.budget)
                 if row.attacker in rv.datasets[row.dataset]["attacker_langs"]
             ]
             if not other:
                 continue
             mine = [
                 rv
-                for rv in _runs(r, row.key, row.dataset)
+                for rv in _runs(r, row.key, row.dataset, row.budget)
                 if row.attacker in rv.datasets[row.dataset]["attacker_langs"]
             ]
             row.baseline = base
@@ -173,7 +204,9 @@ def _diff(d: tuple[float, tuple[float, float]] | None) -> str:
 
 def poison_markdown(rows: list[PoisonRow], key_names: list[str]) -> str:
     compared = any(row.diffs for row in rows)
-    header = [*key_names, "dataset", "passages optimised on", "seeds", "steps", "similarity first -> last"]
+    other = _other_settings(rows)
+    header = [*key_names, "dataset", "passages optimised on", "seeds", "steps", *other]
+    header += ["similarity first -> last"]
     header += [f"{p} success@{k}" for p, k in COLUMNS] + ["mono success@20 gain, last curve interval"]
     header += ["mono P@1 clean -> poisoned"]
     if compared:
@@ -181,6 +214,7 @@ def poison_markdown(rows: list[PoisonRow], key_names: list[str]) -> str:
     lines = []
     for row in rows:
         line = [*row.key, row.dataset, row.attacker, len(row.seeds), row.steps]
+        line += [dict(row.budget).get(k, "-") for k in other]
         line.append(f"{row.similarity[0].mean:.3f} -> {row.similarity[1].mean:.3f}")
         line += [_fmt(row.success[c]) for c in COLUMNS] + [_fmt(row.last_gain)]
         clean_poisoned = row.p_at_1 and f"{_fmt(row.p_at_1[0], 4)} -> {_fmt(row.p_at_1[1], 4)}"
@@ -206,33 +240,34 @@ def poison_markdown(rows: list[PoisonRow], key_names: list[str]) -> str:
 def write_poison_csv(rows: list[PoisonRow], key_names: list[str], path: Path) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([*key_names, "dataset", "attacker", "seeds", "pool", "k", "mean", "ci95_half_width"]
-                   + ["diff_vs_baseline", "ci_low", "ci_high"])  # fmt: skip
+        w.writerow([*key_names, "dataset", "attacker", "seeds", "steps", "settings", "pool", "k", "mean"]
+                   + ["ci95_half_width", "diff_vs_baseline", "ci_low", "ci_high"])  # fmt: skip
         for row in rows:
             for pool, k in COLUMNS:
                 c = row.success[(pool, k)]
                 d = row.diffs.get((pool, k))
                 diff = [d[0], *d[1]] if d else ["", "", ""]
                 w.writerow(
-                    [*row.key, row.dataset, row.attacker, " ".join(map(str, row.seeds)), pool, k, c.mean]
-                    + [c.half_width, *diff]
+                    [*row.key, row.dataset, row.attacker, " ".join(map(str, row.seeds)), row.steps]
+                    + [json.dumps(dict(row.budget)), pool, k, c.mean, c.half_width, *diff]
                 )
 
 
 def plot_poison_transfer(rows: list[PoisonRow], label, path: Path) -> None:
-    """One heatmap per recipe: attacker language x query language, mono success@20 averaged over seeds."""
+    """One heatmap per recipe and budget: attacker language x query language, mono success@20 averaged over
+    seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({(row.key, row.dataset) for row in rows})
+    keys = list(dict.fromkeys((row.key, row.dataset, row.budget) for row in rows))
     langs = sorted({x for row in rows for x in row.transfer})
     fig, axes = plt.subplots(
         len(keys), 1, figsize=(0.55 * len(langs) + 2.5, 1.3 * len(keys) + 1.2), squeeze=False
     )
-    for ax, (key, ds) in zip(axes[:, 0], keys):
-        mine = [row for row in rows if (row.key, row.dataset) == (key, ds)]
+    for ax, (key, ds, budget) in zip(axes[:, 0], keys):
+        mine = [row for row in rows if (row.key, row.dataset, row.budget) == (key, ds, budget)]
         grid = np.array([[row.transfer.get(x, np.nan) for x in langs] for row in mine])
         ax.imshow(grid, vmin=0, vmax=max(0.5, float(np.nanmax(grid))), cmap="Reds", aspect="auto")
         ax.set_xticks(range(len(langs)), langs)
@@ -240,7 +275,8 @@ def plot_poison_transfer(rows: list[PoisonRow], label, path: Path) -> None:
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
-        ax.set_title(f"{label(key)} ({len(mine[0].seeds)} seed(s)): mono success@20", fontsize=9)
+        title = f"{label(key)}, {mine[0].steps} steps ({len(mine[0].seeds)} seed(s)): mono success@20"
+        ax.set_title(title, fontsize=9)
         ax.set_ylabel("optimised on")
     axes[-1, 0].set_xlabel("query language")
     fig.tight_layout()
