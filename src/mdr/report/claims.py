@@ -47,6 +47,15 @@ from mdr.report.bootstrap import (
     seeds_for_power,
 )
 from mdr.report.collect import BASE_KEYS
+from mdr.report.seed_plan import (
+    Family,
+    check_plan_rows,
+    coverage_text,
+    parse_family,
+    planned_seeds,
+    selector_key,
+    withheld_reason,
+)
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
 from mdr.runtime.errors import InputError
 from mdr.runtime.inputs import read_yaml
@@ -183,7 +192,7 @@ class Claim:
 @dataclass
 class ClaimsFile:
     claims: list[Claim]
-    families: dict[str, str] = field(default_factory=dict)  # name -> what it holds and when it was declared
+    families: dict[str, Family] = field(default_factory=dict)  # name -> what it holds, when, and its seeds
 
 
 @dataclass
@@ -208,6 +217,7 @@ class Verdict:
     seeds_at_zero: int | None = None  # '>=' / '<=': seeds per row for 80% power at a true difference of 0
     seeds_at_margin: int | None = None  # ... and at a true difference of +margin (the claimed direction)
     too_few_seeds: str = ""  # a primary claim whose rows have fewer seeds than a valid interval needs
+    withheld: str = ""  # its family declares seeds that are not all in yet (mdr.report.seed_plan)
     pooled: Verdict | None = None  # the same claim with every seed pooled over blocks (as declared)
 
     @property
@@ -221,8 +231,9 @@ class Verdict:
 
 
 def load_claims_file(path: str | Path) -> ClaimsFile:
-    """A claims file: ``{families: {name: description}, claims: [...]}`` or a bare list (all exploratory).
-    Unknown or missing fields fail with the claim's text and the field."""
+    """A claims file: ``{families: {name: description}, claims: [...]}`` or a bare list (all exploratory); a
+    family may declare its seeds per row (``mdr.report.seed_plan``). Unknown or missing fields fail with the
+    claim's text and the field."""
     raw = read_yaml(path, "claims file", f"write a YAML list of claims ({CLAIMS_FIX})")
     families: dict = {}
     if isinstance(raw, dict):
@@ -254,7 +265,10 @@ def load_claims_file(path: str | Path) -> ClaimsFile:
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
         claims.append(claim)
-    return ClaimsFile(claims, {str(k): str(v) for k, v in families.items()})
+    parsed = {str(k): parse_family(path, str(k), v) for k, v in families.items()}
+    for name, family in parsed.items():
+        check_plan_rows(path, name, family, claims)
+    return ClaimsFile(claims, parsed)
 
 
 def is_attack_dataset(name: str) -> bool:
@@ -268,7 +282,11 @@ def load_claims(path: str | Path) -> list[Claim]:
 
 def _runs_of(report, selector: str) -> list:
     """The runs of the one row the selector names. A swept key the selector leaves out means its default:
-    ``sampler=hybrid,finetune=full`` is the trained row, not its merged ``merge=wise0.5`` row."""
+    ``sampler=hybrid,finetune=full`` is the trained row, not its merged ``merge=wise0.5`` row. A key that no
+    run of the folder sets (``pretrain=mlm`` before the first such cell) selects no run."""
+    named = {part.partition("=")[0] for part in selector.split(",")}
+    if not named <= set(report.key_names) and all("=" in part for part in selector.split(",")):
+        return []
     wanted = parse_selector(selector, report.key_names)
     keys = {rv.key for rv in report.runs}
     matches = [k for k in keys if all(k[report.key_names.index(n)] == v for n, v in wanted.items())]
@@ -318,9 +336,11 @@ def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
     return shared, shared
 
 
-def _check_primary(claim: Claim, runs_a: list, runs_b: list) -> None:
+def _check_primary(claim: Claim, runs_a: list, runs_b: list, family: Family | None) -> None:
+    """A primary claim's rows exist, unless its family declares their seeds (then the verdict waits for them)."""
+    planned = family.seeds if family else {}
     for field_name, selector, runs in (("a", claim.a, runs_a), ("b", claim.b, runs_b)):
-        if not runs:
+        if not runs and selector_key(selector) not in planned:
             raise InputError(
                 f"claim {claim.claim!r} ({claim.family}): field {field_name}: no runs for {selector!r} in the "
                 "folder; run its cells, or move the claim out of the primary family before any cell runs"
@@ -346,36 +366,57 @@ def judge(
     permutations: int = 10_000,
     replicates: int = 4000,
     blocks: str = STRATIFY,
+    families: dict[str, Family] | None = None,
 ) -> list[Verdict]:
     """One verdict per claim, in order, with the seed-block rule (``blocks``: stratify, or pool as declared);
     Holm within each declared family; exploratory claims get none. In stratify mode each verdict also carries
-    the pooled one (``Verdict.pooled``), so that a verdict that moves with the blocks shows both numbers."""
-    verdicts = _judge(report, claims, permutations, replicates, blocks)
+    the pooled one (``Verdict.pooled``), so that a verdict that moves with the blocks shows both numbers.
+    ``families`` (from the claims file): a family that declares its seeds is judged on them alone, and its
+    verdicts are withheld until they are all in (``mdr.report.seed_plan``)."""
+    verdicts = _judge(report, claims, permutations, replicates, blocks, families or {})
     for v in verdicts:
         if v.outcome.startswith("not run"):  # exploratory (a primary claim without rows stops the report)
             log.warning("claim %r selects no rows: %s; it is listed as not run", v.claim.claim, v.outcome)
     mixed = any(v.block_rule and not v.block_rule.startswith("one block") for v in verdicts)
     if blocks == STRATIFY and mixed:  # with one block everywhere the pooled verdicts are these verdicts
-        for v, p in zip(verdicts, _judge(report, claims, permutations, replicates, POOL)):
+        for v, p in zip(verdicts, _judge(report, claims, permutations, replicates, POOL, families or {})):
             v.pooled = p
     return verdicts
 
 
-def _judge(report, claims: list[Claim], permutations: int, replicates: int, blocks: str) -> list[Verdict]:
+def _judged_seeds(claim: Claim, runs_a: list, runs_b: list, family: Family | None) -> tuple[list, list, str]:
+    """Each row's judged seeds (exclusions, pairing, then the family's declared seeds) and why the verdict is
+    withheld ("" when every declared seed is in)."""
+    if runs_a and runs_b:
+        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
+    else:
+        seeds_a, seeds_b = (
+            [r.seed for r in runs if r.seed not in (claim.exclude_seeds or [])] for runs in (runs_a, runs_b)
+        )
+    plan_a, plan_b = planned_seeds(family, claim.a, seeds_a), planned_seeds(family, claim.b, seeds_b)
+    return plan_a.judged, plan_b.judged, withheld_reason([(claim.a, plan_a), (claim.b, plan_b)])
+
+
+def _judge(
+    report, claims: list[Claim], permutations: int, replicates: int, blocks: str, families: dict[str, Family]
+) -> list[Verdict]:
     units = UnitScores(None)
     labels = block_labels(report.runs)
     verdicts: list[Verdict] = []
     for claim in claims:
+        family = families.get(claim.family)
         runs_a, runs_b = _runs_of(report, claim.a), _runs_of(report, claim.b)
         if claim.family != EXPLORATORY:
-            _check_primary(claim, runs_a, runs_b)
+            _check_primary(claim, runs_a, runs_b, family)
+        seeds_a, seeds_b, withheld = _judged_seeds(claim, runs_a, runs_b, family)
         missing = [sel for sel, runs in ((claim.a, runs_a), (claim.b, runs_b)) if not runs]
-        if missing:
-            verdicts.append(Verdict(claim, f"not run (no runs for {' and '.join(missing)})"))
-            continue
-        seeds_a, seeds_b = _seeds(runs_a, runs_b, claim)
-        if not seeds_a or not seeds_b:
-            verdicts.append(Verdict(claim, f"not run (every seed is excluded: {claim.exclude_seeds})"))
+        if missing or not seeds_a or not seeds_b:
+            not_run = (
+                f"no runs for {' and '.join(missing)}"
+                if missing
+                else f"every seed is excluded: {claim.exclude_seeds}"
+            )
+            verdicts.append(Verdict(claim, withheld or f"not run ({not_run})", withheld=withheld))
             continue
         plan = plan_blocks(runs_a, runs_b, seeds_a, seeds_b, claim.paired, blocks, labels)
         if not plan.comparable:
@@ -391,7 +432,7 @@ def _judge(report, claims: list[Claim], permutations: int, replicates: int, bloc
         )  # fmt: skip
         a_value = float(row_estimate(a, plan.blocks_a, plan.weights).sum())
         b_value = float(row_estimate(b, plan.blocks_b, plan.weights).sum())
-        v = Verdict(claim, "", a_value, b_value, plan.seeds_a, plan.seeds_b, boot)
+        v = Verdict(claim, "", a_value, b_value, plan.seeds_a, plan.seeds_b, boot, withheld=withheld)
         v.block_rule = plan.rule
         v.p_holds, v.p_fails = one_sided_tests(boot, claim)
         v.query_p = paired_randomization_test(a.mean(0), b.mean(0), permutations)
@@ -413,20 +454,29 @@ def one_sided_tests(boot: BootstrapResult, claim: Claim) -> tuple[float, float]:
 
 
 def _adjust_and_decide(verdicts: list[Verdict]) -> None:
-    """Holm within each family (a refused claim counts with p = 1: it still takes its place in the family),
-    then each claim's outcome and the seeds 80% power needs at the pre-stated alternatives."""
-    families = {v.claim.family for v in verdicts if v.boot is not None and v.claim.tested}
-    for family in sorted(families):
-        members = [v for v in verdicts if v.boot is not None and v.claim.family == family and v.claim.tested]
-        p_holds = [1.0 if v.too_few_seeds else v.p_holds for v in members]
-        p_fails = [1.0 if v.too_few_seeds else v.p_fails for v in members]
+    """Holm within each family (a refused or withheld claim counts with p = 1: it still takes its place in the
+    family), then each claim's outcome and the seeds 80% power needs at the pre-stated alternatives."""
+
+    def counted(v: Verdict) -> bool:
+        return (v.boot is not None or bool(v.withheld)) and v.claim.tested and v.claim.family != EXPLORATORY
+
+    for family in sorted({v.claim.family for v in verdicts if counted(v)}):
+        members = [v for v in verdicts if v.claim.family == family and counted(v)]
+        refused = [bool(v.too_few_seeds or v.withheld or v.boot is None) for v in members]
+        p_holds = [1.0 if r else v.p_holds for v, r in zip(members, refused)]
+        p_fails = [1.0 if r else v.p_fails for v, r in zip(members, refused)]
         level = ALPHA / len(members)
         for v, holds, fails in zip(members, holm(p_holds), holm(p_fails)):
-            v.p_holds_adj, v.p_fails_adj = holds, fails
+            if v.boot is None:
+                continue
+            if not v.withheld:  # an interim look has no adjusted p-value to report
+                v.p_holds_adj, v.p_fails_adj = holds, fails
             _power(v, level)
-            v.outcome = v.too_few_seeds or _outcome(v)
+            v.outcome = v.withheld or v.too_few_seeds or _outcome(v)
     for v in verdicts:
-        if v.boot is not None and v.claim.family == EXPLORATORY:
+        if v.withheld and v.claim.family != EXPLORATORY:
+            v.outcome = v.withheld
+        elif v.boot is not None and v.claim.family == EXPLORATORY:
             v.outcome = f"exploratory: tail beyond 0 = {v.tail:.3f}"
         elif v.boot is not None and v.claim.undecidable:
             low, high = v.boot.ci
@@ -568,7 +618,10 @@ def _tail_text(v: Verdict) -> str:
 
 
 def primary_markdown(
-    verdicts: list[Verdict], families: dict[str, str], blocks: dict[str, str] | None = None
+    verdicts: list[Verdict],
+    families: dict[str, Family],
+    blocks: dict[str, str] | None = None,
+    coverage: str = "",
 ) -> str:
     header = ["claim", "number", "expect", "a", "b", "a - b [95% CI]", "margin", "seeds a / b", "seed blocks",
               "tail beyond 0", "p (Holm, one-sided)", "outcome", "pooled over blocks, as declared",
@@ -582,7 +635,7 @@ def primary_markdown(
         rows.append([c.claim, c.column, f"a {c.expect} b", _num(v.a_value, k), _num(v.b_value, k), _interval(v, k),
                      _threshold_text(c, k), _seeds_text(v), v.block_rule or "–", _tail_text(v), p,
                      f"**{v.outcome}**", _pooled_text(v, k), _power_text(v)])  # fmt: skip
-    declared = "; ".join(f"**{name}**: {text}" for name, text in families.items())
+    declared = "; ".join(f"**{name}**: {family.about}" for name, family in families.items())
     legend = "; ".join(f"{label} = {block}" for block, label in (blocks or {}).items())
     note = (
         f"\nFamilies: {declared or 'none declared'}. Interval: two-level bootstrap (training seeds within each "
@@ -595,14 +648,16 @@ def primary_markdown(
         "seed pooled, as the family was declared. One-sided tests at 0.025 against 0 (`>`, `<`) or the margin "
         "(`>=`, `<=`), Holm within the family: **holds** / **does not hold** (a significantly worse than the "
         "threshold) / **inconclusive**; **refused**: fewer seeds than a valid interval needs (>= "
-        f"{MIN_SEEDS_UNPAIRED} unpaired, >= {MIN_SEEDS_PAIRED} paired). Tail beyond 0: one minus the one-sided "
+        f"{MIN_SEEDS_UNPAIRED} unpaired, >= {MIN_SEEDS_PAIRED} paired); **withheld (interim)**: a family that "
+        "declares its seeds is judged on those seeds alone, once they are all in (mdr.report.seed_plan). Tail beyond 0: one minus the one-sided "
         "p-value of 'a is no better than b' (a confidence tail, not the probability that a is better). Power: "
         "seeds per row at which the test rejects with probability 0.8 (Bonferroni level 0.025 / family size), "
         "for `>=` / `<=` at a true difference of 0 and of +margin (stated before the data), for `>` / `<` at "
         "the observed difference (planning only); the test set's own (cluster) component does not shrink "
         "with seeds.\n"
     )
-    return markdown_table(header, rows) + "\n" + note
+    plan = f"Declared seeds per row:\n\n{coverage}\n\n" if coverage else ""
+    return plan + markdown_table(header, rows) + "\n" + note
 
 
 def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
@@ -626,13 +681,18 @@ def exploratory_markdown(verdicts: list[Verdict], permutations: int) -> str:
     return markdown_table(header, rows) + "\n" + note
 
 
+def family_coverage(report, families: dict[str, Family]) -> str:
+    """Each family that declares its seeds: how many of its cells are in the folder, and which are missing."""
+    return coverage_text(families, lambda row: _runs_of(report, row))
+
+
 def write_verdicts(
-    verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None, blocks=None
+    verdicts: list[Verdict], out_dir: str | Path, permutations: int, families=None, blocks=None, coverage=""
 ) -> str:
     """claims.md (the primary table, then every claim), the two tables alone (claims_primary.md,
     claims_all.md), claims.csv; returns the primary table's Markdown (report.py prints it)."""
     out = Path(out_dir)
-    primary = primary_markdown(verdicts, families or {}, blocks)
+    primary = primary_markdown(verdicts, families or {}, blocks, coverage)
     every = exploratory_markdown(verdicts, permutations)
     (out / "claims_primary.md").write_text(primary)
     (out / "claims_all.md").write_text(every)

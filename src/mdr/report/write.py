@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
 from mdr.report.blocks import block_labels
-from mdr.report.claims import judge, load_claims_file, write_verdicts
+from mdr.report.claims import family_coverage, judge, load_claims_file, write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto, plot_robustness, row_label
@@ -55,7 +55,11 @@ def write_report(
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
         r.comparisons = compare_to_baseline(r, r.baseline, permutations) if r.rows else {}
     # every per-query archive is read (and checked) before the first file is written: no half-written report
-    verdicts = judge(r, claims_file.claims, permutations, blocks=blocks) if claims_file else None
+    verdicts = (
+        judge(r, claims_file.claims, permutations, blocks=blocks, families=claims_file.families)
+        if claims_file
+        else None
+    )
     attacked = adversarial(r, r.baseline, permutations)
     poisoned = poison_rows(r, r.baseline)
     paired = twins(r, collect(twins_of, subset)) if twins_of else None
@@ -98,6 +102,7 @@ def write_report(
     if paired is not None:
         write_twins(paired, out)
     if verdicts is not None:
-        write_verdicts(verdicts, out, permutations, claims_file.families, block_labels(r.runs))
+        coverage = family_coverage(r, claims_file.families)
+        write_verdicts(verdicts, out, permutations, claims_file.families, block_labels(r.runs), coverage)
         (out / "recommend.md").write_text(recommend_markdown(recommend(verdicts, row_namer(r))))
     return r
