@@ -492,7 +492,7 @@ def test_a_claim_selector_means_the_default_of_the_keys_it_leaves_out():
     naming the merged row needs merge=...; two candidates that are both non-default stay ambiguous."""
     from types import SimpleNamespace
 
-    from mdr.report.claims import _runs_of
+    from mdr.report.claims import runs_of
 
     names = ["sampler", "model", "finetune", "merge"]
     keys = [
@@ -501,12 +501,12 @@ def test_a_claim_selector_means_the_default_of_the_keys_it_leaves_out():
         ("xx", "me5", "full", "default"),
     ]
     report = SimpleNamespace(key_names=names, runs=[SimpleNamespace(key=k) for k in keys])
-    assert [r.key for r in _runs_of(report, "sampler=hybrid,finetune=full")] == [keys[0]]
-    assert [r.key for r in _runs_of(report, "sampler=hybrid,merge=wise0.5")] == [keys[1]]
+    assert [r.key for r in runs_of(report, "sampler=hybrid,finetune=full")] == [keys[0]]
+    assert [r.key for r in runs_of(report, "sampler=hybrid,merge=wise0.5")] == [keys[1]]
     report.runs.append(SimpleNamespace(key=("hybrid", "me5", "full", "wise0.75")))
     report.runs = [r for r in report.runs if r.key[3] != "default" or r.key[0] != "hybrid"]
     with pytest.raises(ValueError, match="matches 2 rows"):
-        _runs_of(report, "sampler=hybrid")
+        runs_of(report, "sampler=hybrid")
 
 
 @pytest.mark.slow

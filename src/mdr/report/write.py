@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
 from mdr.report.blocks import block_labels
-from mdr.report.claims import family_coverage, judge, load_claims_file, write_verdicts
+from mdr.report.claims import family_coverage, judge, load_claims_file
+from mdr.report.claims_tables import write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
 from mdr.report.plots import plot_alpha_curve, plot_bars, plot_bias, plot_pareto, plot_robustness, row_label
@@ -20,12 +21,12 @@ from mdr.report.twins import twins, write_twins
 
 def row_namer(r):
     """selector -> the row it names in ``r`` ("hybrid / me5_small / full"), or the selector when it names none."""
-    from mdr.report.claims import _runs_of
+    from mdr.report.claims import runs_of
     from mdr.runtime.errors import InputError
 
     def name(selector: str) -> str:
         try:
-            runs = _runs_of(r, selector)
+            runs = runs_of(r, selector)
         except InputError:
             return selector
         return " / ".join(part for part in runs[0].key if part != "default") if runs else selector
