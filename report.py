@@ -37,7 +37,8 @@ if __name__ == "__main__":
     ap.add_argument(
         "--claims",
         default=None,
-        help="a YAML list of claims (e.g. conf/claims/hybrid_2408.10536.yaml): claims.{md,csv}, one verdict each",
+        help="a YAML list of claims (e.g. conf/claims/hybrid_2408.10536.yaml), or several comma-separated (every "
+        "family declared on the folder, judged together; Holm within each family): claims.{md,csv}, one verdict each",
     )
     ap.add_argument(
         "--blocks",

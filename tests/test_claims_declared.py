@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from synthetic_results import tatoeba_folder
 
-from mdr.report.claims import ALPHA, Claim, judge, load_claims_file
+from mdr.report.claims import ALPHA, Claim, judge, load_claims_file, load_claims_files
 from mdr.report.collect import collect
 from mdr.report.sizing import size_family
 from mdr.runtime.errors import InputError
@@ -112,3 +112,36 @@ def test_the_declared_claims_files_load():
         members = [c for c in cf.claims if c.family == name]
         assert members and all(c.sized_with is not None for c in members)
         assert name in cf.families
+
+
+def _one_family_file(path: Path, family: str, a: str) -> Path:
+    path.write_text(
+        f"families: {{{family}: test}}\nclaims:\n- {{claim: '{a} >= mixed', family: {family}, a: sampler={a}, "
+        "b: sampler=mixed, dataset: tatoeba, group: all, metric: accuracy, expect: '>=', margin: 0.01, "
+        "margin_reason: test}\n"
+    )
+    return path
+
+
+def test_several_claims_files_are_judged_together_with_holm_within_each_family(tmp_path):
+    """Every family declared on a folder read at once (report.py --claims a.yaml,b.yaml): each family keeps its
+    own correction, so each verdict is the one its file alone gives."""
+    report = tatoeba_folder(tmp_path / "runs", {s: [(k, "B1") for k in range(4)] for s in ("hybrid", "xx", "mixed")},
+                            {"hybrid": 0.03, "xx": 0.01})  # fmt: skip
+    first = _one_family_file(tmp_path / "first.yaml", "f1", "hybrid")
+    second = _one_family_file(tmp_path / "second.yaml", "f2", "xx")
+    both = load_claims_files(f"{first},{second}")
+    assert [c.family for c in both.claims] == ["f1", "f2"] and set(both.families) == {"f1", "f2"}
+    together = judge(report, both.claims, 200, 300, families=both.families)
+    alone = [judge(report, load_claims_file(f).claims, 200, 300)[0] for f in (first, second)]
+    assert [v.p_holds_adj for v in together] == pytest.approx([v.p_holds_adj for v in alone])
+    assert [v.outcome for v in together] == [v.outcome for v in alone]
+
+
+def test_a_family_declared_in_two_claims_files_is_refused(tmp_path):
+    first = _one_family_file(tmp_path / "first.yaml", "f", "hybrid")
+    second = _one_family_file(tmp_path / "second.yaml", "f", "xx")
+    with pytest.raises(
+        InputError, match=r"second.yaml: family \['f'\] is also declared in another --claims file"
+    ):
+        load_claims_files([first, second])

@@ -209,3 +209,31 @@ def test_eval_py_refuses_to_take_another_checkpoints_cell_for_its_own(
     assert (
         not (tmp_path / "other" / "SKIPPED").exists() and not (tmp_path / "other" / "metrics.json").exists()
     )
+
+
+def test_markers_on_one_folder_quote_the_verdicts_of_their_own_claims_files(tmp_path):
+    """``--claims a.yaml`` and ``--claims a.yaml,b.yaml`` on one folder are two reports, each with its own
+    verdicts; a change to b.yaml recomputes only the marker that reads it."""
+    from synthetic_results import tatoeba_folder
+
+    import mdr.report.docs_tables as docs_tables
+
+    root = tmp_path / "repo"
+    design = {s: [(k, "B1") for k in range(3)] for s in ("hybrid", "mixed", "xx")}
+    tatoeba_folder(root / "results" / "syn", design, {"hybrid": 0.03})
+    for name, a in (("one", "hybrid"), ("two", "xx")):
+        (root / f"{name}.yaml").write_text(
+            f"families: {{f_{name}: test}}\nclaims:\n- {{claim: '{a} >= mixed', family: f_{name}, a: sampler={a}, "
+            "b: sampler=mixed, dataset: tatoeba, group: all, metric: accuracy, expect: '>=', margin: 0.01, "
+            "margin_reason: test}\n"
+        )
+    alone = "<!-- report: python report.py results/syn --claims one.yaml -> claims.md -->"
+    both = "<!-- report: python report.py results/syn --claims one.yaml,two.yaml -> claims.md -->"
+    doc = root / "doc.md"
+    doc.write_text(f"{alone}\n| old |\n|---|\n\n{both}\n| old |\n|---|\n\nend\n")
+    docs_tables.refresh(doc, root, permutations=200)
+    first, second = doc.read_text().split(both)
+    assert "| hybrid >= mixed |" in first and "xx >= mixed" not in first
+    assert "| hybrid >= mixed |" in second and "| xx >= mixed |" in second
+    (root / "two.yaml").write_text((root / "two.yaml").read_text() + "\n")
+    assert docs_tables.stale_tables(doc, root, tmp_path / "check", permutations=200) == ([], 1)

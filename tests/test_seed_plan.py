@@ -9,7 +9,7 @@ import pytest
 from synthetic_results import tatoeba_folder
 
 from mdr.report.claims import Claim, family_coverage, judge, load_claims_file
-from mdr.report.seed_plan import Family, selector_key
+from mdr.report.seed_plan import Family
 from mdr.runtime.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,10 @@ def test_a_family_declares_its_seeds_in_the_claims_file(tmp_path):
     )
     family = load_claims_file(path).families["f"]
     assert family.about == "declared today"
-    assert family.seeds == {selector_key("sampler=hybrid,finetune=lora"): (1, 2, 3)}
+    assert family.seeds == {"finetune=lora,sampler=hybrid": (1, 2, 3)}
+    assert (
+        family.declared("sampler=hybrid,finetune=lora") == (1, 2, 3) and family.declared("sampler=xx") is None
+    )
     assert load_claims_file(_claims_file(tmp_path, "declared as text")).families["f"] == Family(
         "declared as text"
     )
@@ -108,7 +111,7 @@ def test_a_family_declares_its_seeds_in_the_claims_file(tmp_path):
         ),
         (
             "{about: t, seeds: {'sampler=hybrid,finetune=lora': [0, 1]}}",
-            "seeds [0] of 'finetune=lora,sampler=hybrid' are declared and also excluded by claim 'c'",
+            "seeds [0] of 'sampler=hybrid,finetune=lora' are declared and also excluded by claim 'c'",
         ),
     ],
 )
@@ -141,4 +144,4 @@ def test_a_bad_seed_plan_is_refused_naming_the_file_and_the_fix(tmp_path, family
 )
 def test_the_families_under_way_declare_the_seeds_their_headers_state(name, family, rows):
     declared = load_claims_file(ROOT / "conf" / "claims" / f"{name}.yaml").families[family].seeds
-    assert declared == {selector_key(row): tuple(seeds) for row, seeds in rows.items()}
+    assert declared == {row: tuple(seeds) for row, seeds in rows.items()}

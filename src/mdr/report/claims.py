@@ -50,7 +50,6 @@ from mdr.report.seed_plan import (
     coverage_text,
     parse_family,
     planned_seeds,
-    selector_key,
     withheld_reason,
 )
 from mdr.report.significance import UnitScores, holm, paired_randomization_test, parse_selector, seed_values
@@ -276,6 +275,27 @@ def load_claims(path: str | Path) -> list[Claim]:
     return load_claims_file(path).claims
 
 
+def claims_paths(spec: str | Path | list) -> list[Path]:
+    """``a.yaml,b.yaml`` (as report.py's ``--claims`` and a docs marker take it) or a list -> the files."""
+    items = spec if isinstance(spec, list) else str(spec).split(",")
+    return [Path(p) for p in items if str(p)]
+
+
+def load_claims_files(spec: str | Path | list) -> ClaimsFile:
+    """Several claims files judged together (every family declared on one folder, for ``--recommend``): their
+    claims in order, their families side by side. Holm stays within each family; a family name declared in
+    two files is refused (two families would share one correction)."""
+    claims: list[Claim] = []
+    families: dict[str, Family] = {}
+    for path in claims_paths(spec):
+        one = load_claims_file(path)
+        if twice := sorted(set(one.families) & set(families)):
+            raise InputError(f"{path}: family {twice} is also declared in another --claims file; rename one")
+        claims += one.claims
+        families |= one.families
+    return ClaimsFile(claims, families)
+
+
 def runs_of(report, selector: str) -> list:
     """The runs of the one row the selector names. A swept key the selector leaves out means its default:
     ``sampler=hybrid,finetune=full`` is the trained row, not its merged ``merge=wise0.5`` row. A key that no
@@ -334,9 +354,8 @@ def _seeds(runs_a: list, runs_b: list, claim: Claim) -> tuple[list, list]:
 
 def _check_primary(claim: Claim, runs_a: list, runs_b: list, family: Family | None) -> None:
     """A primary claim's rows exist, unless its family declares their seeds (then the verdict waits for them)."""
-    planned = family.seeds if family else {}
     for field_name, selector, runs in (("a", claim.a, runs_a), ("b", claim.b, runs_b)):
-        if not runs and selector_key(selector) not in planned:
+        if not runs and not (family and family.declared(selector)):
             raise InputError(
                 f"claim {claim.claim!r} ({claim.family}): field {field_name}: no runs for {selector!r} in the "
                 "folder; run its cells, or move the claim out of the primary family before any cell runs"

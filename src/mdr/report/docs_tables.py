@@ -1,7 +1,7 @@
 """Refresh the results tables quoted in the docs from the tracked results folders.
 
 A quoted table follows a marker
-``<!-- report: python report.py results/X [--baseline k=v] [--claims FILE] [--twins results/Y] [-> file.md] -->``
+``<!-- report: python report.py results/X [--baseline k=v] [--claims FILE[,FILE...]] [--twins results/Y] [-> file.md] -->``
 and ends at the first blank line; it is replaced by the first table of what report.py writes for that
 folder today (results.md, or the named file such as adversarial.md). A test checks that the docs hold
 exactly these tables, so after new cells land in results/: ``python -m mdr.report.docs_tables``.
@@ -23,6 +23,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from mdr.report.claims import claims_paths
 from mdr.report.tables import to_markdown
 from mdr.report.write import write_report
 from mdr.runtime.errors import InputError
@@ -88,7 +89,7 @@ def inputs_digest(
     root = root.resolve()  # the same relative names whether root was given as "." or as an absolute path
     h = hashlib.sha256(f"numpy {numpy.__version__} scipy {scipy.__version__}\n".encode())
     files = sorted(p for f in (folder, twins_of) if f for p in (root / f).rglob("*") if p.is_file())
-    for path in [*files, *([root / claims] if claims else []), *code]:
+    for path in [*files, *(root / p for p in claims_paths(claims or "")), *code]:
         rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         h.update(f"{rel}\0".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -122,28 +123,32 @@ class QuotedTables:
     it writes beside it (claims.md, adversarial.md, ...) share one report."""
 
     def __init__(self, text: str, root: Path, tmp: Path, permutations: int):
-        self.claims_of = {(m[2], m[3]): m[4] for m in MARKER.finditer(text) if m[4]}
+        self.claims_of: dict = {}  # (folder, baseline) -> the first claims its markers name: a marker without
+        for m in MARKER.finditer(text):  # claims shares that report (its results table is the same)
+            if m[4]:
+                self.claims_of.setdefault((m[2], m[3]), m[4])
         self.twins_of = {(m[2], m[3]): m[5] for m in MARKER.finditer(text) if m[5]}
         self.root, self.tmp, self.permutations = root, tmp, permutations
         self.reports: dict = {}
 
     def table(self, m: re.Match) -> str:
         """What the marker quotes, as report.py writes it today."""
-        _, folder, baseline, _, _, written, _, _ = m.groups()
-        if (folder, baseline) not in self.reports:
+        _, folder, baseline, claims, _, written, _, _ = m.groups()
+        claims = claims or self.claims_of.get((folder, baseline))
+        key = (folder, baseline, claims)
+        if key not in self.reports:
             out = self.tmp / str(len(self.reports))
-            claims = self.claims_of.get((folder, baseline))
             twins_of = self.twins_of.get((folder, baseline))
             report = write_report(
                 self.root / folder,
                 out,
                 baseline=baseline or None,
                 permutations=self.permutations,
-                claims=self.root / claims if claims else None,
+                claims=[self.root / p for p in claims_paths(claims)] if claims else None,
                 twins_of=self.root / twins_of if twins_of else None,
             )
-            self.reports[(folder, baseline)] = (out, report)
-        out, report = self.reports[(folder, baseline)]
+            self.reports[key] = (out, report)
+        out, report = self.reports[key]
         return first_table((out / written).read_text() if written else to_markdown(report))
 
 

@@ -21,7 +21,12 @@ FAMILY_FIX = "write a description, or {about: <text>, seeds: {<row selector>: [<
 @dataclass(frozen=True)
 class Family:
     about: str  # what the family holds and when it was declared
-    seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # selector_key(row) -> declared seeds
+    seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # row selector, as declared -> its seeds
+
+    def declared(self, selector: str) -> tuple[int, ...] | None:
+        """The seeds declared for the row a selector names (in any order of its keys), or None."""
+        key = selector_key(selector)
+        return next((seeds for row, seeds in self.seeds.items() if selector_key(row) == key), None)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def parse_family(path: str | Path, name: str, raw: object) -> Family:
                 f"{path}: family {name}: seeds of {selector!r} = {values!r}; write a list of distinct integer "
                 "seeds, e.g. [0, 1, 2, 3, 4]"
             )
-        plan[selector_key(str(selector))] = tuple(sorted(values))
+        plan[str(selector)] = tuple(sorted(values))
     return Family(raw["about"], plan)
 
 
@@ -72,7 +77,7 @@ def check_plan_rows(path: str | Path, family_name: str, family: Family, claims: 
     members = [c for c in claims if c.family == family_name]
     rows = {selector_key(s) for c in members for s in (c.a, c.b)}
     for row, seeds in family.seeds.items():
-        if row not in rows:
+        if selector_key(row) not in rows:
             raise InputError(
                 f"{path}: family {family_name}: seeds name the row {row!r}, which none of its claims compares; "
                 f"use one of {sorted(rows)}"
@@ -80,7 +85,7 @@ def check_plan_rows(path: str | Path, family_name: str, family: Family, claims: 
         for c in members:
             clash = (
                 sorted(set(seeds) & set(c.exclude_seeds or []))
-                if row in {selector_key(c.a), selector_key(c.b)}
+                if selector_key(row) in {selector_key(c.a), selector_key(c.b)}
                 else []
             )
             if clash:
@@ -92,7 +97,7 @@ def check_plan_rows(path: str | Path, family_name: str, family: Family, claims: 
 
 def planned_seeds(family: Family | None, selector: str, present: list) -> PlannedSeeds:
     """The seeds a row is judged on under its family's plan."""
-    declared = family.seeds.get(selector_key(selector)) if family else None
+    declared = family.declared(selector) if family else None
     if declared is None:
         return PlannedSeeds(list(present))
     return PlannedSeeds(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mdr.report.adversarial import adversarial, adversarial_csv_rows, adversarial_markdown, plot_adversarial
 from mdr.report.blocks import block_labels
-from mdr.report.claims import family_coverage, judge, load_claims_file
+from mdr.report.claims import family_coverage, judge, load_claims_files
 from mdr.report.claims_tables import write_verdicts
 from mdr.report.collect import Report, collect
 from mdr.report.derived import alpha_curve, robustness
@@ -40,7 +40,7 @@ def write_report(
     subset: str | None = None,
     baseline: str | None = None,
     permutations: int = 10_000,
-    claims: str | Path | None = None,
+    claims: str | Path | list | None = None,
     blocks: str = "stratify",
     twins_of: str | Path | None = None,
 ) -> Report:
@@ -50,7 +50,7 @@ def write_report(
     when several rows match (``significance.baseline_rows``), per cell. ``blocks``: how claims treat seed
     blocks (``stratify``, the default, with the pooled verdict beside; ``pool``: as declared only).
     ``twins_of``: the folder of archived cells these runs retrain (twins.{md,csv}: the paired block measure)."""
-    claims_file = load_claims_file(claims) if claims else None  # a bad claims file fails before any reading
+    claims_file = load_claims_files(claims) if claims else None  # a bad claims file fails before any reading
     r = collect(root, subset)
     if baseline:
         r.baseline = baseline_rows(sorted({rv.key for rv in r.runs}), r.key_names, baseline)
