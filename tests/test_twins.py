@@ -15,7 +15,9 @@ from mdr.runtime.errors import InputError
 
 
 def _folder(root, design: dict[str, list[tuple[int, str]]], seed_shifts: dict[int, float] | None = None):
-    rng = np.random.default_rng(sum(map(ord, root.name)))  # by the folder's name: the same draws wherever tmp is
+    rng = np.random.default_rng(
+        sum(map(ord, root.name))
+    )  # by the folder's name: the same draws wherever tmp is
     for sampler, cells in design.items():
         for seed, block in cells:
             tatoeba_cell(root, sampler, seed, block, rng, seed_shift=(seed_shifts or {}).get(seed))
