@@ -473,7 +473,7 @@ def _adjust_and_decide(verdicts: list[Verdict]) -> None:
     family), then each claim's outcome and the seeds 80% power needs at the pre-stated alternatives."""
 
     def counted(v: Verdict) -> bool:
-        return (v.boot is not None or bool(v.withheld)) and v.claim.tested and v.claim.family != EXPLORATORY
+        return (v.boot is not None or bool(v.withheld)) and v.claim.tested
 
     for family in sorted({v.claim.family for v in verdicts if counted(v)}):
         members = [v for v in verdicts if v.claim.family == family and counted(v)]
